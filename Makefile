@@ -1,0 +1,47 @@
+# One entry point for humans and CI.  `make setup` is idempotent: it installs the Debian tools the
+# project drives (borgbackup, hcloud-cli, openssh, PostgreSQL 15) when missing and a project venv.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := borgbackup hcloud-cli openssh-client openssh-server postgresql-15 postgresql-client-15
+
+.PHONY: setup system-packages venv lab test lint types check clean bench
+
+setup: system-packages venv
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lab: setup
+	$(VENV)/bin/opsconsole lab up
+	$(VENV)/bin/opsconsole lab status
+
+test: setup
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check console actions screens lab tests bench
+	$(VENV)/bin/ruff format --check console actions screens lab tests bench
+
+types: venv
+	$(VENV)/bin/mypy console actions
+
+check: setup lint types test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+bench: setup
+	$(PY) -m bench

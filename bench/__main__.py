@@ -1,0 +1,10 @@
+"""Run every benchmark in bench/ in turn and print its figures."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import hetzner_api
+
+if __name__ == "__main__":
+    asyncio.run(hetzner_api.main())

@@ -1,0 +1,1 @@
+"""opsconsole core: configuration, live model, actions runner.  Never imports Textual (see DESIGN.md)."""

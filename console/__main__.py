@@ -1,0 +1,5 @@
+"""`python -m console` is the same as the `opsconsole` script."""
+
+from console.cli import main
+
+raise SystemExit(main())

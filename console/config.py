@@ -1,0 +1,329 @@
+"""config.toml -> a typed, validated :class:`Config`.
+
+Why pydantic with ``extra="forbid"``: a typo in an operations console's config must be an error, not a
+silently ignored key that leaves a safety setting at its default.  Every problem is reported as one line
+``file:line: field: message`` (TOML keeps no positions, so :func:`_locate` finds the line of a dotted field by
+walking the table headers), and the caller exits 2.
+
+Secrets are references only (``token_env``, ``token_file``, ``passphrase_env``): this file never holds one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterConfig(_Model):
+    name: str
+    k3s_version: str
+    cluster_cidr: str = "10.42.0.0/16"
+    service_cidr: str = "10.43.0.0/16"
+    flannel_iface: str = "enp7s0"
+
+
+class NetworkConfig(_Model):
+    id: int
+    name: str
+    ip_range: str
+    subnet: str
+    network_zone: str = "eu-central"
+
+
+class FirewallRule(_Model):
+    description: str = ""
+    direction: Literal["in", "out"]
+    protocol: Literal["tcp", "udp", "icmp", "esp", "gre"]
+    port: str | None = None
+    source_ips: list[str] = Field(default_factory=list)
+    destination_ips: list[str] = Field(default_factory=list)
+
+
+class FirewallConfig(_Model):
+    id: int
+    name: str
+    applied_to: list[str] = Field(default_factory=list)
+    rules: list[FirewallRule] = Field(default_factory=list)
+
+
+class HealthCheckConfig(_Model):
+    protocol: Literal["tcp", "http"] = "tcp"
+    interval_s: int = Field(15, ge=3, le=60)
+    timeout_s: int = Field(10, ge=1, le=60)
+    retries: int = Field(3, ge=0, le=5)
+
+
+class LoadBalancerConfig(_Model):
+    id: int
+    name: str
+    type: str = "lb11"
+    public_ipv4: str
+    private_ipv4: str | None = None
+    algorithm: Literal["round_robin", "least_connections"] = "round_robin"
+    targets: list[str]
+    ports: list[int]
+    use_private_ip: bool = True
+    health_check: HealthCheckConfig = HealthCheckConfig()
+
+
+class HetznerConfig(_Model):
+    endpoint: str = "https://api.hetzner.cloud/v1"
+    token_env: str | None = "HCLOUD_TOKEN"
+    token_file: Path | None = None
+    location: str
+    datacenter: str
+    server_type: str
+    image: str
+    requests_per_hour: int = Field(3600, gt=0)
+    poll_budget_fraction: float = Field(0.10, gt=0, le=1)
+    network: NetworkConfig
+    firewall: FirewallConfig
+    load_balancer: LoadBalancerConfig
+
+    def read_token(self) -> str:
+        """The API token, from the file or the environment variable named here (never from config)."""
+        if self.token_file is not None:
+            try:
+                return self.token_file.expanduser().read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"hetzner.token_file: cannot read {self.token_file}: {exc.strerror}"
+                ) from None
+        if self.token_env and os.environ.get(self.token_env):
+            return os.environ[self.token_env]
+        raise ConfigError(f"hetzner: no API token: set ${self.token_env} or hetzner.token_file")
+
+
+class NodeConfig(_Model):
+    name: str
+    role: Literal["server", "agent"]
+    hetzner_id: int
+    public_ipv4: str
+    private_ipv4: str
+    ssh_host: str
+    taints: list[str] = Field(default_factory=list)
+
+
+class KubernetesConfig(_Model):
+    kubeconfig: str = ""
+    context: str = "default"
+    deployer_context: str | None = None
+
+
+class NamespacesConfig(_Model):
+    prod: str
+    staging: str
+    database: str
+    cnpg_operator: str = "cnpg-system"
+    cert_manager: str = "cert-manager"
+    system: str = "kube-system"
+
+
+class DatabaseConfig(_Model):
+    cluster: str
+    namespace: str
+    instances: int = Field(2, ge=1)
+    postgres_version: str = "17"
+    storage: str = "10Gi"
+    pooler: str
+    pooler_instances: int = Field(2, ge=1)
+    pooler_mode: Literal["session", "transaction"] = "transaction"
+    databases: list[str]
+    app_user: str
+    credentials_secret: str
+    superuser_secret: str
+    max_replica_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
+
+
+class BorgRepository(_Model):
+    name: str
+    path: str
+    what: Literal["db", "cluster"]
+    schedule: str
+    max_age_hours: float = Field(gt=0)
+    keep_daily: int = Field(7, ge=0)
+    keep_weekly: int = Field(4, ge=0)
+
+
+class BackupsConfig(_Model):
+    storage_box: str
+    passphrase_env: str | None = "BORG_PASSPHRASE"
+    passcommand: str | None = None
+    repositories: list[BorgRepository]
+
+
+class HealthConfig(_Model):
+    prod_url: str
+    staging_url: str
+
+
+class DnsRecord(_Model):
+    name: str
+    type: Literal["A", "AAAA", "CNAME", "MX", "TXT"]
+    value: str
+
+
+class SloConfig(_Model):
+    max_http_outage_s: float = 15
+    max_db_write_outage_s: float = 30
+    max_time_to_new_primary_s: float = 30
+    recovered_within_min: float = 10
+    health_checks_required: int = 4
+
+
+class LabMarker(_Model):
+    """Present only in the config `lab up` writes: tells the banner this is the twin, and where it lives."""
+
+    dir: Path
+
+
+class Config(_Model):
+    cluster: ClusterConfig
+    hetzner: HetznerConfig
+    nodes: list[NodeConfig] = Field(min_length=1)
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    namespaces: NamespacesConfig
+    database: DatabaseConfig
+    backups: BackupsConfig
+    health: HealthConfig
+    dns: list[DnsRecord] = Field(default_factory=list)
+    slo: SloConfig = SloConfig()
+    lab: LabMarker | None = None
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        names = {n.name for n in self.nodes}
+        if len(names) != len(self.nodes):
+            raise ValueError("nodes: node names must be unique")
+        for target in self.hetzner.load_balancer.targets:
+            if target not in names:
+                raise ValueError(f"hetzner.load_balancer.targets: {target!r} is not a node")
+        for target in self.hetzner.firewall.applied_to:
+            if target not in names:
+                raise ValueError(f"hetzner.firewall.applied_to: {target!r} is not a node")
+        return self
+
+    def node(self, name: str) -> NodeConfig:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased for the operator (``file:line: field: message``)."""
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    path: Path
+    config: Config
+
+
+ENV_CONFIG = "OPSCONSOLE_CONFIG"
+
+
+def default_config_path() -> Path:
+    """``$OPSCONSOLE_CONFIG``, else ``$XDG_CONFIG_HOME/opsconsole/config.toml``, else ``./config.toml``."""
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "opsconsole" / "config.toml"
+    return xdg if xdg.exists() else Path("config.toml")
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; raise :class:`ConfigError` naming every problem (file:line, field)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read config file: {reason}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{m.group(1)}" if m else str(path)
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(f"{where}: TOML syntax error: {msg}") from None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = _dotted(loc) or "(top level)"
+            line = _locate(text, loc)
+            where = f"{path}:{line}" if line else str(path)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{where}: {field}: {msg}")
+        raise ConfigError("; ".join(lines)) from None
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"]+)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+
+def _locate(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Best line for a pydantic error location: the key's line, else its table's header line.
+
+    Array-of-tables (``[[nodes]]``) are counted so ``nodes[1].hetzner_id`` lands in the second block.
+    """
+    counters: dict[str, int] = {}
+    table: tuple[int | str, ...] = ()
+    best: int | None = None
+    best_len = -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            names = header.group(2).replace('"', "").split(".")
+            path: list[int | str] = []
+            for i, name in enumerate(names):
+                path.append(name)
+                key = ".".join(names[: i + 1])
+                if header.group(1) == "[[" and i == len(names) - 1:
+                    counters[key] = counters.get(key, -1) + 1
+                    # A new array element resets the counters of the tables nested in it.
+                    for k in [k for k in counters if k.startswith(key + ".")]:
+                        del counters[k]
+                if key in counters:
+                    path.append(counters[key])
+            table = tuple(path)
+            if _prefix_len(table, loc) == len(table) and len(table) > best_len:
+                best, best_len = number, len(table)
+            continue
+        key_match = _KEY.match(line)
+        if key_match:
+            full = (*table, key_match.group(1))
+            if _prefix_len(full, loc) == len(full) and len(full) > best_len:
+                best, best_len = number, len(full)
+    return best
+
+
+def _prefix_len(path: tuple[int | str, ...], loc: tuple[int | str, ...]) -> int:
+    n = 0
+    for a, b in zip(path, loc, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n

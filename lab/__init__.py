@@ -1,0 +1,4 @@
+"""The lab: a local twin of the seed's cluster speaking the real protocols on loopback (see lab/README.md).
+
+Only `console/cli.py`'s lab entry points and the tests import this package: the product never knows the twin.
+"""

@@ -1,0 +1,261 @@
+"""`opsconsole lab up|down|status|fault` — start, stop, inspect and disturb the lab.
+
+`up` starts ``python -m lab.daemon`` detached and returns once every listener answers.  Run twice on one
+directory it reuses the running lab (never a second one).  `down` stops the daemon and its process group
+and checks that no listening port is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from console.config import ConfigError, default_config_path, load_config
+from console.paths import default_lab_dir
+from lab.state import LabState, port_open, read_state, state_file
+
+SCENARIOS = ("seed", "empty")
+UP_TIMEOUT_S = 60.0
+
+
+class LabError(Exception):
+    """A lab problem phrased for the operator."""
+
+
+def repo_config() -> Path:
+    """The checkout's config.toml (the seed's cluster), used when no other config is given."""
+    path = default_config_path()
+    return path if path.exists() else Path(__file__).resolve().parent.parent / "config.toml"
+
+
+def up(
+    lab_dir: Path, config: Path, fast: bool, scenario: str, timeout: float = UP_TIMEOUT_S
+) -> tuple[LabState, bool]:
+    """Start the lab in ``lab_dir`` (or reuse the one running there); return (state, started_now)."""
+    if scenario not in SCENARIOS:
+        raise LabError(f"unknown scenario {scenario!r} (choose from: {', '.join(SCENARIOS)})")
+    load_config(config)  # fail here, in the foreground, with the config's own message
+    lab_dir = lab_dir.resolve()
+    running = read_state(lab_dir)
+    if running is not None:
+        return running, False
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    state_file(lab_dir).unlink(missing_ok=True)
+    logfile = (lab_dir / "lab.log").open("ab")
+    cmd = [
+        sys.executable,
+        "-m",
+        "lab.daemon",
+        "--dir",
+        str(lab_dir),
+        "--config",
+        str(config.resolve()),
+        "--scenario",
+        scenario,
+        *(["--fast"] if fast else []),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p
+        ),
+    }
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=logfile,
+        stderr=logfile,
+        start_new_session=True,
+        env=env,
+        cwd=lab_dir,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            tail = (lab_dir / "lab.log").read_text(errors="replace").strip().splitlines()[-5:]
+            if code == 3:
+                running = read_state(lab_dir)
+                if running is not None:
+                    return running, False
+            raise LabError(f"the lab exited during start-up (code {code}): " + " | ".join(tail))
+        state = read_state(lab_dir)
+        if state is not None and state.pid == proc.pid and all(port_open(h, p) for h, p in state.listeners()):
+            return state, True
+        time.sleep(0.05)
+    stop_pid(proc.pid)
+    raise LabError(f"the lab did not answer within {timeout:.0f} s; see {lab_dir / 'lab.log'}")
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM the daemon's process group, wait, then SIGKILL what is left."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            # Reap our own child if we started it in this process (tests do).
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+
+
+def down(lab_dir: Path) -> LabState | None:
+    """Stop the lab running in ``lab_dir``; return its last state (None when none was running)."""
+    lab_dir = lab_dir.resolve()
+    state = read_state(lab_dir)
+    if state is None:
+        return None
+    stop_pid(state.pid)
+    left = [f"{h}:{p}" for h, p in state.listeners() if port_open(h, p)]
+    if left:
+        raise LabError(f"the lab stopped but these ports still listen: {', '.join(left)}")
+    return state
+
+
+def control(state: LabState, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call the lab's control API (faults, clock, ground truth)."""
+    req = urllib.request.Request(
+        state.control_url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Authorization": f"Bearer {state.secret('control-token')}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise LabError(f"lab control {path}: {json.loads(exc.read()).get('error', exc.reason)}") from None
+
+
+def describe(state: LabState) -> list[tuple[str, str]]:
+    later = "(lands with lab part {})"
+    lb = state.load_balancer
+    rows = [
+        (
+            "lab",
+            f"running (pid {state.pid}, up {time.time() - state.started:.0f} s"
+            f"{', fast' if state.fast else ''}, scenario {state.scenario})",
+        ),
+        ("dir", state.dir),
+        ("hetzner api", state.hetzner_url),
+        ("kubernetes api", state.kubernetes_url or later.format(2)),
+        ("kubeconfig", state.files.get("kubeconfig", later.format(2))),
+        ("env file", state.files["hcloud_env"]),
+        ("console config", state.files["console_config"]),
+        (
+            "load balancer",
+            f"{lb.get('name')} {lb.get('public_ipv4')} (seed address, data only) -> "
+            f"{lb.get('address') or later.format(2)}",
+        ),
+        ("ssh", ", ".join(f"{k}:{v}" for k, v in state.ssh.items()) or later.format(3)),
+        ("control api", state.control_url),
+        ("log", state.files["log"]),
+    ]
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="opsconsole lab", description="The local twin of the cluster.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="start the lab in the background")
+    p_up.add_argument("--dir", type=Path, default=None)
+    p_up.add_argument("--fast", action="store_true", help="scale every lab timing down (x0.2)")
+    p_up.add_argument("--scenario", default="seed", help=f"one of: {', '.join(SCENARIOS)}")
+    p_up.add_argument("--config", type=Path, default=None, help="cluster description (default: config.toml)")
+    p_status = sub.add_parser("status", help="what runs and where")
+    p_status.add_argument("--dir", type=Path, default=None)
+    p_status.add_argument("--json", action="store_true")
+    p_down = sub.add_parser("down", help="stop everything the lab started")
+    p_down.add_argument("--dir", type=Path, default=None)
+    p_fault = sub.add_parser("fault", help="disturb the lab behind the console's back")
+    p_fault.add_argument("--dir", type=Path, default=None)
+    fsub = p_fault.add_subparsers(dest="fault", required=True)
+    f_power = fsub.add_parser("power", help="power a server off/on without the Hetzner API")
+    f_power.add_argument("server")
+    f_power.add_argument("state", choices=("on", "off"))
+    f_api = fsub.add_parser("hetzner", help="make the Hetzner API fail, slow down or throttle")
+    f_api.add_argument("--errors", type=float, metavar="SECONDS", help="answer 500 for SECONDS")
+    f_api.add_argument("--latency", type=float, metavar="MS", help="add MS of latency")
+    f_api.add_argument("--for", dest="for_s", type=float, default=60.0, metavar="SECONDS")
+    f_api.add_argument("--throttle", type=float, metavar="SECONDS", help="answer 429 for SECONDS")
+    f_api.add_argument("--clear", action="store_true")
+    args = parser.parse_args(argv)
+    lab_dir: Path = args.dir or default_lab_dir()
+    try:
+        if args.cmd == "up":
+            state, started = up(lab_dir, args.config or repo_config(), args.fast, args.scenario)
+            print(("lab started" if started else "lab already running; reusing it") + f" in {state.dir}")
+            for key, value in describe(state):
+                print(f"  {key:<15} {value}")
+            return 0
+        if args.cmd == "status":
+            running = read_state(lab_dir.resolve())
+            if args.json:
+                print(
+                    json.dumps(
+                        {"running": running is not None, **(running.to_json() if running else {})}, indent=2
+                    )
+                )
+            elif running is None:
+                print(f"lab: not running in {lab_dir}")
+            else:
+                for key, value in describe(running):
+                    print(f"{key:<15} {value}")
+            return 0 if running is not None else 1
+        if args.cmd == "down":
+            stopped = down(lab_dir)
+            print(
+                f"lab stopped (pid {stopped.pid}); no listener left"
+                if stopped
+                else f"lab: not running in {lab_dir}"
+            )
+            return 0
+        running = read_state(lab_dir.resolve())
+        if running is None:
+            raise LabError(f"no lab runs in {lab_dir}; start one with `opsconsole lab up`")
+        if args.fault == "power":
+            print(
+                json.dumps(control(running, "POST", f"/servers/{args.server}/power", {"state": args.state}))
+            )
+        else:
+            body: dict[str, Any] = {"clear": args.clear}
+            if args.errors is not None:
+                body["errors_s"] = args.errors
+            if args.latency is not None:
+                body.update(latency_ms=args.latency, for_s=args.for_s)
+            if args.throttle is not None:
+                body["throttle_s"] = args.throttle
+            control(running, "POST", "/fault/hetzner", body)
+            print("fault set")
+        return 0
+    except ConfigError as exc:
+        print(f"opsconsole: {exc}", file=sys.stderr)
+        return 2
+    except LabError as exc:
+        print(f"opsconsole lab: {exc}", file=sys.stderr)
+        return 1

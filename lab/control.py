@@ -1,0 +1,92 @@
+"""The lab's own control API (loopback, bearer token in ``DIR/secrets/control-token``).
+
+Not part of any twin: it is how `opsconsole lab fault …` and the tests act *behind the console's back*
+(power a server off without the Hetzner API, make an API fail for N seconds, freeze the rate-limit clock)
+and read the lab's ground truth (when each target was actually unhealthy; schema violations).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from lab.hetzner.app import HetznerApi
+
+
+def control_app(token: str, hetzner: HetznerApi) -> web.Application:
+    @web.middleware
+    async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {token}":
+            return web.json_response({"error": "bad control token"}, status=401)
+        try:
+            resp: web.StreamResponse = await handler(request)
+            return resp
+        except (KeyError, ValueError, TypeError) as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+
+    app = web.Application(middlewares=[auth])
+    project = hetzner.project
+
+    async def status(_: web.Request) -> web.Response:
+        stats = hetzner.stats
+        return web.json_response(
+            {
+                "hetzner": {
+                    "requests": stats.requests,
+                    "validated": stats.validated,
+                    "violations": stats.violations,
+                    "by_route": stats.by_route,
+                    "budget": hetzner.budget.headers(),
+                },
+                "servers": {s["name"]: s["status"] for s in project.servers.values()},
+            }
+        )
+
+    async def budget(request: web.Request) -> web.Response:
+        body = await request.json()
+        if "freeze" in body:
+            hetzner.budget.freeze(bool(body["freeze"]))
+        if "advance_s" in body:
+            hetzner.budget.advance(float(body["advance_s"]))
+        if "remaining" in body:
+            hetzner.budget.set_remaining(int(body["remaining"]))
+        return web.json_response(hetzner.budget.headers())
+
+    async def fault_hetzner(request: web.Request) -> web.Response:
+        """``{"errors_s": N}`` 500s, ``{"latency_ms": M, "for_s": N}``, ``{"throttle_s": N}`` 429s."""
+        body = await request.json()
+        now = time.monotonic()
+        faults = hetzner.faults
+        if body.get("clear"):
+            faults.errors_until = faults.latency_until = faults.throttle_until = 0.0
+        if "errors_s" in body:
+            faults.errors_until = now + float(body["errors_s"])
+        if "latency_ms" in body:
+            faults.latency_s = float(body["latency_ms"]) / 1000
+            faults.latency_until = now + float(body.get("for_s", 60))
+        if "throttle_s" in body:
+            faults.throttle_until = now + float(body["throttle_s"])
+        return web.json_response({"ok": True})
+
+    async def power(request: web.Request) -> web.Response:
+        """Power a server off/on behind the API's back (no action is recorded, as with a host failure)."""
+        body = await request.json()
+        name = request.match_info["name"]
+        server = next((s for s in project.servers.values() if s["name"] == name), None)
+        if server is None:
+            return web.json_response({"error": f"no server {name!r}"}, status=404)
+        server["status"] = "running" if body["state"] == "on" else "off"
+        project.emit("server", server)
+        return web.json_response({"server": name, "status": server["status"]})
+
+    async def truth(_: web.Request) -> web.Response:
+        return web.json_response({"target_health": project.health_log})
+
+    app.router.add_get("/status", status)
+    app.router.add_post("/budget", budget)
+    app.router.add_post("/fault/hetzner", fault_hetzner)
+    app.router.add_post("/servers/{name}/power", power)
+    app.router.add_get("/truth", truth)
+    return app

@@ -1,0 +1,169 @@
+"""The lab's background process: `opsconsole lab up` starts it detached (``python -m lab.daemon``).
+
+It holds ``DIR/lab.lock`` for its whole life (so a second lab can never start on the same directory),
+binds every listener on 127.0.0.1, writes the client files (``hcloud.env``, ``console.toml``), then
+``state.json`` last.  SIGTERM/SIGINT stop it cleanly: listeners closed, children stopped, state removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from console.config import Config, load_config
+from lab.control import control_app
+from lab.hetzner.app import HetznerApi
+from lab.hetzner.project import HetznerProject
+from lab.seed import seed_hetzner
+from lab.state import LabState, state_file, write_secret, write_state
+
+LOOPBACK = "127.0.0.1"
+FAST_SPEED = 0.2  # --fast: every lab duration (actions, health-check intervals, grace periods) x 0.2
+log = logging.getLogger("lab")
+
+
+def _ssh_keypair(lab_dir: Path) -> str:
+    """The operator key the seed's servers trust (``openclaw``); reused across restarts of one lab dir."""
+    key_path = lab_dir / "ssh" / "id_ed25519"
+    if not key_path.exists():
+        key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        pub = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        key_path.with_suffix(".pub").write_bytes(pub + b" openclaw@opsconsole-lab\n")
+    return key_path.with_suffix(".pub").read_text().strip()
+
+
+def _console_config(config_path: Path, lab_dir: Path, hetzner_url: str, token_file: Path) -> Path:
+    """config.toml with the lab's endpoints and secret references; what `--lab` points the console at."""
+    raw: dict[str, Any] = tomllib.loads(config_path.read_text())
+    raw["hetzner"]["endpoint"] = hetzner_url
+    raw["hetzner"].pop("token_env", None)
+    raw["hetzner"]["token_file"] = str(token_file)
+    raw["lab"] = {"dir": str(lab_dir)}
+    out = lab_dir / "console.toml"
+    header = "# Written by `opsconsole lab up`: the seed's cluster, pointed at the lab on loopback.\n"
+    out.write_text(header + tomli_w.dumps(raw))
+    return out
+
+
+async def serve(lab_dir: Path, config_path: Path, config: Config, fast: bool, scenario: str) -> None:
+    speed = FAST_SPEED if fast else 1.0
+    token = secrets.token_hex(32)  # 64 characters, like a real Hetzner project token
+    readonly = secrets.token_hex(32)
+    control_token = secrets.token_hex(16)
+    token_file = write_secret(lab_dir, "hcloud-token", token)
+    write_secret(lab_dir, "hcloud-token-readonly", readonly)
+    write_secret(lab_dir, "control-token", control_token)
+    (lab_dir / "schema-violations.jsonl").unlink(missing_ok=True)
+
+    project = HetznerProject(speed=speed)
+    seed_hetzner(project, config, _ssh_keypair(lab_dir), scenario)
+    api = HetznerApi(project, token, readonly, violations_log=lab_dir / "schema-violations.jsonl")
+    project.start_monitors()
+
+    runners: list[web.AppRunner] = []
+
+    async def listen(app: web.Application) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, LOOPBACK, 0, reuse_address=True)
+        await site.start()
+        runners.append(runner)
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[attr-defined]
+        return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+    hetzner_port = await listen(api.app)
+    control_port = await listen(control_app(control_token, api))
+    hetzner_url = f"http://{LOOPBACK}:{hetzner_port}/v1"
+
+    env_file = lab_dir / "hcloud.env"
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"export HCLOUD_ENDPOINT={hetzner_url}\nexport HCLOUD_TOKEN={token}\n")
+    console_toml = _console_config(config_path, lab_dir, hetzner_url, token_file)
+
+    lbc = config.hetzner.load_balancer
+    state = LabState(
+        dir=str(lab_dir),
+        pid=os.getpid(),
+        started=time.time(),
+        fast=fast,
+        scenario=scenario,
+        hetzner_url=hetzner_url,
+        control_url=f"http://{LOOPBACK}:{control_port}",
+        files={
+            "hcloud_env": str(env_file),
+            "console_config": str(console_toml),
+            "ssh_key": str(lab_dir / "ssh" / "id_ed25519"),
+            "log": str(lab_dir / "lab.log"),
+        },
+        load_balancer={"name": lbc.name, "public_ipv4": lbc.public_ipv4, "address": None, "ports": lbc.ports},
+    )
+    write_state(state)
+    log.info("lab up: hetzner %s control %s (speed %.2f)", hetzner_url, state.control_url, speed)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("lab stopping")
+        state_file(lab_dir).unlink(missing_ok=True)
+        await project.close()
+        for runner in runners:
+            await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab.daemon")
+    parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--fast", action="store_true")
+    parser.add_argument("--scenario", default="seed")
+    args = parser.parse_args(argv)
+    lab_dir: Path = args.dir.resolve()
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    lock = (lab_dir / "lab.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another lab already runs in {lab_dir}", file=sys.stderr)
+        return 3
+    config = load_config(args.config)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(lab_dir, args.config.resolve(), config, args.fast, args.scenario))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

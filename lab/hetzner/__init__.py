@@ -1,0 +1,1 @@
+"""Hetzner Cloud API twin: an aiohttp server that answers like https://api.hetzner.cloud/v1."""

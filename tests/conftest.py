@@ -1,0 +1,97 @@
+"""Shared fixtures: one lab (fast mode) per test session, started and stopped through the real CLI.
+
+Everything binds to 127.0.0.1.  The lab validates every Hetzner response it sends against the shared
+OpenAPI spec; the session fixture fails the run if any response did not conform.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.cli import control
+from lab.state import LabState, port_open, read_state
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def opsconsole(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `opsconsole` entry point in a subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "console", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"opsconsole {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def env_file(path: str) -> dict[str, str]:
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        out[key] = value
+    return out
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+    lab_dir = tmp_path_factory.mktemp("lab")
+    opsconsole("lab", "up", "--dir", str(lab_dir), "--fast")
+    state = read_state(lab_dir)
+    assert state is not None
+    yield state
+    status = control(state, "GET", "/status")["hetzner"]
+    opsconsole("lab", "down", "--dir", str(lab_dir))
+    assert not [p for h, p in state.listeners() if port_open(h, p)]
+    violations = lab_dir / "schema-violations.jsonl"
+    assert status["violations"] == 0, violations.read_text() if violations.exists() else status
+
+
+@pytest.fixture(scope="session")
+def hcloud_env(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for the Debian `hcloud` CLI: the lab's endpoint and token, no user config."""
+    env = env_file(lab.files["hcloud_env"])
+    env["HCLOUD_CONFIG"] = str(tmp_path_factory.mktemp("hcloud") / "cli.toml")
+    return env
+
+
+def hcloud(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["hcloud", *args], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hcloud {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def hcloud_json(env: dict[str, str], *args: str) -> Any:
+    return json.loads(hcloud(env, *args, "-o", "json").stdout)
