@@ -13,9 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from lab.hetzner.app import HetznerApi
+from lab.twin import KubeParts, k3s_restarted
 
 
-def control_app(token: str, hetzner: HetznerApi) -> web.Application:
+def control_app(token: str, hetzner: HetznerApi, kube: KubeParts) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {token}":
@@ -81,12 +82,60 @@ def control_app(token: str, hetzner: HetznerApi) -> web.Application:
         project.emit("server", server)
         return web.json_response({"server": name, "status": server["status"]})
 
-    async def truth(_: web.Request) -> web.Response:
-        return web.json_response({"target_health": project.health_log})
+    async def truth(request: web.Request) -> web.Response:
+        since = float(request.query.get("since", 0))
+        return web.json_response(
+            {
+                "target_health": [e for e in project.health_log if e["at"] >= since],
+                "nodes": [e for e in kube.cluster.ground if e["at"] >= since],
+                "lb_requests": [e for e in kube.dataplane.lb_log if e["at"] >= since],
+            }
+        )
+
+    async def fault_kube(request: web.Request) -> web.Response:
+        """Like /fault/hetzner for the Kubernetes API, plus ``drop_watches`` and ``compact``."""
+        body = await request.json()
+        now = time.monotonic()
+        faults = kube.api.faults
+        if body.get("clear"):
+            faults.errors_until = faults.latency_until = faults.throttle_until = 0.0
+        if "errors_s" in body:
+            faults.errors_until = now + float(body["errors_s"])
+        if "latency_ms" in body:
+            faults.latency_s = float(body["latency_ms"]) / 1000
+            faults.latency_until = now + float(body.get("for_s", 60))
+        if "throttle_s" in body:
+            faults.throttle_until = now + float(body["throttle_s"])
+        if body.get("compact"):
+            kube.store.compact()
+        if body.get("drop_watches"):
+            kube.store.drop_watches()
+        return web.json_response({"ok": True})
+
+    async def kill_pod(request: web.Request) -> web.Response:
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        kube.store.delete(kube.cluster.res["pods"], ns, name, grace=0)
+        kube.cluster._wake.set()
+        return web.json_response({"killed": f"{ns}/{name}"})
+
+    async def k3s(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("restarted"):
+            return web.json_response({"reset": k3s_restarted(kube)})
+        node = body["node"]
+        if body.get("state") == "stopped":
+            kube.dataplane.k3s_stopped.add(node)
+        else:
+            kube.dataplane.k3s_stopped.discard(node)
+        kube.dataplane.schedule_sync()
+        return web.json_response({"node": node, "k3s": body.get("state")})
 
     app.router.add_get("/status", status)
     app.router.add_post("/budget", budget)
     app.router.add_post("/fault/hetzner", fault_hetzner)
     app.router.add_post("/servers/{name}/power", power)
     app.router.add_get("/truth", truth)
+    app.router.add_post("/fault/kube", fault_kube)
+    app.router.add_post("/pods/{namespace}/{name}/kill", kill_pod)
+    app.router.add_post("/k3s", k3s)
     return app

@@ -32,6 +32,7 @@ from lab.hetzner.app import HetznerApi
 from lab.hetzner.project import HetznerProject
 from lab.seed import seed_hetzner
 from lab.state import LabState, state_file, write_secret, write_state
+from lab.twin import build_kube, server_ssl, write_kubeconfig
 
 LOOPBACK = "127.0.0.1"
 FAST_SPEED = 0.2  # --fast: every lab duration (actions, health-check intervals, grace periods) x 0.2
@@ -57,12 +58,20 @@ def _ssh_keypair(lab_dir: Path) -> str:
     return key_path.with_suffix(".pub").read_text().strip()
 
 
-def _console_config(config_path: Path, lab_dir: Path, hetzner_url: str, token_file: Path) -> Path:
+def _console_config(
+    config_path: Path, lab_dir: Path, hetzner_url: str, token_file: Path, kubeconfig: Path
+) -> Path:
     """config.toml with the lab's endpoints and secret references; what `--lab` points the console at."""
     raw: dict[str, Any] = tomllib.loads(config_path.read_text())
     raw["hetzner"]["endpoint"] = hetzner_url
     raw["hetzner"].pop("token_env", None)
     raw["hetzner"]["token_file"] = str(token_file)
+    raw["kubernetes"] = {
+        **raw.get("kubernetes", {}),
+        "kubeconfig": str(kubeconfig),
+        "context": "admin",
+        "deployer_context": "deployer",
+    }
     raw["lab"] = {"dir": str(lab_dir)}
     out = lab_dir / "console.toml"
     header = "# Written by `opsconsole lab up`: the seed's cluster, pointed at the lab on loopback.\n"
@@ -83,14 +92,17 @@ async def serve(lab_dir: Path, config_path: Path, config: Config, fast: bool, sc
     project = HetznerProject(speed=speed)
     seed_hetzner(project, config, _ssh_keypair(lab_dir), scenario)
     api = HetznerApi(project, token, readonly, violations_log=lab_dir / "schema-violations.jsonl")
+    kube = build_kube(project, config, speed, scenario)
+    await kube.dataplane.start()
+    kube.cluster.start()
     project.start_monitors()
 
     runners: list[web.AppRunner] = []
 
-    async def listen(app: web.Application) -> int:
+    async def listen(app: web.Application, ssl_context: Any = None) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, LOOPBACK, 0, reuse_address=True)
+        site = web.TCPSite(runner, LOOPBACK, 0, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         runners.append(runner)
         server = site._server
@@ -98,14 +110,20 @@ async def serve(lab_dir: Path, config_path: Path, config: Config, fast: bool, sc
         return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
     hetzner_port = await listen(api.app)
-    control_port = await listen(control_app(control_token, api))
+    control_port = await listen(control_app(control_token, api, kube))
     hetzner_url = f"http://{LOOPBACK}:{hetzner_port}/v1"
+    kube_port = await listen(kube.api.app, server_ssl(kube))
+    kube_url = f"https://{LOOPBACK}:{kube_port}"
+    kube.api.server_address = f"{LOOPBACK}:{kube_port}"
+    kubeconfig = lab_dir / "kubeconfig"
+    write_kubeconfig(kube, kubeconfig, kube_url, config.namespaces.prod)
+    lb_port = await kube.dataplane.start_lb(config.hetzner.load_balancer.id) if scenario != "empty" else 0
 
     env_file = lab_dir / "hcloud.env"
     fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(f"export HCLOUD_ENDPOINT={hetzner_url}\nexport HCLOUD_TOKEN={token}\n")
-    console_toml = _console_config(config_path, lab_dir, hetzner_url, token_file)
+    console_toml = _console_config(config_path, lab_dir, hetzner_url, token_file, kubeconfig)
 
     lbc = config.hetzner.load_balancer
     state = LabState(
@@ -116,13 +134,21 @@ async def serve(lab_dir: Path, config_path: Path, config: Config, fast: bool, sc
         scenario=scenario,
         hetzner_url=hetzner_url,
         control_url=f"http://{LOOPBACK}:{control_port}",
+        kubernetes_url=kube_url,
         files={
             "hcloud_env": str(env_file),
             "console_config": str(console_toml),
+            "kubeconfig": str(kubeconfig),
+            "ca": str(lab_dir / "ca.pem"),
             "ssh_key": str(lab_dir / "ssh" / "id_ed25519"),
             "log": str(lab_dir / "lab.log"),
         },
-        load_balancer={"name": lbc.name, "public_ipv4": lbc.public_ipv4, "address": None, "ports": lbc.ports},
+        load_balancer={
+            "name": lbc.name,
+            "public_ipv4": lbc.public_ipv4,
+            "address": f"{LOOPBACK}:{lb_port}" if lb_port else None,
+            "ports": [80],
+        },
     )
     write_state(state)
     log.info("lab up: hetzner %s control %s (speed %.2f)", hetzner_url, state.control_url, speed)
@@ -137,6 +163,8 @@ async def serve(lab_dir: Path, config_path: Path, config: Config, fast: bool, sc
         log.info("lab stopping")
         state_file(lab_dir).unlink(missing_ok=True)
         await project.close()
+        await kube.cluster.close()
+        await kube.dataplane.close()
         for runner in runners:
             await runner.cleanup()
 

@@ -84,6 +84,36 @@ def hcloud_env(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return env
 
 
+def kubectl(
+    lab: LabState, *args: str, context: str = "admin", check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The real kubectl with the lab's kubeconfig."""
+    proc = subprocess.run(
+        ["kubectl", "--kubeconfig", lab.files["kubeconfig"], "--context", context, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def kubectl_json(lab: LabState, *args: str, context: str = "admin") -> Any:
+    return json.loads(kubectl(lab, *args, "-o", "json", context=context).stdout)
+
+
+@pytest.fixture(scope="module")
+def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+    """A lab of its own for tests that disturb the cluster (power, drain)."""
+    lab_dir = tmp_path_factory.mktemp("fresh-lab")
+    opsconsole("lab", "up", "--dir", str(lab_dir), "--fast")
+    state = read_state(lab_dir)
+    assert state is not None
+    yield state
+    opsconsole("lab", "down", "--dir", str(lab_dir))
+
+
 def hcloud(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         ["hcloud", *args], capture_output=True, text=True, timeout=120, env={**os.environ, **env}

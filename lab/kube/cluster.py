@@ -1,0 +1,1289 @@
+"""The cluster's behaviour: the controllers and kubelets that make the twin act like the seed's cluster.
+
+One reconcile loop runs every controller over the whole store whenever something changes (or a timer it
+asked for falls due).  Behaviour follows the objects, with every duration multiplied by ``speed``:
+
+* **Node lifecycle** — each node's kubelet renews its Lease in ``kube-node-lease`` every 10 s while its
+  Hetzner server runs (and k3s is not stopped).  When no renewal came for the grace period (40 s), the
+  node turns ``Ready=Unknown``, gets the ``node.kubernetes.io/unreachable`` NoSchedule and NoExecute taints,
+  and its pods are marked not ready.  Renewals resume -> Ready, taints removed.
+* **Taint eviction** — a pod on a node with NoExecute taints is evicted after the smallest
+  ``tolerationSeconds`` of the tolerations that match (at once if one taint is not tolerated; never if
+  tolerated without seconds).  The API server's DefaultTolerationSeconds admission gives pods without
+  their own tolerations 300 s.  Pods on an unreachable node stay ``Terminating`` until its kubelet returns.
+* **Scheduler** — taints/tolerations, nodeSelector, required node affinity, required pod anti-affinity,
+  topologySpreadConstraints (DoNotSchedule as a filter, ScheduleAnyway as a score), preferred
+  anti-affinity and spreading as scores.
+* **Deployments / ReplicaSets / DaemonSets / Jobs / Endpoints / PDB status** — as their controllers.
+* **Kubelet** — starts pods on live nodes, runs readiness probes with the pod's own period and
+  thresholds (real HTTP against the lab's DocFast processes; others pass), finishes graceful deletions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lab.kube.resources import Registry, Resource
+from lab.kube.store import Store, now_iso
+
+log = logging.getLogger("lab.cluster")
+
+LEASE_RENEW_S = 10.0
+NODE_GRACE_S = 40.0
+DEFAULT_TOLERATION_S = 300
+UNREACHABLE = "node.kubernetes.io/unreachable"
+READY_REASONS = {
+    "Ready": "KubeletReady",
+    "MemoryPressure": "KubeletHasSufficientMemory",
+    "DiskPressure": "KubeletHasNoDiskPressure",
+    "PIDPressure": "KubeletHasSufficientPID",
+}
+NOT_READY = "node.kubernetes.io/not-ready"
+
+Probe = Callable[[dict[str, Any]], Awaitable[bool]]
+
+
+def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if toleration.get("operator", "Equal") == "Exists":
+        return not toleration.get("key") or toleration["key"] == taint.get("key")
+    return bool(
+        toleration.get("key") == taint.get("key") and toleration.get("value", "") == taint.get("value", "")
+    )
+
+
+def tolerated(pod_spec: dict[str, Any], taint: dict[str, Any]) -> bool:
+    return any(tolerates(t, taint) for t in pod_spec.get("tolerations") or [])
+
+
+def default_tolerations(spec: dict[str, Any]) -> None:
+    """DefaultTolerationSeconds admission: 300 s for not-ready/unreachable unless the pod says otherwise."""
+    tols = spec.setdefault("tolerations", [])
+    for key in (NOT_READY, UNREACHABLE):
+        if not any(
+            t.get("key") == key and t.get("effect") in (None, "", "NoExecute") for t in tols
+        ) and not any(t.get("operator") == "Exists" and not t.get("key") for t in tols):
+            tols.append(
+                {
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": DEFAULT_TOLERATION_S,
+                }
+            )
+
+
+def match_labels(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        k, op, vals = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and labels.get(k) in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def _node_term_matches(term: dict[str, Any], node: dict[str, Any]) -> bool:
+    labels = node["metadata"].get("labels") or {}
+    for expr in term.get("matchExpressions") or []:
+        if not match_labels({"matchExpressions": [expr]}, labels):
+            return False
+    for expr in term.get("matchFields") or []:
+        if expr["key"] == "metadata.name":
+            ok = node["metadata"]["name"] in (expr.get("values") or [])
+            if ok != (expr["operator"] == "In"):
+                return False
+    return True
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", [])
+    )
+
+
+def node_ready(node: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", [])
+    )
+
+
+def resolve_int_or_percent(value: Any, total: int, round_up: bool) -> int:
+    if isinstance(value, str) and value.endswith("%"):
+        frac = int(value[:-1]) * total / 100
+        return math.ceil(frac) if round_up else math.floor(frac)
+    return int(value)
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+    return "".join(c for c in digest if c in "bcdfghjklmnpqrstvwxz2456789")[:10] or digest[:10]
+
+
+class Cluster:
+    def __init__(self, store: Store, registry: Registry, speed: float = 1.0) -> None:
+        self.store = store
+        self.registry = registry
+        self.speed = speed
+        self.res: dict[str, Resource] = {}
+        for gv, plural in (
+            ("v1", "nodes"),
+            ("v1", "pods"),
+            ("v1", "namespaces"),
+            ("v1", "events"),
+            ("v1", "services"),
+            ("v1", "endpoints"),
+            ("apps/v1", "deployments"),
+            ("apps/v1", "replicasets"),
+            ("apps/v1", "daemonsets"),
+            ("batch/v1", "jobs"),
+            ("coordination.k8s.io/v1", "leases"),
+            ("policy/v1", "poddisruptionbudgets"),
+        ):
+            group, _, version = gv.rpartition("/")
+            res = registry.get(group, version, plural)
+            assert res is not None
+            self.res[plural] = res
+        self.node_alive: Callable[[str], bool] = lambda name: True
+        self.probe: Callable[[dict[str, Any], dict[str, Any]], Awaitable[bool] | None] = lambda pod, probe: (
+            None
+        )
+        self.on_pod_start: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
+        self.on_pod_stop: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
+        self.last_renew: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._timers: list[float] = []
+        self._probe_tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping: set[str] = set()
+        self._terminating: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ip_seq: dict[str, int] = {}
+        self.ground: list[dict[str, Any]] = []  # when nodes actually changed state (lab truth)
+        store.listeners.append(lambda *_: self._wake.set())
+
+    # ---- loop -----------------------------------------------------------------------------------------
+
+    def s(self, seconds: float) -> float:
+        return seconds * self.speed
+
+    def wake_at(self, when: float) -> None:
+        self._timers.append(when)
+
+    def start(self) -> None:
+        now = time.monotonic()
+        for node in self.store.list(self.res["nodes"]):
+            self.last_renew[node["metadata"]["name"]] = now
+            self._set_node_ready(node, True, initial=True)
+        self._tasks.append(asyncio.ensure_future(self._loop()))
+        self._tasks.append(asyncio.ensure_future(self._heartbeats()))
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._probe_tasks.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._probe_tasks.values()]:
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._timers = [t for t in self._timers if t > now]
+            timeout = min(self._timers) - now if self._timers else 5.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, timeout))
+            self._wake.clear()
+            for _ in range(20):  # converge: each pass may enable the next
+                rv = self.store.rv
+                try:
+                    await self.reconcile()
+                except Exception:
+                    log.exception("reconcile failed")
+                if self.store.rv == rv:
+                    break
+            await asyncio.sleep(0.005)
+
+    async def reconcile(self) -> None:
+        self.node_lifecycle()
+        self.taint_eviction()
+        self.deployments()
+        self.replicasets()
+        self.daemonsets()
+        self.jobs()
+        self.schedule()
+        await self.kubelets()
+        self.endpoints()
+        self.pdbs()
+
+    # ---- events ---------------------------------------------------------------------------------------
+
+    def event(
+        self, obj: dict[str, Any], reason: str, message: str, type_: str = "Normal", component: str = ""
+    ) -> None:
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or "default"
+        ts = now_iso()
+        self.store.create(
+            self.res["events"],
+            {
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
+                "involvedObject": {
+                    "kind": obj.get("kind"),
+                    "namespace": meta.get("namespace"),
+                    "name": meta["name"],
+                    "uid": meta.get("uid"),
+                    "apiVersion": obj.get("apiVersion"),
+                },
+                "reason": reason,
+                "message": message,
+                "type": type_,
+                "count": 1,
+                "firstTimestamp": ts,
+                "lastTimestamp": ts,
+                "source": {"component": component or "lab"},
+                "reportingComponent": component or "lab",
+                "reportingInstance": "",
+            },
+            ns,
+        )
+        events = self.store.list(self.res["events"])
+        if len(events) > 2000:
+            for old in sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"]))[:200]:
+                self.store.delete(self.res["events"], old["metadata"]["namespace"], old["metadata"]["name"])
+
+    # ---- nodes ----------------------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        """Each live node's kubelet renews its Lease (and the node lifecycle reads the renewals)."""
+        lease_res = self.res["leases"]
+        while True:
+            now = time.monotonic()
+            for node in self.store.list(self.res["nodes"]):
+                name = node["metadata"]["name"]
+                if not self.node_alive(name):
+                    continue
+                self.last_renew[name] = now
+                lease = self.store.find(lease_res, "kube-node-lease", name)
+                spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now_micro()}
+                if lease is None:
+                    self.store.create(
+                        lease_res,
+                        {
+                            "metadata": {
+                                "name": name,
+                                "namespace": "kube-node-lease",
+                                "ownerReferences": [_owner(node)],
+                            },
+                            "spec": spec,
+                        },
+                    )
+                else:
+                    lease = copy.deepcopy(lease)
+                    lease["spec"].update(spec)
+                    self.store.update(lease_res, lease, force=True)
+            self._wake.set()
+            await asyncio.sleep(self.s(LEASE_RENEW_S))
+
+    def _set_node_ready(self, node: dict[str, Any], ready: bool, initial: bool = False) -> None:
+        node = copy.deepcopy(node)
+        ts = now_iso()
+        types = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
+        if ready:
+            conds = [
+                {
+                    "type": t,
+                    "status": "True" if t == "Ready" else "False",
+                    "lastHeartbeatTime": ts,
+                    "lastTransitionTime": ts,
+                    "reason": READY_REASONS[t],
+                    "message": "kubelet is posting ready status" if t == "Ready" else "kubelet is healthy",
+                }
+                for t in types
+            ]
+            taints = [t for t in node["spec"].get("taints", []) if t["key"] not in (UNREACHABLE, NOT_READY)]
+        else:
+            conds = [
+                {
+                    "type": t,
+                    "status": "Unknown",
+                    "lastHeartbeatTime": ts,
+                    "lastTransitionTime": ts,
+                    "reason": "NodeStatusUnknown",
+                    "message": "Kubelet stopped posting node status.",
+                }
+                for t in types
+            ]
+            taints = [t for t in node["spec"].get("taints", []) if t["key"] not in (UNREACHABLE, NOT_READY)]
+            taints += [
+                {"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": ts},
+                {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": ts},
+            ]
+        node["status"]["conditions"] = conds
+        if taints:
+            node["spec"]["taints"] = taints
+        else:
+            node["spec"].pop("taints", None)
+        self.store.update(self.res["nodes"], node, force=True)
+        fresh = self.store.get(self.res["nodes"], None, node["metadata"]["name"])
+        self.store.update(
+            self.res["nodes"], {**fresh, "status": node["status"]}, subresource="status", force=True
+        )
+        if not initial:
+            self.ground.append({"at": time.time(), "node": node["metadata"]["name"], "ready": ready})
+            self.event(
+                fresh,
+                "NodeReady" if ready else "NodeNotReady",
+                f"Node {node['metadata']['name']} status is now: {'NodeReady' if ready else 'NodeNotReady'}",
+                component="node-controller",
+            )
+
+    def node_lifecycle(self) -> None:
+        now = time.monotonic()
+        for node in self.store.list(self.res["nodes"]):
+            name = node["metadata"]["name"]
+            alive = self.node_alive(name)
+            ready = node_ready(node)
+            if alive and not ready:
+                self.last_renew[name] = now
+                self._set_node_ready(node, True)
+            elif not alive and ready:
+                due = self.last_renew.get(name, now) + self.s(NODE_GRACE_S)
+                if now >= due:
+                    self._set_node_ready(node, False)
+                    self._mark_pods_not_ready(name)
+                else:
+                    self.wake_at(due)
+
+    def _mark_pods_not_ready(self, node: str) -> None:
+        for pod in self.store.list(self.res["pods"]):
+            if pod["spec"].get("nodeName") == node and pod_ready(pod):
+                self._set_pod_ready(pod, False)
+
+    # ---- eviction -------------------------------------------------------------------------------------
+
+    def taint_eviction(self) -> None:
+        now_wall = time.time()
+        nodes = {n["metadata"]["name"]: n for n in self.store.list(self.res["nodes"])}
+        for pod in self.store.list(self.res["pods"]):
+            node = nodes.get(pod["spec"].get("nodeName", ""))
+            if node is None or pod["metadata"].get("deletionTimestamp"):
+                continue
+            taints = [t for t in node["spec"].get("taints", []) if t.get("effect") == "NoExecute"]
+            if not taints:
+                continue
+            deadline: float | None = None
+            for taint in taints:
+                matching = [t for t in pod["spec"].get("tolerations") or [] if tolerates(t, taint)]
+                if not matching:
+                    deadline = now_wall
+                    break
+                secs = [t["tolerationSeconds"] for t in matching if t.get("tolerationSeconds") is not None]
+                if secs:
+                    added = _parse_ts(taint.get("timeAdded")) or now_wall
+                    when = added + self.s(max(0, min(secs)))
+                    deadline = when if deadline is None else min(deadline, when)
+            if deadline is None:
+                continue
+            if deadline <= now_wall:
+                self.event(
+                    pod,
+                    "TaintManagerEviction",
+                    f"Marking for deletion Pod {pod['metadata']['namespace']}/{pod['metadata']['name']}",
+                    component="taint-eviction-controller",
+                )
+                self.store.delete(self.res["pods"], pod["metadata"]["namespace"], pod["metadata"]["name"])
+            else:
+                self.wake_at(time.monotonic() + (deadline - now_wall))
+
+    # ---- workloads ------------------------------------------------------------------------------------
+
+    def _owned(self, plural: str, owner: dict[str, Any]) -> list[dict[str, Any]]:
+        uid = owner["metadata"]["uid"]
+        return [
+            o
+            for o in self.store.list(self.res[plural], owner["metadata"]["namespace"])
+            if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])
+        ]
+
+    def deployments(self) -> None:
+        for d in self.store.list(self.res["deployments"]):
+            if d["metadata"].get("deletionTimestamp"):
+                continue
+            spec = d["spec"]
+            desired = int(spec.get("replicas", 1))
+            h = template_hash(spec["template"])
+            rss = self._owned("replicasets", d)
+            new = next(
+                (r for r in rss if r["metadata"].get("labels", {}).get("pod-template-hash") == h), None
+            )
+            olds = [r for r in rss if r is not new]
+            revisions = [
+                int(r["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", 0))
+                for r in rss
+            ]
+            if new is None:
+                tmpl = copy.deepcopy(spec["template"])
+                tmpl.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = h
+                sel = copy.deepcopy(spec["selector"])
+                sel.setdefault("matchLabels", {})["pod-template-hash"] = h
+                revision = max(revisions, default=0) + 1
+                new = self.store.create(
+                    self.res["replicasets"],
+                    {
+                        "metadata": {
+                            "name": f"{d['metadata']['name']}-{h}",
+                            "namespace": d["metadata"]["namespace"],
+                            "labels": tmpl["metadata"]["labels"],
+                            "ownerReferences": [_owner(d, controller=True)],
+                            "annotations": {
+                                "deployment.kubernetes.io/revision": str(revision),
+                                "deployment.kubernetes.io/desired-replicas": str(desired),
+                            },
+                        },
+                        "spec": {
+                            "replicas": 0,
+                            "selector": sel,
+                            "template": tmpl,
+                            "minReadySeconds": spec.get("minReadySeconds", 0),
+                        },
+                    },
+                )
+                self.event(
+                    d,
+                    "ScalingReplicaSet",
+                    f"Scaled up replica set {new['metadata']['name']} from 0",
+                    component="deployment-controller",
+                )
+            elif olds and int(
+                new["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", 0)
+            ) < max(revisions):
+                # Rolling back to an older template: it becomes the newest revision again.
+                new = copy.deepcopy(new)
+                new["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/revision"] = str(
+                    max(revisions) + 1
+                )
+                new = self.store.update(self.res["replicasets"], new, force=True)
+            strategy = spec.get("strategy") or {}
+            if strategy.get("type") == "Recreate":
+                if any(
+                    int(r["spec"].get("replicas", 0)) or r.get("status", {}).get("replicas", 0) for r in olds
+                ):
+                    for r in olds:
+                        self._scale_rs(r, 0)
+                else:
+                    self._scale_rs(new, desired)
+            else:
+                ru = strategy.get("rollingUpdate") or {}
+                surge = resolve_int_or_percent(ru.get("maxSurge", "25%"), desired, True)
+                unavailable = resolve_int_or_percent(ru.get("maxUnavailable", "25%"), desired, False)
+                if surge == 0 and unavailable == 0:
+                    unavailable = 1
+                total = sum(int(r["spec"].get("replicas", 0)) for r in rss)
+                new_replicas = int(new["spec"].get("replicas", 0))
+                if new_replicas < desired:
+                    room = desired + surge - total
+                    if room > 0:
+                        self._scale_rs(new, min(desired, new_replicas + room))
+                elif new_replicas > desired:
+                    self._scale_rs(new, desired)
+                available = sum(int(r.get("status", {}).get("availableReplicas", 0)) for r in rss)
+                can_down = available - (desired - unavailable)
+                # Old replicas that are not available can go at once; then by availability budget.
+                for r in sorted(olds, key=lambda r: r["metadata"]["creationTimestamp"]):
+                    cur = int(r["spec"].get("replicas", 0))
+                    if cur == 0:
+                        continue
+                    unhealthy = cur - int(r.get("status", {}).get("availableReplicas", 0))
+                    step = min(cur, max(0, unhealthy) + max(0, can_down))
+                    new_total = sum(int(x["spec"].get("replicas", 0)) for x in self._owned("replicasets", d))
+                    if new_total > desired + surge:
+                        step = max(step, 0)
+                    if step > 0:
+                        self._scale_rs(r, cur - step)
+                        can_down -= max(0, step - max(0, unhealthy))
+            self._deployment_status(d, new)
+
+    def _scale_rs(self, rs: dict[str, Any], replicas: int) -> None:
+        cur = self.store.get(self.res["replicasets"], rs["metadata"]["namespace"], rs["metadata"]["name"])
+        if int(cur["spec"].get("replicas", 0)) == replicas:
+            return
+        new = copy.deepcopy(cur)
+        new["spec"]["replicas"] = replicas
+        self.store.update(self.res["replicasets"], new, force=True)
+
+    def _deployment_status(self, d: dict[str, Any], new_rs: dict[str, Any]) -> None:
+        d = self.store.get(self.res["deployments"], d["metadata"]["namespace"], d["metadata"]["name"])
+        rss = self._owned("replicasets", d)
+        new_rs = next((r for r in rss if r["metadata"]["name"] == new_rs["metadata"]["name"]), new_rs)
+        desired = int(d["spec"].get("replicas", 1))
+        st = {
+            k: sum(int(r.get("status", {}).get(k, 0)) for r in rss)
+            for k in ("replicas", "readyReplicas", "availableReplicas")
+        }
+        updated = int(new_rs.get("status", {}).get("replicas", 0))
+        ru = (d["spec"].get("strategy") or {}).get("rollingUpdate") or {}
+        max_unavail = resolve_int_or_percent(ru.get("maxUnavailable", "25%"), desired, False)
+        complete = updated == desired and st["replicas"] == desired and st["availableReplicas"] == desired
+        old = d.get("status", {})
+        ts = now_iso()
+
+        def cond(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
+            prev = next((c for c in old.get("conditions", []) if c["type"] == type_), None)
+            same = prev and prev["status"] == status and prev["reason"] == reason
+            return {
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastUpdateTime": prev["lastUpdateTime"] if same and prev else ts,
+                "lastTransitionTime": prev["lastTransitionTime"] if prev and prev["status"] == status else ts,
+            }
+
+        available_ok = st["availableReplicas"] >= desired - max_unavail
+        status = {
+            "observedGeneration": d["metadata"].get("generation", 1),
+            "replicas": st["replicas"],
+            "updatedReplicas": updated,
+            "readyReplicas": st["readyReplicas"],
+            "availableReplicas": st["availableReplicas"],
+            "unavailableReplicas": max(0, desired - st["availableReplicas"]),
+            "conditions": [
+                cond(
+                    "Available",
+                    "True" if available_ok else "False",
+                    "MinimumReplicasAvailable" if available_ok else "MinimumReplicasUnavailable",
+                    "Deployment has minimum availability."
+                    if available_ok
+                    else "Deployment does not have minimum availability.",
+                ),
+                cond(
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+                    f'ReplicaSet "{new_rs["metadata"]["name"]}" has '
+                    + ("successfully progressed." if complete else "is progressing."),
+                ),
+            ],
+        }
+        for k in ("readyReplicas", "availableReplicas", "unavailableReplicas", "updatedReplicas", "replicas"):
+            if not status[k]:
+                status.pop(k)
+        revision = new_rs["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision")
+        if (
+            revision
+            and d["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision") != revision
+        ):
+            upd = copy.deepcopy(d)
+            upd["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/revision"] = revision
+            d = self.store.update(self.res["deployments"], upd, force=True)
+        if d.get("status") != status:
+            self.store.update(
+                self.res["deployments"], {**d, "status": status}, subresource="status", force=True
+            )
+
+    def _new_pod(
+        self,
+        owner: dict[str, Any],
+        template: dict[str, Any],
+        name: str | None = None,
+        node: str | None = None,
+    ) -> dict[str, Any]:
+        spec = copy.deepcopy(template.get("spec") or {})
+        spec.setdefault("schedulerName", "default-scheduler")
+        spec.setdefault("restartPolicy", "Always")
+        spec.setdefault("terminationGracePeriodSeconds", 30)
+        spec.setdefault("serviceAccountName", "default")
+        default_tolerations(spec)
+        if node:
+            spec["nodeName"] = node
+        meta = {
+            "namespace": owner["metadata"]["namespace"],
+            "labels": dict((template.get("metadata") or {}).get("labels") or {}),
+            "ownerReferences": [_owner(owner, controller=True)],
+        }
+        if name:
+            meta["name"] = name
+        else:
+            meta["generateName"] = owner["metadata"]["name"] + "-"
+        pod = self.store.create(
+            self.res["pods"],
+            {"metadata": meta, "spec": spec, "status": {"phase": "Pending", "qosClass": "Burstable"}},
+        )
+        self.event(
+            owner,
+            "SuccessfulCreate",
+            f"Created pod: {pod['metadata']['name']}",
+            component=f"{owner['kind'].lower()}-controller",
+        )
+        return pod
+
+    @staticmethod
+    def _active(pod: dict[str, Any]) -> bool:
+        return not pod["metadata"].get("deletionTimestamp") and pod.get("status", {}).get("phase") not in (
+            "Succeeded",
+            "Failed",
+        )
+
+    def replicasets(self) -> None:
+        nodes = {n["metadata"]["name"]: n for n in self.store.list(self.res["nodes"])}
+        for rs in self.store.list(self.res["replicasets"]):
+            if rs["metadata"].get("deletionTimestamp"):
+                continue
+            pods = [p for p in self._owned("pods", rs) if self._active(p)]
+            want = int(rs["spec"].get("replicas", 1))
+            if len(pods) < want:
+                for _ in range(want - len(pods)):
+                    self._new_pod(rs, rs["spec"]["template"])
+            elif len(pods) > want:
+
+                def rank(p: dict[str, Any]) -> tuple[int, int, int, str]:
+                    node = nodes.get(p["spec"].get("nodeName", ""))
+                    return (
+                        0 if not p["spec"].get("nodeName") else 1,
+                        0 if node and not node_ready(node) else 1,
+                        1 if pod_ready(p) else 0,
+                        "~" + p["metadata"]["creationTimestamp"],
+                    )
+
+                for p in sorted(pods, key=rank)[: len(pods) - want]:
+                    self.store.delete(self.res["pods"], p["metadata"]["namespace"], p["metadata"]["name"])
+                self.event(
+                    rs,
+                    "SuccessfulDelete",
+                    f"Deleted {len(pods) - want} pod(s)",
+                    component="replicaset-controller",
+                )
+            pods = [p for p in self._owned("pods", rs) if self._active(p)]
+            ready = sum(1 for p in pods if pod_ready(p))
+            status = {
+                "replicas": len(pods),
+                "fullyLabeledReplicas": len(pods),
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "observedGeneration": rs["metadata"].get("generation", 1),
+            }
+            status = {k: v for k, v in status.items() if v or k in ("replicas",)}
+            if rs.get("status") != status:
+                self.store.update(
+                    self.res["replicasets"], {**rs, "status": status}, subresource="status", force=True
+                )
+
+    def _node_eligible(self, spec: dict[str, Any], node: dict[str, Any]) -> bool:
+        for taint in node["spec"].get("taints", []):
+            if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(spec, taint):
+                return False
+        labels = node["metadata"].get("labels") or {}
+        for k, v in (spec.get("nodeSelector") or {}).items():
+            if labels.get(k) != v:
+                return False
+        required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+        return not (
+            required and not any(_node_term_matches(t, node) for t in required.get("nodeSelectorTerms", []))
+        )
+
+    def daemonsets(self) -> None:
+        nodes = self.store.list(self.res["nodes"])
+        for ds in self.store.list(self.res["daemonsets"]):
+            if ds["metadata"].get("deletionTimestamp"):
+                continue
+            h = template_hash(ds["spec"]["template"])
+            tmpl = copy.deepcopy(ds["spec"]["template"])
+            tmpl.setdefault("metadata", {}).setdefault("labels", {})["controller-revision-hash"] = h
+            spec = tmpl.setdefault("spec", {})
+            tols = spec.setdefault("tolerations", [])
+            for key, effect in (
+                (NOT_READY, "NoExecute"),
+                (UNREACHABLE, "NoExecute"),
+                ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+                ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+                ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+                ("node.kubernetes.io/unschedulable", "NoSchedule"),
+            ):
+                tols.append({"key": key, "operator": "Exists", "effect": effect})
+            pods = [p for p in self._owned("pods", ds) if self._active(p)]
+            by_node: dict[str, list[dict[str, Any]]] = {}
+            for p in pods:
+                by_node.setdefault(p["spec"].get("nodeName", ""), []).append(p)
+            eligible = [
+                n
+                for n in nodes
+                if self._node_eligible(spec, n)
+                or (
+                    n["metadata"]["name"] in by_node
+                    and self._node_eligible(
+                        {**spec, "tolerations": [*tols, {"key": UNREACHABLE, "operator": "Exists"}]}, n
+                    )
+                )
+            ]
+            names = {n["metadata"]["name"] for n in eligible}
+            for n in eligible:
+                name = n["metadata"]["name"]
+                if name not in by_node and not any(
+                    t["key"] == UNREACHABLE for t in n["spec"].get("taints", [])
+                ):
+                    node_spec = copy.deepcopy(tmpl)
+                    node_spec["spec"]["affinity"] = {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {
+                                        "matchFields": [
+                                            {"key": "metadata.name", "operator": "In", "values": [name]}
+                                        ]
+                                    }
+                                ]
+                            }
+                        }
+                    }
+                    self._new_pod(ds, node_spec, node=name)
+            for node_name, ps in by_node.items():
+                if node_name not in names:
+                    for p in ps:
+                        self.store.delete(self.res["pods"], p["metadata"]["namespace"], p["metadata"]["name"])
+            # Rolling update: one outdated pod at a time, once all others are ready.
+            outdated = [
+                p for p in pods if p["metadata"].get("labels", {}).get("controller-revision-hash") != h
+            ]
+            if outdated and all(pod_ready(p) for p in pods if p not in outdated):
+                p = outdated[0]
+                self.store.delete(self.res["pods"], p["metadata"]["namespace"], p["metadata"]["name"])
+            pods = [p for p in self._owned("pods", ds) if self._active(p)]
+            ready = sum(1 for p in pods if pod_ready(p))
+            status = {
+                "desiredNumberScheduled": len(names),
+                "currentNumberScheduled": len(pods),
+                "numberReady": ready,
+                "numberAvailable": ready,
+                "numberMisscheduled": 0,
+                "updatedNumberScheduled": sum(
+                    1 for p in pods if p["metadata"]["labels"].get("controller-revision-hash") == h
+                ),
+                "observedGeneration": ds["metadata"].get("generation", 1),
+            }
+            if ds.get("status") != status:
+                self.store.update(
+                    self.res["daemonsets"], {**ds, "status": status}, subresource="status", force=True
+                )
+
+    def jobs(self) -> None:
+        for job in self.store.list(self.res["jobs"]):
+            if job["metadata"].get("deletionTimestamp") or job.get("status", {}).get("completionTime"):
+                continue
+            pods = self._owned("pods", job)
+            succeeded = sum(1 for p in pods if p.get("status", {}).get("phase") == "Succeeded")
+            active = [p for p in pods if self._active(p)]
+            if not pods:
+                tmpl = copy.deepcopy(job["spec"]["template"])
+                tmpl["spec"]["restartPolicy"] = tmpl["spec"].get("restartPolicy", "Never")
+                self._new_pod(job, tmpl)
+                status = {"active": 1, "startTime": now_iso(), "ready": 0}
+            elif succeeded:
+                ts = now_iso()
+                status = {
+                    "succeeded": succeeded,
+                    "startTime": job.get("status", {}).get("startTime", ts),
+                    "completionTime": ts,
+                    "ready": 0,
+                    "conditions": [
+                        {
+                            "type": "SuccessCriteriaMet",
+                            "status": "True",
+                            "lastProbeTime": ts,
+                            "lastTransitionTime": ts,
+                        },
+                        {"type": "Complete", "status": "True", "lastProbeTime": ts, "lastTransitionTime": ts},
+                    ],
+                }
+                self.event(job, "Completed", "Job completed", component="job-controller")
+            else:
+                status = {**job.get("status", {}), "active": len(active)}
+            if job.get("status") != status:
+                self.store.update(
+                    self.res["jobs"], {**job, "status": status}, subresource="status", force=True
+                )
+
+    # ---- scheduling -----------------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        nodes = self.store.list(self.res["nodes"])
+        pods = self.store.list(self.res["pods"])
+        for pod in pods:
+            if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            placed = [
+                p for p in self.store.list(self.res["pods"]) if p["spec"].get("nodeName") and self._active(p)
+            ]
+            node = self._pick(pod, nodes, placed)
+            if node is None:
+                conds = pod.get("status", {}).get("conditions", [])
+                if not any(c["type"] == "PodScheduled" and c["status"] == "False" for c in conds):
+                    msg = f"0/{len(nodes)} nodes are available: no node satisfies the pod's constraints."
+                    self._pod_status(
+                        pod,
+                        {
+                            "phase": "Pending",
+                            "conditions": [
+                                {
+                                    "type": "PodScheduled",
+                                    "status": "False",
+                                    "reason": "Unschedulable",
+                                    "message": msg,
+                                    "lastTransitionTime": now_iso(),
+                                }
+                            ],
+                        },
+                    )
+                    self.event(pod, "FailedScheduling", msg, "Warning", component="default-scheduler")
+                continue
+            name = node["metadata"]["name"]
+            new = copy.deepcopy(pod)
+            new["spec"]["nodeName"] = name
+            self.store.update(self.res["pods"], new, force=True)
+            fresh = self.store.get(self.res["pods"], pod["metadata"]["namespace"], pod["metadata"]["name"])
+            self._pod_status(
+                fresh,
+                {
+                    "phase": "Pending",
+                    "conditions": [
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_iso()}
+                    ],
+                },
+            )
+            self.event(
+                fresh,
+                "Scheduled",
+                f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} to {name}",
+                component="default-scheduler",
+            )
+
+    def _pick(
+        self, pod: dict[str, Any], nodes: list[dict[str, Any]], placed: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        spec = pod["spec"]
+        ns = pod["metadata"]["namespace"]
+        affinity = spec.get("affinity") or {}
+        anti = affinity.get("podAntiAffinity") or {}
+        candidates = []
+        for node in nodes:
+            if node["spec"].get("unschedulable") or not self._node_eligible(spec, node):
+                continue
+            name = node["metadata"]["name"]
+            on_node = [
+                p for p in placed if p["spec"]["nodeName"] == name and p["metadata"]["namespace"] == ns
+            ]
+            if any(
+                any(
+                    match_labels(term.get("labelSelector"), p["metadata"].get("labels") or {})
+                    for p in on_node
+                )
+                for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+            ):
+                continue
+            ok = True
+            for c in spec.get("topologySpreadConstraints") or []:
+                if c.get("whenUnsatisfiable", "DoNotSchedule") != "DoNotSchedule":
+                    continue
+                skew = self._skew(c, ns, nodes, placed, spec, name)
+                if skew > int(c.get("maxSkew", 1)):
+                    ok = False
+            if ok:
+                candidates.append(node)
+        if not candidates:
+            return None
+
+        def score(node: dict[str, Any]) -> tuple[float, float]:
+            name = node["metadata"]["name"]
+            on_node = [p for p in placed if p["spec"]["nodeName"] == name]
+            s = 0.0
+            for term in anti.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+                t = term["podAffinityTerm"]
+                if any(
+                    p["metadata"]["namespace"] == ns
+                    and match_labels(t.get("labelSelector"), p["metadata"].get("labels") or {})
+                    for p in on_node
+                ):
+                    s -= term.get("weight", 1)
+            for c in spec.get("topologySpreadConstraints") or []:
+                if c.get("whenUnsatisfiable") == "ScheduleAnyway":
+                    s -= self._skew(c, ns, nodes, placed, spec, name)
+            same_owner = [
+                p
+                for p in on_node
+                if p["metadata"].get("ownerReferences") == pod["metadata"].get("ownerReferences")
+            ]
+            return (s - 5 * len(same_owner), -len(on_node) + random.random() * 0.1)
+
+        return max(candidates, key=score)
+
+    def _skew(
+        self,
+        c: dict[str, Any],
+        ns: str,
+        nodes: list[dict[str, Any]],
+        placed: list[dict[str, Any]],
+        spec: dict[str, Any],
+        target: str,
+    ) -> int:
+        key = c.get("topologyKey", "kubernetes.io/hostname")
+        eligible = [
+            n for n in nodes if self._node_eligible(spec, n) and key in (n["metadata"].get("labels") or {})
+        ]
+        counts = {n["metadata"]["labels"][key]: 0 for n in eligible}
+        node_domain = {n["metadata"]["name"]: n["metadata"]["labels"][key] for n in eligible}
+        for p in placed:
+            if p["metadata"]["namespace"] == ns and match_labels(
+                c.get("labelSelector"), p["metadata"].get("labels") or {}
+            ):
+                dom = node_domain.get(p["spec"]["nodeName"])
+                if dom is not None:
+                    counts[dom] += 1
+        if target not in node_domain:
+            return 0
+        counts[node_domain[target]] += 1
+        return max(counts.values()) - min(counts.values()) if counts else 0
+
+    # ---- kubelet --------------------------------------------------------------------------------------
+
+    def _pod_status(self, pod: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        status = copy.deepcopy(pod.get("status") or {})
+        conds = {c["type"]: c for c in status.get("conditions", [])}
+        for c in patch.pop("conditions", []):
+            prev = conds.get(c["type"])
+            if prev and prev["status"] == c["status"]:
+                c["lastTransitionTime"] = prev.get("lastTransitionTime", c.get("lastTransitionTime"))
+            conds[c["type"]] = {**(prev or {}), **c}
+        status.update(patch)
+        if conds:
+            status["conditions"] = list(conds.values())
+        fresh = self.store.find(self.res["pods"], pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if fresh is None:
+            return pod
+        return self.store.update(
+            self.res["pods"], {**fresh, "status": status}, subresource="status", force=True
+        )
+
+    def _set_pod_ready(self, pod: dict[str, Any], ready: bool) -> None:
+        val = "True" if ready else "False"
+        ts = now_iso()
+        statuses = copy.deepcopy(pod.get("status", {}).get("containerStatuses", []))
+        for cs in statuses:
+            cs["ready"] = ready
+        self._pod_status(
+            pod,
+            {
+                "containerStatuses": statuses,
+                "conditions": [
+                    {"type": "ContainersReady", "status": val, "lastTransitionTime": ts},
+                    {"type": "Ready", "status": val, "lastTransitionTime": ts},
+                ],
+            },
+        )
+
+    def _pod_ip(self, node: str) -> str:
+        nodes = [n["metadata"]["name"] for n in self.store.list(self.res["nodes"])]
+        idx = nodes.index(node) if node in nodes else 0
+        seq = self._ip_seq.get(node, 1) + 1
+        self._ip_seq[node] = seq if seq < 254 else 2
+        return f"10.42.{idx}.{seq}"
+
+    async def kubelets(self) -> None:
+        for pod in self.store.list(self.res["pods"]):
+            node = pod["spec"].get("nodeName")
+            if not node or not self.node_alive(node):
+                continue
+            key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+            if pod["metadata"].get("deletionTimestamp"):
+                if key not in self._stopping:
+                    self._stopping.add(key)
+                    task = asyncio.ensure_future(self._terminate(pod, key))
+                    self._terminating.add(task)
+                    task.add_done_callback(self._terminating.discard)
+                continue
+            phase = pod.get("status", {}).get("phase", "Pending")
+            if phase == "Pending" and not pod.get("status", {}).get("startTime"):
+                ts = now_iso()
+                containers = pod["spec"].get("containers", [])
+                is_job = pod["spec"].get("restartPolicy") == "Never"
+                fresh = self._pod_status(
+                    pod,
+                    {
+                        "phase": "Running",
+                        "podIP": self._pod_ip(node),
+                        "podIPs": [],
+                        "startTime": ts,
+                        "hostIP": self._host_ip(node),
+                        "containerStatuses": [
+                            {
+                                "name": c["name"],
+                                "image": c.get("image", ""),
+                                "imageID": "",
+                                "ready": False,
+                                "restartCount": 0,
+                                "started": True,
+                                "state": {"running": {"startedAt": ts}},
+                            }
+                            for c in containers
+                        ],
+                        "conditions": [
+                            {"type": "Initialized", "status": "True", "lastTransitionTime": ts},
+                            {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts},
+                            {"type": "ContainersReady", "status": "False", "lastTransitionTime": ts},
+                            {"type": "Ready", "status": "False", "lastTransitionTime": ts},
+                        ],
+                    },
+                )
+                fresh["status"]["podIPs"] = [{"ip": fresh["status"]["podIP"]}]
+                for hook in self.on_pod_start:
+                    await hook(fresh)
+                self.event(
+                    fresh,
+                    "Started",
+                    f"Started container {containers[0]['name'] if containers else ''}",
+                    component="kubelet",
+                )
+                self._probe_tasks[key] = asyncio.ensure_future(
+                    self._complete_job(fresh) if is_job else self._readiness(fresh, key)
+                )
+            elif (
+                phase == "Running"
+                and key not in self._probe_tasks
+                and pod["spec"].get("restartPolicy") != "Never"
+            ):
+                # The node came back: its kubelet restarts the pods it still runs and probes them again.
+                for hook in self.on_pod_start:
+                    await hook(pod)
+                self._probe_tasks[key] = asyncio.ensure_future(self._readiness(pod, key))
+
+    def _host_ip(self, node: str) -> str:
+        n = self.store.find(self.res["nodes"], None, node)
+        for a in (n or {}).get("status", {}).get("addresses", []):
+            if a["type"] == "InternalIP":
+                return str(a["address"])
+        return ""
+
+    async def _complete_job(self, pod: dict[str, Any]) -> None:
+        await asyncio.sleep(self.s(2.0))
+        fresh = self.store.find(self.res["pods"], pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if fresh is not None:
+            ts = now_iso()
+            statuses = [
+                {
+                    **cs,
+                    "ready": False,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": ts}},
+                }
+                for cs in fresh["status"].get("containerStatuses", [])
+            ]
+            self._pod_status(fresh, {"phase": "Succeeded", "containerStatuses": statuses})
+
+    async def _readiness(self, pod: dict[str, Any], key: str) -> None:
+        """Readiness per the first container's probe: period, failure and success thresholds."""
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        probe = next(
+            (c.get("readinessProbe") for c in pod["spec"].get("containers", []) if c.get("readinessProbe")),
+            None,
+        )
+        period = float((probe or {}).get("periodSeconds", 10))
+        fail_n = int((probe or {}).get("failureThreshold", 3))
+        ok_n = int((probe or {}).get("successThreshold", 1))
+        await asyncio.sleep(self.s(float((probe or {}).get("initialDelaySeconds", 0))) + self.s(0.5))
+        fails = oks = 0
+        try:
+            while True:
+                cur = self.store.find(self.res["pods"], ns, name)
+                if cur is None or cur["metadata"].get("deletionTimestamp"):
+                    return
+                if not self.node_alive(cur["spec"]["nodeName"]):
+                    return  # the kubelet is gone with its node; resumed when the node returns
+                result = self.probe(cur, probe or {})
+                ok = True if result is None else await result
+                if ok:
+                    oks, fails = oks + 1, 0
+                    if oks >= ok_n and not pod_ready(cur):
+                        self._set_pod_ready(cur, True)
+                else:
+                    oks, fails = 0, fails + 1
+                    if fails >= fail_n and pod_ready(cur):
+                        self._set_pod_ready(cur, False)
+                        self.event(cur, "Unhealthy", "Readiness probe failed", "Warning", component="kubelet")
+                await asyncio.sleep(self.s(period) if probe else self.s(30))
+        finally:
+            self._probe_tasks.pop(key, None)
+
+    async def _terminate(self, pod: dict[str, Any], key: str) -> None:
+        try:
+            task = self._probe_tasks.pop(key, None)
+            if task:
+                task.cancel()
+            for hook in self.on_pod_stop:
+                await hook(pod)
+            grace = pod["metadata"].get("deletionGracePeriodSeconds", 30)
+            await asyncio.sleep(self.s(min(float(grace or 0), 1.0)))
+            node = pod["spec"].get("nodeName")
+            if node and not self.node_alive(node):
+                return  # the node died meanwhile; the deletion finishes when it returns
+            self.store.finish_graceful_delete(
+                self.res["pods"], pod["metadata"]["namespace"], pod["metadata"]["name"]
+            )
+        finally:
+            self._stopping.discard(key)
+
+    # ---- services and budgets -------------------------------------------------------------------------
+
+    def endpoints(self) -> None:
+        pods = self.store.list(self.res["pods"])
+        for svc in self.store.list(self.res["services"]):
+            sel = svc["spec"].get("selector")
+            if not sel:
+                continue
+            ns = svc["metadata"]["namespace"]
+            ready, not_ready = [], []
+            for p in pods:
+                if p["metadata"]["namespace"] != ns or not p.get("status", {}).get("podIP"):
+                    continue
+                if not all((p["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items()):
+                    continue
+                addr = {
+                    "ip": p["status"]["podIP"],
+                    "nodeName": p["spec"].get("nodeName"),
+                    "targetRef": {
+                        "kind": "Pod",
+                        "namespace": ns,
+                        "name": p["metadata"]["name"],
+                        "uid": p["metadata"]["uid"],
+                    },
+                }
+                (ready if pod_ready(p) and not p["metadata"].get("deletionTimestamp") else not_ready).append(
+                    addr
+                )
+            ports = [
+                {
+                    "name": pt.get("name", ""),
+                    "port": int(pt.get("targetPort", pt["port"]))
+                    if str(pt.get("targetPort", pt["port"])).isdigit()
+                    else pt["port"],
+                    "protocol": pt.get("protocol", "TCP"),
+                }
+                for pt in svc["spec"].get("ports", [])
+            ]
+            subset: dict[str, Any] = {"ports": ports}
+            if ready:
+                subset["addresses"] = sorted(ready, key=lambda a: a["ip"])
+            if not_ready:
+                subset["notReadyAddresses"] = sorted(not_ready, key=lambda a: a["ip"])
+            subsets = [subset] if ready or not_ready else []
+            ep_res = self.res["endpoints"]
+            cur = self.store.find(ep_res, ns, svc["metadata"]["name"])
+            body = {
+                "metadata": {
+                    "name": svc["metadata"]["name"],
+                    "namespace": ns,
+                    "labels": svc["metadata"].get("labels") or {},
+                },
+                "subsets": subsets,
+            }
+            if cur is None:
+                self.store.create(ep_res, body)
+            elif cur.get("subsets", []) != subsets:
+                self.store.update(ep_res, {**cur, "subsets": subsets}, force=True)
+
+    def pdbs(self) -> None:
+        pods = self.store.list(self.res["pods"])
+        for pdb in self.store.list(self.res["poddisruptionbudgets"]):
+            status = pdb_status(pdb, pods)
+            old = (pdb.get("status") or {}).get("conditions") or []
+            if old and old[0]["status"] == status["conditions"][0]["status"]:
+                status["conditions"][0]["lastTransitionTime"] = old[0]["lastTransitionTime"]
+            if pdb.get("status") != status:
+                self.store.update(
+                    self.res["poddisruptionbudgets"],
+                    {**pdb, "status": status},
+                    subresource="status",
+                    force=True,
+                )
+
+
+def pdb_status(pdb: dict[str, Any], pods: list[dict[str, Any]]) -> dict[str, Any]:
+    ns = pdb["metadata"]["namespace"]
+    matching = [
+        p
+        for p in pods
+        if p["metadata"]["namespace"] == ns
+        and match_labels(pdb["spec"].get("selector"), p["metadata"].get("labels") or {})
+        and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+    ]
+    healthy = sum(1 for p in matching if pod_ready(p) and not p["metadata"].get("deletionTimestamp"))
+    expected = len([p for p in matching if not p["metadata"].get("deletionTimestamp")]) or len(matching)
+    spec = pdb["spec"]
+    if "minAvailable" in spec:
+        desired = resolve_int_or_percent(spec["minAvailable"], expected, True)
+    elif "maxUnavailable" in spec:
+        desired = max(0, expected - resolve_int_or_percent(spec["maxUnavailable"], expected, False))
+    else:
+        desired = expected
+    allowed = max(0, healthy - desired)
+    ts = now_iso()
+    return {
+        "observedGeneration": pdb["metadata"].get("generation", 1),
+        "currentHealthy": healthy,
+        "desiredHealthy": desired,
+        "expectedPods": expected,
+        "disruptionsAllowed": allowed,
+        "conditions": [
+            {
+                "type": "DisruptionAllowed",
+                "status": "True" if allowed > 0 else "False",
+                "reason": "SufficientPods" if allowed > 0 else "InsufficientPods",
+                "message": "",
+                "lastTransitionTime": ts,
+                "observedGeneration": pdb["metadata"].get("generation", 1),
+            }
+        ],
+    }
+
+
+def _owner(obj: dict[str, Any], controller: bool = False) -> dict[str, Any]:
+    ref = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+    }
+    if controller:
+        ref.update(controller=True, blockOwnerDeletion=True)
+    return ref
+
+
+def now_micro() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_ts(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

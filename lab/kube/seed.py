@@ -1,0 +1,664 @@
+"""The seed's cluster as Kubernetes objects: nodes, namespaces, workloads, RBAC, CRDs.
+
+Only top-level objects are seeded (Deployments, DaemonSets, CronJobs …); the lab's controllers create
+ReplicaSets and Pods from them and schedule them, so ownership, spread and status are the controllers'
+own work — exactly what a drill later disturbs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from console.config import Config
+from lab.kube.resources import Registry
+from lab.kube.store import Store
+
+K3S_VERSION = "v1.34.4+k3s1"
+SEED_TS = "2025-11-03T09:00:00Z"
+
+DOCFAST_IMAGE = "git.cloonar.com/openclawd/docfast"
+PROD_TAG = "v1.4.2"
+STAGING_TAG = "main-3f9c2ab"
+
+
+def specs_dir() -> Path:
+    from lab.hetzner.schema import spec_path
+
+    return spec_path().parent
+
+
+def _meta(
+    name: str,
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    m: dict[str, Any] = {"name": name, "creationTimestamp": SEED_TS}
+    if namespace:
+        m["namespace"] = namespace
+    if labels:
+        m["labels"] = labels
+    if annotations:
+        m["annotations"] = annotations
+    return m
+
+
+def node_object(
+    name: str, role: str, private_ip: str, public_ip: str, index: int, taints: list[str]
+) -> dict[str, Any]:
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "arm64",
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": "arm64",
+        "node.kubernetes.io/instance-type": "k3s",
+    }
+    if role == "server":
+        labels.update(
+            {
+                "node-role.kubernetes.io/control-plane": "true",
+                "node-role.kubernetes.io/master": "true",
+                "node-role.kubernetes.io/etcd": "true",
+            }
+        )
+    spec_taints = []
+    for t in taints:
+        key, _, effect = t.partition(":")
+        k, _, v = key.partition("=")
+        spec_taints.append({"key": k, "effect": effect, **({"value": v} if v else {})})
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": _meta(
+            name,
+            labels=labels,
+            annotations={
+                "k3s.io/node-args": json.dumps(["server" if role == "server" else "agent"]),
+                "flannel.alpha.coreos.com/public-ip": private_ip,
+            },
+        ),
+        "spec": {
+            "podCIDR": f"10.42.{index}.0/24",
+            "podCIDRs": [f"10.42.{index}.0/24"],
+            "providerID": f"k3s://{name}",
+            **({"taints": spec_taints} if spec_taints else {}),
+        },
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": private_ip},
+                {"type": "ExternalIP", "address": public_ip},
+                {"type": "Hostname", "address": name},
+            ],
+            "capacity": {"cpu": "2", "memory": "3908848Ki", "pods": "110", "ephemeral-storage": "39396672Ki"},
+            "allocatable": {
+                "cpu": "2",
+                "memory": "3908848Ki",
+                "pods": "110",
+                "ephemeral-storage": "38324134158",
+            },
+            "nodeInfo": {
+                "architecture": "arm64",
+                "bootID": "",
+                "containerRuntimeVersion": "containerd://2.1.5-k3s1",
+                "kernelVersion": "6.8.0-90-generic",
+                "kubeProxyVersion": K3S_VERSION,
+                "kubeletVersion": K3S_VERSION,
+                "machineID": "",
+                "operatingSystem": "linux",
+                "osImage": "Ubuntu 24.04.3 LTS",
+                "systemUUID": "",
+            },
+            "conditions": [],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        },
+    }
+
+
+def _pod_template(labels: dict[str, str], containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": labels},
+        "spec": {
+            "containers": containers,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            **spec,
+        },
+    }
+
+
+def _deployment(
+    name: str,
+    namespace: str,
+    replicas: int,
+    labels: dict[str, str],
+    containers: list[dict[str, Any]],
+    **spec: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace, labels),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "revisionHistoryLimit": 10,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+            },
+            "progressDeadlineSeconds": 600,
+            "template": _pod_template(labels, containers, **spec),
+        },
+    }
+
+
+def _anti_affinity(kind: str, labels: dict[str, str], key: str = "kubernetes.io/hostname") -> dict[str, Any]:
+    term = {"labelSelector": {"matchLabels": labels}, "topologyKey": key}
+    if kind == "required":
+        return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]
+        }
+    }
+
+
+CONTROL_PLANE_TOLERATIONS = [
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+    {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"},
+]
+
+
+def coredns(replicas: int = 3, ha: bool = True) -> dict[str, Any]:
+    """K3s's packaged CoreDNS; ``ha=False`` is the stock manifest (1 replica, no anti-affinity)."""
+    labels = {"k8s-app": "kube-dns"}
+    container = {
+        "name": "coredns",
+        "image": "rancher/mirrored-coredns-coredns:1.12.3",
+        "args": ["-conf", "/etc/coredns/Corefile"],
+        "ports": [
+            {"containerPort": 53, "name": "dns", "protocol": "UDP"},
+            {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"},
+            {"containerPort": 9153, "name": "metrics", "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": 8181},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "70Mi"}, "limits": {"memory": "170Mi"}},
+    }
+    spec: dict[str, Any] = {
+        "tolerations": CONTROL_PLANE_TOLERATIONS,
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+    }
+    if ha:
+        spec["affinity"] = _anti_affinity("preferred", labels)
+    d = _deployment("coredns", "kube-system", replicas if ha else 1, labels, [container], **spec)
+    d["metadata"]["labels"] = {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}
+    return d
+
+
+def cnpg_operator(replicas: int = 2, ha: bool = True) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "cloudnative-pg"}
+    container = {
+        "name": "manager",
+        "image": "ghcr.io/cloudnative-pg/cloudnative-pg:1.25.1",
+        "args": ["controller", "--leader-elect"],
+        "ports": [
+            {"containerPort": 8080, "name": "metrics"},
+            {"containerPort": 9443, "name": "webhook-server"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9443, "scheme": "HTTPS"}},
+    }
+    spec: dict[str, Any] = {"serviceAccountName": "cnpg-manager"}
+    if ha:
+        spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": labels},
+            }
+        ]
+    return _deployment(
+        "cnpg-controller-manager", "cnpg-system", replicas if ha else 1, labels, [container], **spec
+    )
+
+
+def docfast(namespace: str, replicas: int, tag: str, tuned: bool) -> dict[str, Any]:
+    labels = {"app": "docfast"}
+    container: dict[str, Any] = {
+        "name": "docfast",
+        "image": f"{DOCFAST_IMAGE}:{tag}",
+        "ports": [{"containerPort": 3000, "name": "http", "protocol": "TCP"}],
+        "env": [
+            {"name": "NODE_ENV", "value": "production" if namespace == "docfast" else "staging"},
+            {"name": "DATABASE_HOST", "value": "main-db-pooler.postgres.svc"},
+            {"name": "DATABASE_NAME", "value": "docfast" if namespace == "docfast" else "docfast_staging"},
+            {
+                "name": "DATABASE_USER",
+                "valueFrom": {"secretKeyRef": {"name": "docfast-db-credentials", "key": "username"}},
+            },
+            {
+                "name": "DATABASE_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": "docfast-db-credentials", "key": "password"}},
+            },
+        ],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"cpu": "1000m", "memory": "1Gi"},
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/health", "port": 3000},
+            "periodSeconds": 5 if tuned else 10,
+            "failureThreshold": 2 if tuned else 3,
+            "timeoutSeconds": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": 3000},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+            "timeoutSeconds": 2,
+        },
+    }
+    spec: dict[str, Any] = {"imagePullSecrets": [{"name": "forgejo-registry"}]}
+    if tuned:
+        spec["affinity"] = _anti_affinity("preferred", labels)
+        spec["tolerations"] = [
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 10,
+            },
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 10,
+            },
+        ]
+    return _deployment("docfast", namespace, replicas, labels, [container], **spec)
+
+
+def workloads(config: Config) -> list[dict[str, Any]]:
+    ns = config.namespaces
+    db = config.database
+    pooler_labels = {"cnpg.io/poolerName": db.pooler}
+    traefik_labels = {
+        "app.kubernetes.io/name": "traefik",
+        "app.kubernetes.io/instance": "traefik-kube-system",
+    }
+    objs: list[dict[str, Any]] = [
+        coredns(),
+        _deployment(
+            "local-path-provisioner",
+            ns.system,
+            1,
+            {"app": "local-path-provisioner"},
+            [{"name": "local-path-provisioner", "image": "rancher/local-path-provisioner:v0.0.32"}],
+            tolerations=CONTROL_PLANE_TOLERATIONS,
+        ),
+        _deployment(
+            "metrics-server",
+            ns.system,
+            1,
+            {"k8s-app": "metrics-server"},
+            [{"name": "metrics-server", "image": "rancher/mirrored-metrics-server:v0.8.0"}],
+            tolerations=CONTROL_PLANE_TOLERATIONS,
+        ),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": _meta("traefik", ns.system, traefik_labels),
+            "spec": {
+                "selector": {"matchLabels": traefik_labels},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                "template": _pod_template(
+                    traefik_labels,
+                    [
+                        {
+                            "name": "traefik",
+                            "image": "rancher/mirrored-library-traefik:3.5.1",
+                            "ports": [
+                                {"containerPort": 8000, "name": "web"},
+                                {"containerPort": 8443, "name": "websecure"},
+                            ],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/ping", "port": 8080},
+                                "periodSeconds": 10,
+                            },
+                        }
+                    ],
+                ),
+            },
+        },
+        cnpg_operator(),
+        _deployment(
+            "cert-manager",
+            ns.cert_manager,
+            1,
+            {"app.kubernetes.io/name": "cert-manager"},
+            [
+                {
+                    "name": "cert-manager-controller",
+                    "image": "quay.io/jetstack/cert-manager-controller:v1.17.2",
+                }
+            ],
+        ),
+        _deployment(
+            "cert-manager-cainjector",
+            ns.cert_manager,
+            1,
+            {"app.kubernetes.io/name": "cainjector"},
+            [
+                {
+                    "name": "cert-manager-cainjector",
+                    "image": "quay.io/jetstack/cert-manager-cainjector:v1.17.2",
+                }
+            ],
+        ),
+        _deployment(
+            "cert-manager-webhook",
+            ns.cert_manager,
+            1,
+            {"app.kubernetes.io/name": "webhook"},
+            [{"name": "cert-manager-webhook", "image": "quay.io/jetstack/cert-manager-webhook:v1.17.2"}],
+        ),
+        _deployment(
+            db.pooler,
+            db.namespace,
+            db.pooler_instances,
+            pooler_labels,
+            [
+                {
+                    "name": "pgbouncer",
+                    "image": "ghcr.io/cloudnative-pg/pgbouncer:1.24.0",
+                    "ports": [{"containerPort": 5432, "name": "pgbouncer"}],
+                    "readinessProbe": {"tcpSocket": {"port": 5432}, "periodSeconds": 10},
+                }
+            ],
+            affinity=_anti_affinity("required", pooler_labels),
+        ),
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": _meta("main-db-backup", db.namespace, {"app": "db-backup"}),
+            "spec": {
+                "schedule": "0 */6 * * *",
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 1,
+                "jobTemplate": {
+                    "spec": {
+                        "backoffLimit": 1,
+                        "template": {
+                            "metadata": {"labels": {"app": "db-backup"}},
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [
+                                    {
+                                        "name": "pg-dump",
+                                        "image": "ghcr.io/cloudnative-pg/postgresql:17.4",
+                                        "command": ["/bin/sh", "-c", "pg_dump -Fc docfast | borg create ..."],
+                                    }
+                                ],
+                            },
+                        },
+                    }
+                },
+            },
+        },
+        docfast(ns.prod, 2, PROD_TAG, tuned=True),
+        docfast(ns.staging, 1, STAGING_TAG, tuned=False),
+    ]
+    for namespace, host in ((ns.prod, "docfast.dev"), (ns.staging, "staging.docfast.dev")):
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta("docfast", namespace, {"app": "docfast"}),
+                "spec": {
+                    "selector": {"app": "docfast"},
+                    "type": "ClusterIP",
+                    "ports": [{"name": "http", "port": 80, "targetPort": 3000, "protocol": "TCP"}],
+                },
+            }
+        )
+        objs.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": _meta(
+                    "docfast", namespace, annotations={"cert-manager.io/cluster-issuer": "letsencrypt-prod"}
+                ),
+                "spec": {
+                    "ingressClassName": "traefik",
+                    "tls": [{"hosts": [host], "secretName": f"{host}-tls"}],
+                    "rules": [
+                        {
+                            "host": host,
+                            "http": {
+                                "paths": [
+                                    {
+                                        "path": "/",
+                                        "pathType": "Prefix",
+                                        "backend": {"service": {"name": "docfast", "port": {"number": 80}}},
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+        dockercfg = base64.b64encode(
+            json.dumps({"auths": {"git.cloonar.com": {"auth": "bGFiOmxhYg=="}}}).encode()
+        ).decode()
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": _meta("forgejo-registry", namespace),
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": dockercfg},
+            }
+        )
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": _meta("docfast-db-credentials", namespace),
+                "type": "kubernetes.io/basic-auth",
+                "data": {
+                    "username": base64.b64encode(b"docfast").decode(),
+                    "password": base64.b64encode(b"docfast").decode(),
+                },
+            }
+        )
+        role_rules = [
+            {
+                "apiGroups": ["apps"],
+                "resources": ["deployments", "deployments/scale", "replicasets"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"],
+            },
+            {
+                "apiGroups": [""],
+                "resources": ["pods", "pods/log", "services", "configmaps", "events"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": ["networking.k8s.io"],
+                "resources": ["ingresses"],
+                "verbs": ["get", "list", "watch"],
+            },
+        ]
+        objs.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": _meta("deployer", namespace),
+                "rules": role_rules,
+            }
+        )
+        objs.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": _meta("deployer", namespace),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+                "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": ns.prod}],
+            }
+        )
+    objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("deployer", ns.prod)})
+    objs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta("docfast-db-credentials", db.namespace),
+            "type": "kubernetes.io/basic-auth",
+            "data": {
+                "username": base64.b64encode(b"docfast").decode(),
+                "password": base64.b64encode(b"docfast").decode(),
+            },
+        }
+    )
+    return objs
+
+
+def crds() -> list[dict[str, Any]]:
+    out = [yaml.safe_load(p.read_text()) for p in sorted((specs_dir() / "cnpg-1.25.1").glob("*.yaml"))]
+    for kind, plural, scope, short in (
+        ("Certificate", "certificates", "Namespaced", ["cert", "certs"]),
+        ("ClusterIssuer", "clusterissuers", "Cluster", ["ciss"]),
+    ):
+        out.append(
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.cert-manager.io"},
+                "spec": {
+                    "group": "cert-manager.io",
+                    "scope": scope,
+                    "names": {
+                        "kind": kind,
+                        "listKind": f"{kind}List",
+                        "plural": plural,
+                        "singular": kind.lower(),
+                        "shortNames": short,
+                        "categories": ["cert-manager"],
+                    },
+                    "versions": [
+                        {
+                            "name": "v1",
+                            "served": True,
+                            "storage": True,
+                            "subresources": {"status": {}},
+                            "additionalPrinterColumns": [
+                                {
+                                    "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+                                    "name": "Ready",
+                                    "type": "string",
+                                },
+                                {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"},
+                            ],
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "type": "object",
+                                    "description": f"cert-manager {kind} (lab: spec and status "
+                                    "kept open; see lab/README.md)",
+                                    "properties": {
+                                        "spec": {
+                                            "type": "object",
+                                            "x-kubernetes-preserve-unknown-fields": True,
+                                        },
+                                        "status": {
+                                            "type": "object",
+                                            "x-kubernetes-preserve-unknown-fields": True,
+                                        },
+                                    },
+                                }
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+    return out
+
+
+def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: str = "seed") -> None:
+    ns_res = registry.get("", "v1", "namespaces")
+    assert ns_res is not None
+    for crd in crds():
+        crd["metadata"]["creationTimestamp"] = SEED_TS
+        crd["status"] = {
+            "conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted"}],
+            "acceptedNames": crd["spec"]["names"],
+            "storedVersions": ["v1"],
+        }
+        res = registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        assert res is not None
+        store.create(res, crd)
+    if scenario == "empty":
+        return
+    names = [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        config.namespaces.database,
+        config.namespaces.prod,
+        config.namespaces.staging,
+        config.namespaces.cnpg_operator,
+        config.namespaces.cert_manager,
+    ]
+    for name in dict.fromkeys(names):
+        store.create(
+            ns_res,
+            {
+                "metadata": _meta(name, labels={"kubernetes.io/metadata.name": name}),
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            },
+        )
+    node_res = registry.get("", "v1", "nodes")
+    assert node_res is not None
+    for i, node in enumerate(config.nodes):
+        store.create(
+            node_res, node_object(node.name, node.role, node.private_ipv4, node.public_ipv4, i, node.taints)
+        )
+    for obj in workloads(config):
+        res = registry.by_kind(obj["apiVersion"], obj["kind"])
+        assert res is not None, obj["kind"]
+        store.create(res, obj)
+    issuer = registry.get("cert-manager.io", "v1", "clusterissuers")
+    assert issuer is not None
+    store.create(
+        issuer,
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "ClusterIssuer",
+            "metadata": _meta("letsencrypt-prod"),
+            "spec": {
+                "acme": {
+                    "server": "https://acme-v02.api.letsencrypt.org/directory",
+                    "email": "ops@docfast.dev",
+                    "privateKeySecretRef": {"name": "letsencrypt-prod"},
+                    "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}],
+                }
+            },
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "ACMEAccountRegistered"}]
+            },
+        },
+    )

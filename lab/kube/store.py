@@ -1,0 +1,294 @@
+"""The twin's object store: objects, one global resourceVersion, watch fan-out and a bounded history.
+
+Semantics kept from the real API server (etcd3 storage + generic registry):
+
+* ``resourceVersion`` is one cluster-wide counter; every write bumps it.
+* ``metadata.generation`` increases when anything but metadata/status changes.
+* Updates carrying a ``resourceVersion`` that is not the stored one fail with 409 Conflict.
+* For kinds with a ``status`` subresource, the main endpoint ignores status changes and ``/status``
+  ignores everything but status.
+* Deletion with finalizers sets ``deletionTimestamp`` and waits for the finalizers to be removed.
+  Dependents (``ownerReferences``) are garbage-collected in the background unless orphaned.
+* Watches replay history after the requested resourceVersion; one older than the retained window gets
+  410 Gone ("too old resource version"), as after an etcd compaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lab.kube.errors import KubeError, already_exists, bad_request, conflict, gone, not_found
+from lab.kube.resources import Resource
+
+HISTORY = 5000  # events kept per resource type for watch resumption
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what the API server's generateName draws from
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WatchEvent:
+    rv: int
+    type: str
+    obj: dict[str, Any]
+
+
+@dataclass(eq=False)
+class Watcher:
+    namespace: str | None
+    predicate: Callable[[dict[str, Any]], bool]
+    queue: asyncio.Queue[WatchEvent | None] = field(default_factory=asyncio.Queue)
+
+
+class Store:
+    def __init__(self) -> None:
+        self.rv = 100
+        self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        self.history: dict[str, deque[WatchEvent]] = {}
+        self.compacted: dict[str, int] = {}
+        self.watchers: dict[str, set[Watcher]] = {}
+        self.resources: dict[str, Resource] = {}
+        # Called synchronously after every committed change: (resource, type, new-or-deleted object).
+        self.listeners: list[Callable[[Resource, str, dict[str, Any]], None]] = []
+
+    @staticmethod
+    def key(res: Resource) -> str:
+        return f"{res.group}/{res.plural}"
+
+    def table(self, res: Resource) -> dict[tuple[str, str], dict[str, Any]]:
+        k = self.key(res)
+        self.resources[k] = res
+        return self.objects.setdefault(k, {})
+
+    # ---- reads ----------------------------------------------------------------------------------------
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = self.table(res).get((namespace or "", name))
+        if obj is None:
+            raise not_found(res.plural, res.group, name)
+        return obj
+
+    def find(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self.table(res).get((namespace or "", name))
+
+    def list(self, res: Resource, namespace: str | None = None) -> list[dict[str, Any]]:
+        items = self.table(res).items()
+        return [
+            o for (ns, _), o in sorted(items, key=lambda kv: kv[0]) if namespace is None or ns == namespace
+        ]
+
+    # ---- writes ---------------------------------------------------------------------------------------
+
+    def _commit(self, res: Resource, type_: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self.rv += 1
+        if type_ != "DELETED":
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+        else:
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+        k = self.key(res)
+        hist = self.history.setdefault(k, deque(maxlen=HISTORY))
+        if len(hist) == hist.maxlen:
+            self.compacted[k] = hist[0].rv
+        event = WatchEvent(self.rv, type_, copy.deepcopy(obj))
+        hist.append(event)
+        for w in list(self.watchers.get(k, ())):
+            ns = obj["metadata"].get("namespace")
+            if (w.namespace is None or w.namespace == ns) and w.predicate(event.obj):
+                w.queue.put_nowait(event)
+        for listener in list(self.listeners):
+            listener(res, type_, obj)
+        return obj
+
+    def create(self, res: Resource, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name"):
+            if meta.get("generateName"):
+                meta["name"] = meta["generateName"] + "".join(random.choices(NAME_ALPHABET, k=5))
+            else:
+                raise KubeError(
+                    422,
+                    "Invalid",
+                    f'{res.kind} in version "{res.version}" cannot be handled '
+                    "as a " + res.kind + ": name or generateName is required",
+                )
+        if res.namespaced:
+            ns = namespace or meta.get("namespace") or "default"
+            if meta.get("namespace") and meta["namespace"] != ns:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        table = self.table(res)
+        key = (meta.get("namespace", ""), meta["name"])
+        if key in table:
+            raise already_exists(res.plural, res.group, meta["name"])
+        obj["apiVersion"] = res.group_version
+        obj["kind"] = res.kind
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = meta.get("creationTimestamp") or now_iso()
+        meta.pop("deletionTimestamp", None)
+        meta.pop("resourceVersion", None)
+        if "spec" in obj or res.custom:
+            meta["generation"] = 1
+        table[key] = obj
+        return self._commit(res, "ADDED", obj)
+
+    def update(
+        self, res: Resource, obj: dict[str, Any], subresource: str | None = None, force: bool = False
+    ) -> dict[str, Any]:
+        """Replace an object (PUT semantics).  ``force`` skips the resourceVersion check (controllers)."""
+        meta = obj.get("metadata") or {}
+        table = self.table(res)
+        key = (meta.get("namespace", "") if res.namespaced else "", meta.get("name", ""))
+        old = table.get(key)
+        if old is None:
+            raise not_found(res.plural, res.group, meta.get("name", ""))
+        sent_rv = meta.get("resourceVersion")
+        if not force and sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
+            raise conflict(res.plural, res.group, key[1])
+        new = copy.deepcopy(obj)
+        new["apiVersion"], new["kind"] = res.group_version, res.kind
+        nm = new.setdefault("metadata", {})
+        for immutable in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "namespace",
+            "generation",
+            "deletionGracePeriodSeconds",
+        ):
+            if immutable in old["metadata"]:
+                nm[immutable] = old["metadata"][immutable]
+            else:
+                nm.pop(immutable, None)
+        if subresource == "status":
+            new = {**copy.deepcopy(old), "status": new.get("status")}
+            if new["status"] is None:
+                new.pop("status")
+        elif "status" in res.subresources and subresource is None:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        if subresource is None:
+            changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
+                k: v for k, v in old.items() if k not in ("metadata", "status")
+            }
+            if changed and "generation" in nm:
+                nm["generation"] = int(nm["generation"]) + 1
+        if new == old:
+            return old  # a no-op write does not bump resourceVersion (as the real server)
+        table[key] = new
+        if nm.get("deletionTimestamp") and not nm.get("finalizers"):
+            return self._really_delete(res, key)
+        return self._commit(res, "MODIFIED", new)
+
+    def delete(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        grace: int | None = None,
+        propagation: str = "Background",
+        precondition_uid: str | None = None,
+        precondition_rv: str | None = None,
+    ) -> dict[str, Any]:
+        """Delete (or mark for deletion when finalizers or a pod grace period hold it)."""
+        key = (namespace or "" if res.namespaced else "", name)
+        obj = self.table(res).get(key)
+        if obj is None:
+            raise not_found(res.plural, res.group, name)
+        meta = obj["metadata"]
+        if precondition_uid and precondition_uid != meta["uid"]:
+            raise conflict(res.plural, res.group, name)
+        if precondition_rv and precondition_rv != meta["resourceVersion"]:
+            raise conflict(res.plural, res.group, name)
+        if propagation == "Foreground":
+            meta.setdefault("finalizers", [])
+            if "foregroundDeletion" not in meta["finalizers"]:
+                meta["finalizers"].append("foregroundDeletion")
+        graceful = res.plural == "pods" and grace != 0 and obj.get("spec", {}).get("nodeName")
+        if meta.get("finalizers") or graceful:
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = now_iso()
+                if graceful:
+                    period = (
+                        grace if grace is not None else obj["spec"].get("terminationGracePeriodSeconds", 30)
+                    )
+                    meta["deletionGracePeriodSeconds"] = period
+                obj = self._commit(res, "MODIFIED", obj)
+            if propagation != "Orphan":
+                self._collect_dependents(meta["uid"])
+            return obj
+        deleted = self._really_delete(res, key)
+        if propagation != "Orphan":
+            self._collect_dependents(meta["uid"])
+        return deleted
+
+    def _really_delete(self, res: Resource, key: tuple[str, str]) -> dict[str, Any]:
+        obj = self.table(res).pop(key)
+        return self._commit(res, "DELETED", obj)
+
+    def _collect_dependents(self, uid: str) -> None:
+        """Background garbage collection: delete every object owned by ``uid``."""
+        for k, table in list(self.objects.items()):
+            res = self.resources[k]
+            for (ns, name), obj in list(table.items()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if any(r.get("uid") == uid for r in refs) and not obj["metadata"].get("deletionTimestamp"):
+                    remaining = [r for r in refs if r.get("uid") != uid]
+                    if remaining:
+                        obj["metadata"]["ownerReferences"] = remaining
+                        self._commit(res, "MODIFIED", obj)
+                    else:
+                        self.delete(res, ns or None, name)
+
+    def finish_graceful_delete(self, res: Resource, namespace: str | None, name: str) -> None:
+        """What the kubelet does once a terminating pod's containers stopped: remove the object."""
+        key = (namespace or "", name)
+        obj = self.table(res).get(key)
+        if obj is not None and not obj["metadata"].get("finalizers"):
+            self._really_delete(res, key)
+
+    # ---- watch ----------------------------------------------------------------------------------------
+
+    def replay(self, res: Resource, since: int) -> Iterable[WatchEvent]:
+        """Events after ``since``; 410 Gone when ``since`` predates the retained history."""
+        k = self.key(res)
+        floor = self.compacted.get(k, 0)
+        if since < floor:
+            raise gone(f"too old resource version: {since} ({floor})")
+        return [e for e in self.history.get(k, ()) if e.rv > since]
+
+    def compact(self) -> None:
+        """Forget all history (a lab fault): every watch resuming from an old version gets 410."""
+        for k, hist in self.history.items():
+            self.compacted[k] = self.rv
+            hist.clear()
+
+    def subscribe(self, res: Resource, watcher: Watcher) -> None:
+        self.watchers.setdefault(self.key(res), set()).add(watcher)
+
+    def unsubscribe(self, res: Resource, watcher: Watcher) -> None:
+        self.watchers.get(self.key(res), set()).discard(watcher)
+
+    def drop_watches(self) -> None:
+        """End every open watch stream (a lab fault, like an API server restart)."""
+        for watchers in self.watchers.values():
+            for w in watchers:
+                w.queue.put_nowait(None)
