@@ -460,6 +460,15 @@ class KubeApi:
     def _validate(self, request: web.Request, res: Resource, obj: dict[str, Any]) -> None:
         strict = request.query.get("fieldValidation") == "Strict"
         problems = validate(obj, res.crd, strict)
+        unknown = [(f, m) for f, m in problems if "Additional properties are not allowed" in m]
+        if unknown:
+            field, message = unknown[0]
+            name = message.split("'")[1] if "'" in message else "?"
+            path = name if field == "<root>" else f"{field}.{name}"
+            raise bad_request(
+                f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+                f'strict decoding error: unknown field "{path}"'
+            )
         if problems:
             raise KubeError(
                 422,
