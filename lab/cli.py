@@ -38,11 +38,23 @@ def repo_config() -> Path:
 
 
 def up(
-    lab_dir: Path, config: Path, fast: bool, scenario: str, timeout: float = UP_TIMEOUT_S
+    lab_dir: Path,
+    config: Path,
+    fast: bool,
+    scenario: str,
+    timeout: float = UP_TIMEOUT_S,
+    scale: str | None = None,
 ) -> tuple[LabState, bool]:
     """Start the lab in ``lab_dir`` (or reuse the one running there); return (state, started_now)."""
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r} (choose from: {', '.join(SCENARIOS)})")
+    if scale:
+        from lab.scale import parse_scale
+
+        try:
+            parse_scale(scale)
+        except ValueError as exc:
+            raise LabError(str(exc)) from None
     load_config(config)  # fail here, in the foreground, with the config's own message
     lab_dir = lab_dir.resolve()
     running = read_state(lab_dir)
@@ -62,6 +74,7 @@ def up(
         "--scenario",
         scenario,
         *(["--fast"] if fast else []),
+        *(["--scale", scale] if scale else []),
     ]
     env = {
         **os.environ,
@@ -187,6 +200,12 @@ def main(argv: list[str]) -> int:
     p_up.add_argument("--fast", action="store_true", help="scale every lab timing down (x0.2)")
     p_up.add_argument("--scenario", default="seed", help=f"one of: {', '.join(SCENARIOS)}")
     p_up.add_argument("--config", type=Path, default=None, help="cluster description (default: config.toml)")
+    p_up.add_argument(
+        "--scale",
+        default=None,
+        metavar="NODES,PODS[,UPDATES_PER_S]",
+        help="add load far beyond the seed, for benchmarks",
+    )
     p_status = sub.add_parser("status", help="what runs and where")
     p_status.add_argument("--dir", type=Path, default=None)
     p_status.add_argument("--json", action="store_true")
@@ -208,7 +227,9 @@ def main(argv: list[str]) -> int:
     lab_dir: Path = args.dir or default_lab_dir()
     try:
         if args.cmd == "up":
-            state, started = up(lab_dir, args.config or repo_config(), args.fast, args.scenario)
+            state, started = up(
+                lab_dir, args.config or repo_config(), args.fast, args.scenario, scale=args.scale
+            )
             print(("lab started" if started else "lab already running; reusing it") + f" in {state.dir}")
             for key, value in describe(state):
                 print(f"  {key:<15} {value}")

@@ -79,7 +79,14 @@ def _console_config(
     return out
 
 
-async def serve(lab_dir: Path, config_path: Path, config: Config, fast: bool, scenario: str) -> None:
+async def serve(
+    lab_dir: Path,
+    config_path: Path,
+    config: Config,
+    fast: bool,
+    scenario: str,
+    scale: tuple[int, int, float] | None = None,
+) -> None:
     speed = FAST_SPEED if fast else 1.0
     token = secrets.token_hex(32)  # 64 characters, like a real Hetzner project token
     readonly = secrets.token_hex(32)
@@ -93,6 +100,13 @@ async def serve(lab_dir: Path, config_path: Path, config: Config, fast: bool, sc
     seed_hetzner(project, config, _ssh_keypair(lab_dir), scenario)
     api = HetznerApi(project, token, readonly, violations_log=lab_dir / "schema-violations.jsonl")
     kube = build_kube(project, config, speed, scenario)
+    churn = None
+    if scale:
+        from lab.scale import churn as churn_loop
+        from lab.scale import populate
+
+        kube.cluster.virtual_nodes.update(populate(kube.store, kube.cluster, scale[0], scale[1]))
+        churn = asyncio.ensure_future(churn_loop(kube.store, kube.cluster, scale[2]))
     await kube.dataplane.start()
     kube.cluster.start()
     project.start_monitors()
@@ -162,6 +176,8 @@ async def serve(lab_dir: Path, config_path: Path, config: Config, fast: bool, sc
     finally:
         log.info("lab stopping")
         state_file(lab_dir).unlink(missing_ok=True)
+        if churn is not None:
+            churn.cancel()
         await project.close()
         await kube.cluster.close()
         await kube.dataplane.close()
@@ -175,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--fast", action="store_true")
     parser.add_argument("--scenario", default="seed")
+    parser.add_argument("--scale", default=None)
     args = parser.parse_args(argv)
     lab_dir: Path = args.dir.resolve()
     lab_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     config = load_config(args.config)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(lab_dir, args.config.resolve(), config, args.fast, args.scenario))
+        from lab.scale import parse_scale
+
+        scale = parse_scale(args.scale) if args.scale else None
+        asyncio.run(serve(lab_dir, args.config.resolve(), config, args.fast, args.scenario, scale))
     return 0
 
 

@@ -104,6 +104,8 @@ class DataPlane:
         return next((s for s in self.project.servers.values() if s["name"] == node), None)
 
     def node_alive(self, node: str) -> bool:
+        if node in self.cluster.virtual_nodes:
+            return True
         server = self.server_of(node)
         return server is not None and server["status"] == "running" and node not in self.k3s_stopped
 
@@ -126,7 +128,7 @@ class DataPlane:
             node = pod["spec"].get("nodeName") if pod else None
             if pod is None or (node and not self.node_alive(node)):
                 await self._stop_pod(key)
-        for node in self.store.list(self.cluster.res["nodes"]):
+        for node in self.cluster.managed_nodes():
             name = node["metadata"]["name"]
             traefik = any(
                 p["spec"].get("nodeName") == name

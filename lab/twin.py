@@ -60,7 +60,13 @@ def build_kube(project: HetznerProject, config: Config, speed: float, scenario: 
     project.listeners.append(dataplane.on_hetzner)
     project.listeners.append(lambda *_: cluster._wake.set())
     project.target_probe = dataplane.target_probe
-    store.listeners.append(lambda res, *_: dataplane.schedule_sync() if res.plural == "pods" else None)
+    store.listeners.append(
+        lambda res, _type, obj: (
+            dataplane.schedule_sync()
+            if res.plural == "pods" and obj["metadata"].get("namespace") not in cluster.skip_namespaces
+            else None
+        )
+    )
 
     def admit_pod(res: Resource, verb: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
         if res.plural == "pods" and verb == "create":

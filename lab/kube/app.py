@@ -610,25 +610,14 @@ class KubeApi:
                 now = time.monotonic()
                 wait = min(deadline, next_bookmark if bookmarks else deadline) - now
                 if now >= deadline:
+                    if bookmarks:  # as the real server: a last bookmark before the timeout closes the watch
+                        await self._send(resp, self._bookmark(res))
                     break
                 try:
                     event = await asyncio.wait_for(watcher.queue.get(), timeout=max(0.01, wait))
                 except TimeoutError:
                     if bookmarks and time.monotonic() >= next_bookmark:
-                        await self._send(
-                            resp,
-                            {
-                                "type": "BOOKMARK",
-                                "object": {
-                                    "kind": res.kind,
-                                    "apiVersion": res.group_version,
-                                    "metadata": {
-                                        "resourceVersion": str(self.store.rv),
-                                        "annotations": {"k8s.io/initial-events-end": "true"},
-                                    },
-                                },
-                            },
-                        )
+                        await self._send(resp, self._bookmark(res))
                         next_bookmark = time.monotonic() + bookmark_every
                     continue
                 if event is None:  # dropped by a lab fault
@@ -645,6 +634,16 @@ class KubeApi:
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await resp.write_eof()
         return resp
+
+    def _bookmark(self, res: Resource) -> dict[str, Any]:
+        return {
+            "type": "BOOKMARK",
+            "object": {
+                "kind": res.kind,
+                "apiVersion": res.group_version,
+                "metadata": {"resourceVersion": str(self.store.rv)},
+            },
+        }
 
     def _event(self, res: Resource, e: WatchEvent, as_table: bool) -> dict[str, Any]:
         obj = e.obj

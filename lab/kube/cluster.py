@@ -179,9 +179,32 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._ip_seq: dict[str, int] = {}
         self.ground: list[dict[str, Any]] = []  # when nodes actually changed state (lab truth)
-        store.listeners.append(lambda *_: self._wake.set())
+        self.changes = 0  # changes to objects the controllers manage
+        self.skip_namespaces: set[str] = set()  # left alone by the controllers (the --scale load)
+        self.virtual_nodes: set[str] = set()  # always Ready, no kubelet lease (the --scale nodes)
+        store.listeners.append(self._on_change)
 
     # ---- loop -----------------------------------------------------------------------------------------
+
+    def _on_change(self, res: Resource, type_: str, obj: dict[str, Any]) -> None:
+        if obj.get("metadata", {}).get("namespace") not in self.skip_namespaces:
+            self.changes += 1
+            self._wake.set()
+
+    def pods(self) -> list[dict[str, Any]]:
+        """Every pod the controllers manage (all but the --scale load)."""
+        if not self.skip_namespaces:
+            return self.store.list(self.res["pods"])
+        return [
+            p
+            for p in self.store.list(self.res["pods"])
+            if p["metadata"]["namespace"] not in self.skip_namespaces
+        ]
+
+    def managed_nodes(self) -> list[dict[str, Any]]:
+        return [
+            n for n in self.store.list(self.res["nodes"]) if n["metadata"]["name"] not in self.virtual_nodes
+        ]
 
     def s(self, seconds: float) -> float:
         return seconds * self.speed
@@ -213,12 +236,12 @@ class Cluster:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, timeout))
             self._wake.clear()
             for _ in range(20):  # converge: each pass may enable the next
-                rv = self.store.rv
+                seen = self.changes
                 try:
                     await self.reconcile()
                 except Exception:
                     log.exception("reconcile failed")
-                if self.store.rv == rv:
+                if self.changes == seen:
                     break
             await asyncio.sleep(0.005)
 
@@ -277,7 +300,7 @@ class Cluster:
         lease_res = self.res["leases"]
         while True:
             now = time.monotonic()
-            for node in self.store.list(self.res["nodes"]):
+            for node in self.managed_nodes():
                 name = node["metadata"]["name"]
                 if not self.node_alive(name):
                     continue
@@ -358,7 +381,7 @@ class Cluster:
 
     def node_lifecycle(self) -> None:
         now = time.monotonic()
-        for node in self.store.list(self.res["nodes"]):
+        for node in self.managed_nodes():
             name = node["metadata"]["name"]
             alive = self.node_alive(name)
             ready = node_ready(node)
@@ -374,7 +397,7 @@ class Cluster:
                     self.wake_at(due)
 
     def _mark_pods_not_ready(self, node: str) -> None:
-        for pod in self.store.list(self.res["pods"]):
+        for pod in self.pods():
             if pod["spec"].get("nodeName") == node and pod_ready(pod):
                 self._set_pod_ready(pod, False)
 
@@ -382,8 +405,8 @@ class Cluster:
 
     def taint_eviction(self) -> None:
         now_wall = time.time()
-        nodes = {n["metadata"]["name"]: n for n in self.store.list(self.res["nodes"])}
-        for pod in self.store.list(self.res["pods"]):
+        nodes = {n["metadata"]["name"]: n for n in self.managed_nodes()}
+        for pod in self.pods():
             node = nodes.get(pod["spec"].get("nodeName", ""))
             if node is None or pod["metadata"].get("deletionTimestamp"):
                 continue
@@ -703,7 +726,7 @@ class Cluster:
         )
 
     def daemonsets(self) -> None:
-        nodes = self.store.list(self.res["nodes"])
+        nodes = self.managed_nodes()
         for ds in self.store.list(self.res["daemonsets"]):
             if ds["metadata"].get("deletionTimestamp"):
                 continue
@@ -826,14 +849,12 @@ class Cluster:
     # ---- scheduling -----------------------------------------------------------------------------------
 
     def schedule(self) -> None:
-        nodes = self.store.list(self.res["nodes"])
-        pods = self.store.list(self.res["pods"])
+        nodes = self.managed_nodes()
+        pods = self.pods()
         for pod in pods:
             if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
                 continue
-            placed = [
-                p for p in self.store.list(self.res["pods"]) if p["spec"].get("nodeName") and self._active(p)
-            ]
+            placed = [p for p in self.pods() if p["spec"].get("nodeName") and self._active(p)]
             node = self._pick(pod, nodes, placed)
             if node is None:
                 conds = pod.get("status", {}).get("conditions", [])
@@ -1008,7 +1029,7 @@ class Cluster:
         return f"10.42.{idx}.{seq}"
 
     async def kubelets(self) -> None:
-        for pod in self.store.list(self.res["pods"]):
+        for pod in self.pods():
             node = pod["spec"].get("nodeName")
             if not node or not self.node_alive(node):
                 continue
@@ -1152,7 +1173,7 @@ class Cluster:
     # ---- services and budgets -------------------------------------------------------------------------
 
     def endpoints(self) -> None:
-        pods = self.store.list(self.res["pods"])
+        pods = self.pods()
         for svc in self.store.list(self.res["services"]):
             sel = svc["spec"].get("selector")
             if not sel:
@@ -1209,7 +1230,7 @@ class Cluster:
                 self.store.update(ep_res, {**cur, "subsets": subsets}, force=True)
 
     def pdbs(self) -> None:
-        pods = self.store.list(self.res["pods"])
+        pods = self.pods()
         for pdb in self.store.list(self.res["poddisruptionbudgets"]):
             status = pdb_status(pdb, pods)
             old = (pdb.get("status") or {}).get("conditions") or []

@@ -58,6 +58,8 @@ class Store:
         self.compacted: dict[str, int] = {}
         self.watchers: dict[str, set[Watcher]] = {}
         self.resources: dict[str, Resource] = {}
+        self._sorted: dict[str, list[tuple[str, str]]] = {}
+        self._by_ns: dict[str, dict[str, list[tuple[str, str]]]] = {}
         # Called synchronously after every committed change: (resource, type, new-or-deleted object).
         self.listeners: list[Callable[[Resource, str, dict[str, Any]], None]] = []
 
@@ -82,10 +84,19 @@ class Store:
         return self.table(res).get((namespace or "", name))
 
     def list(self, res: Resource, namespace: str | None = None) -> list[dict[str, Any]]:
-        items = self.table(res).items()
-        return [
-            o for (ns, _), o in sorted(items, key=lambda kv: kv[0]) if namespace is None or ns == namespace
-        ]
+        """Objects sorted by (namespace, name); the key order is cached between creates and deletes."""
+        table = self.table(res)
+        k = self.key(res)
+        keys = self._sorted.get(k)
+        if keys is None:
+            keys = self._sorted[k] = sorted(table)
+            by_ns: dict[str, list[tuple[str, str]]] = {}
+            for key in keys:
+                by_ns.setdefault(key[0], []).append(key)
+            self._by_ns[k] = by_ns
+        if namespace is None:
+            return [table[key] for key in keys]
+        return [table[key] for key in self._by_ns[k].get(namespace, [])]
 
     # ---- writes ---------------------------------------------------------------------------------------
 
@@ -145,6 +156,7 @@ class Store:
         if "spec" in obj or res.custom:
             meta["generation"] = 1
         table[key] = obj
+        self._sorted.pop(self.key(res), None)
         return self._commit(res, "ADDED", obj)
 
     def update(
@@ -242,6 +254,7 @@ class Store:
 
     def _really_delete(self, res: Resource, key: tuple[str, str]) -> dict[str, Any]:
         obj = self.table(res).pop(key)
+        self._sorted.pop(self.key(res), None)
         return self._commit(res, "DELETED", obj)
 
     def _collect_dependents(self, uid: str) -> None:

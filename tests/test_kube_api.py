@@ -1,0 +1,305 @@
+"""Kubernetes API semantics through the `kubernetes.aio` client over real TLS: what a real server
+accepts and what it refuses (409, 410, 415, 400, 429, 403), lists, watches and subresources."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from kubernetes.aio import client, config
+from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.watch import Watch
+
+from lab.cli import control
+from lab.state import LabState
+
+
+@pytest.fixture
+async def api(lab: LabState) -> AsyncIterator[client.ApiClient]:
+    cfg = client.Configuration()
+    await config.load_kube_config(
+        config_file=lab.files["kubeconfig"], context="admin", client_configuration=cfg
+    )
+    async with client.ApiClient(cfg) as api_client:
+        yield api_client
+
+
+async def test_stale_resource_version_is_a_conflict(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="rv-test"), data={"a": "1"})
+    created = await core.create_namespaced_config_map("default", cm)
+    created.data = {"a": "2"}
+    updated = await core.replace_namespaced_config_map("rv-test", "default", created)
+    assert int(updated.metadata.resource_version) > int(created.metadata.resource_version)
+    created.data = {"a": "3"}  # still carries the old resourceVersion
+    with pytest.raises(ApiException) as err:
+        await core.replace_namespaced_config_map("rv-test", "default", created)
+    assert err.value.status == 409
+    body = json.loads(err.value.body)
+    assert (body["kind"], body["reason"]) == ("Status", "Conflict")
+    assert "the object has been modified" in body["message"]
+    await core.delete_namespaced_config_map("rv-test", "default")
+    with pytest.raises(ApiException) as gone:
+        await core.read_namespaced_config_map("rv-test", "default")
+    assert gone.value.status == 404 and json.loads(gone.value.body)["reason"] == "NotFound"
+
+
+async def _raw_patch(
+    lab: LabState, path: str, body: object, content_type: str
+) -> tuple[int, dict[str, object]]:
+    import ssl
+
+    import aiohttp
+    import yaml
+
+    kubeconfig = yaml.safe_load(open(lab.files["kubeconfig"]))
+    token = next(u["user"]["token"] for u in kubeconfig["users"] if u["name"] == "admin")
+    ctx = ssl.create_default_context(cafile=lab.files["ca"])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.patch(
+            lab.kubernetes_url + path,
+            data=json.dumps(body),
+            ssl=ctx,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+        ) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
+async def test_patch_content_types(lab: LabState, api: client.ApiClient) -> None:
+    apps = client.AppsV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    # The client sends a dict as strategic-merge-patch: fine for a Deployment …
+    await apps.patch_namespaced_deployment(
+        "docfast", "docfast-staging", {"metadata": {"annotations": {"lab/patched": "smp"}}}
+    )
+    # … refused with 415 for a custom resource, as a real API server does.
+    with pytest.raises(ApiException) as err:
+        await custom.patch_cluster_custom_object(
+            "cert-manager.io",
+            "v1",
+            "clusterissuers",
+            "letsencrypt-prod",
+            {"metadata": {"labels": {"a": "b"}}},
+            _content_type="application/strategic-merge-patch+json",
+        )
+    assert err.value.status == 415
+    merged = await custom.patch_cluster_custom_object(
+        "cert-manager.io",
+        "v1",
+        "clusterissuers",
+        "letsencrypt-prod",
+        {"metadata": {"labels": {"a": "b"}}},
+        _content_type="application/merge-patch+json",
+    )
+    assert merged["metadata"]["labels"]["a"] == "b"
+    # A JSON object sent as json-patch is a 400.  (kubernetes-python quietly re-labels a non-list
+    # json-patch as strategic-merge, so this one goes out raw.)
+    status, body = await _raw_patch(
+        lab,
+        "/apis/apps/v1/namespaces/docfast-staging/deployments/docfast",
+        {"op": "add"},
+        "application/json-patch+json",
+    )
+    assert status == 400 and body["reason"] == "BadRequest"
+    status, body = await _raw_patch(
+        lab,
+        "/apis/apps/v1/namespaces/docfast-staging/deployments/docfast",
+        {"spec": {}},
+        "application/x-unknown",
+    )
+    assert status == 415 and body["reason"] == "UnsupportedMediaType"
+    patched = await apps.patch_namespaced_deployment(
+        "docfast",
+        "docfast-staging",
+        [{"op": "add", "path": "/metadata/annotations/lab~1jsonpatch", "value": "yes"}],
+        _content_type="application/json-patch+json",
+    )
+    assert patched.metadata.annotations["lab/jsonpatch"] == "yes"
+
+
+async def test_strategic_merge_keys(api: client.ApiClient) -> None:
+    apps = client.AppsV1Api(api)
+    before = await apps.read_namespaced_deployment("docfast", "docfast")
+    env_before = [e.name for e in before.spec.template.spec.containers[0].env]
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [{"name": "docfast", "env": [{"name": "LAB_FLAG", "value": "1"}]}],
+                    "tolerations": [
+                        {
+                            "key": "node.kubernetes.io/unreachable",
+                            "operator": "Exists",
+                            "effect": "NoExecute",
+                            "tolerationSeconds": 10,
+                        }
+                    ],
+                }
+            }
+        }
+    }
+    after = await apps.patch_namespaced_deployment("docfast", "docfast", patch)
+    container = after.spec.template.spec.containers[0]
+    assert [e.name for e in container.env] == [*env_before, "LAB_FLAG"]  # merged by name
+    assert container.image == before.spec.template.spec.containers[0].image  # untouched fields kept
+    assert len(after.spec.template.spec.tolerations) == 1  # tolerations are replaced, not merged
+    await apps.patch_namespaced_deployment(
+        "docfast",
+        "docfast",
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "docfast", "env": [{"name": "LAB_FLAG", "$patch": "delete"}]}
+                        ],
+                        "tolerations": [t.to_dict() for t in before.spec.template.spec.tolerations],
+                    }
+                }
+            }
+        },
+    )
+    restored = await apps.read_namespaced_deployment("docfast", "docfast")
+    assert [e.name for e in restored.spec.template.spec.containers[0].env] == env_before
+
+
+async def test_list_selectors_and_pagination(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    on_w1 = await core.list_pod_for_all_namespaces(field_selector="spec.nodeName=k3s-w1")
+    assert on_w1.items and all(p.spec.node_name == "k3s-w1" for p in on_w1.items)
+    running = await core.list_pod_for_all_namespaces(
+        field_selector="status.phase=Running,metadata.namespace=docfast"
+    )
+    assert running.items and all(p.metadata.namespace == "docfast" for p in running.items)
+    dns = await core.list_namespaced_pod("kube-system", label_selector="k8s-app in (kube-dns)")
+    assert len(dns.items) == 3
+    with pytest.raises(ApiException) as bad:
+        await core.list_pod_for_all_namespaces(field_selector="spec.image=x")
+    assert bad.value.status == 400 and "field label not supported" in bad.value.body
+    everything = await core.list_pod_for_all_namespaces()
+    names, token = [], None
+    while True:
+        page = await core.list_pod_for_all_namespaces(limit=4, _continue=token)
+        names += [p.metadata.name for p in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+        assert len(page.items) == 4
+    assert sorted(names) == sorted(p.metadata.name for p in everything.items)
+
+
+async def test_watch_resumes_bookmarks_times_out_and_gets_410(lab: LabState, api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    listed = await core.list_namespaced_config_map("default")
+    rv = listed.metadata.resource_version
+    await core.create_namespaced_config_map(
+        "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="w1"))
+    )
+    seen = []
+    async with Watch().stream(
+        core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=2
+    ) as stream:
+        async for event in stream:
+            seen.append((event["type"], event["object"].metadata.name))
+    assert ("ADDED", "w1") in seen  # replayed from the resourceVersion; the stream ended by its timeout
+    # Bookmarks carry the latest resourceVersion to clients that ask for them.
+    resp = await core.list_namespaced_config_map_without_preload_content(
+        "default",
+        watch=True,
+        resource_version=rv,
+        allow_watch_bookmarks=True,
+        timeout_seconds=2,
+    )
+    lines = [json.loads(line) for line in (await resp.read()).decode().splitlines() if line]
+    assert {e["type"] for e in lines} >= {"ADDED", "BOOKMARK"}
+    # After a compaction, resuming from the old version is 410 Gone, reported in the stream.
+    control(lab, "POST", "/fault/kube", {"compact": True})
+    resp = await core.list_namespaced_config_map_without_preload_content(
+        "default",
+        watch=True,
+        resource_version=rv,
+        timeout_seconds=2,
+    )
+    events = [json.loads(line) for line in (await resp.read()).decode().splitlines() if line]
+    assert events[0]["type"] == "ERROR"
+    assert events[0]["object"]["code"] == 410 and "too old resource version" in events[0]["object"]["message"]
+    await core.delete_namespaced_config_map("w1", "default")
+
+
+async def test_dropped_watch_streams_end(lab: LabState, api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    resp = await core.list_namespaced_config_map_without_preload_content(
+        "default", watch=True, timeout_seconds=60
+    )
+
+    async def drain() -> bytes:
+        return bytes(await resp.read())
+
+    reader = asyncio.ensure_future(drain())
+    await asyncio.sleep(0)  # let the stream open before the fault
+    control(lab, "POST", "/fault/kube", {"drop_watches": True})
+    await asyncio.wait_for(reader, 10)  # ended by the fault, long before its 60 s timeout
+
+
+async def test_scale_status_and_eviction_subresources(api: client.ApiClient) -> None:
+    apps = client.AppsV1Api(api)
+    core = client.CoreV1Api(api)
+    policy = client.PolicyV1Api(api)
+    scale = await apps.read_namespaced_deployment_scale("docfast", "docfast")
+    assert scale.spec.replicas == 2
+    await policy.create_namespaced_pod_disruption_budget(
+        "docfast",
+        client.V1PodDisruptionBudget(
+            metadata=client.V1ObjectMeta(name="lab-pdb"),
+            spec=client.V1PodDisruptionBudgetSpec(
+                min_available=2, selector=client.V1LabelSelector(match_labels={"app": "docfast"})
+            ),
+        ),
+    )
+    try:
+        pods = await core.list_namespaced_pod("docfast", label_selector="app=docfast")
+        victim = pods.items[0].metadata.name
+        with pytest.raises(ApiException) as blocked:
+            await core.create_namespaced_pod_eviction(
+                victim,
+                "docfast",
+                client.V1Eviction(metadata=client.V1ObjectMeta(name=victim, namespace="docfast")),
+            )
+        assert blocked.value.status == 429
+        assert "disruption budget" in json.loads(blocked.value.body)["message"]
+    finally:
+        await policy.delete_namespaced_pod_disruption_budget("lab-pdb", "docfast")
+    status = await apps.read_namespaced_deployment_status("docfast", "docfast")
+    assert status.status.observed_generation == status.metadata.generation
+
+
+async def test_deployer_gets_a_forbidden_status(lab: LabState) -> None:
+    cfg = client.Configuration()
+    await config.load_kube_config(
+        config_file=lab.files["kubeconfig"], context="deployer", client_configuration=cfg
+    )
+    async with client.ApiClient(cfg) as api_client:
+        core = client.CoreV1Api(api_client)
+        assert (await core.list_namespaced_pod("docfast")).items
+        with pytest.raises(ApiException) as err:
+            await core.list_node()
+        body = json.loads(err.value.body)
+        assert (
+            err.value.status == 403 and body["reason"] == "Forbidden" and body["details"]["kind"] == "nodes"
+        )
+
+
+async def test_bad_token_is_401(lab: LabState) -> None:
+    cfg = client.Configuration()
+    await config.load_kube_config(
+        config_file=lab.files["kubeconfig"], context="admin", client_configuration=cfg
+    )
+    cfg.api_key = {"authorization": "Bearer wrong"}
+    async with client.ApiClient(cfg) as api_client:
+        with pytest.raises(ApiException) as err:
+            await client.CoreV1Api(api_client).list_namespace()
+    assert err.value.status == 401
