@@ -217,12 +217,21 @@ def main(argv: list[str]) -> int:
     f_power = fsub.add_parser("power", help="power a server off/on without the Hetzner API")
     f_power.add_argument("server")
     f_power.add_argument("state", choices=("on", "off"))
-    f_api = fsub.add_parser("hetzner", help="make the Hetzner API fail, slow down or throttle")
-    f_api.add_argument("--errors", type=float, metavar="SECONDS", help="answer 500 for SECONDS")
-    f_api.add_argument("--latency", type=float, metavar="MS", help="add MS of latency")
-    f_api.add_argument("--for", dest="for_s", type=float, default=60.0, metavar="SECONDS")
-    f_api.add_argument("--throttle", type=float, metavar="SECONDS", help="answer 429 for SECONDS")
-    f_api.add_argument("--clear", action="store_true")
+    for api_name in ("hetzner", "kube"):
+        f_api = fsub.add_parser(api_name, help=f"make the {api_name} API fail, slow down or throttle")
+        f_api.add_argument("--errors", type=float, metavar="SECONDS", help="answer 500 for SECONDS")
+        f_api.add_argument("--latency", type=float, metavar="MS", help="add MS of latency")
+        f_api.add_argument("--for", dest="for_s", type=float, default=60.0, metavar="SECONDS")
+        f_api.add_argument("--throttle", type=float, metavar="SECONDS", help="answer 429 for SECONDS")
+        f_api.add_argument("--clear", action="store_true")
+        if api_name == "kube":
+            f_api.add_argument("--drop-watches", action="store_true", help="end every open watch stream")
+            f_api.add_argument("--compact", action="store_true", help="forget history: old watches get 410")
+    f_kill = fsub.add_parser("kill-pod", help="delete a pod at once (grace period 0)")
+    f_kill.add_argument("pod", metavar="NAMESPACE/NAME")
+    f_k3s = fsub.add_parser("k3s", help="stop/start k3s on a node, or 'restarted' (stock manifests back)")
+    f_k3s.add_argument("action", choices=("stop", "start", "restarted"))
+    f_k3s.add_argument("node", nargs="?")
     args = parser.parse_args(argv)
     lab_dir: Path = args.dir or default_lab_dir()
     try:
@@ -263,6 +272,17 @@ def main(argv: list[str]) -> int:
             print(
                 json.dumps(control(running, "POST", f"/servers/{args.server}/power", {"state": args.state}))
             )
+        elif args.fault == "kill-pod":
+            namespace, _, name = args.pod.partition("/")
+            print(json.dumps(control(running, "POST", f"/pods/{namespace}/{name}/kill", {})))
+        elif args.fault == "k3s":
+            if args.action == "restarted":
+                print(json.dumps(control(running, "POST", "/k3s", {"restarted": True})))
+            elif not args.node:
+                raise LabError("k3s stop|start needs a node name")
+            else:
+                state = "stopped" if args.action == "stop" else "running"
+                print(json.dumps(control(running, "POST", "/k3s", {"node": args.node, "state": state})))
         else:
             body: dict[str, Any] = {"clear": args.clear}
             if args.errors is not None:
@@ -271,7 +291,9 @@ def main(argv: list[str]) -> int:
                 body.update(latency_ms=args.latency, for_s=args.for_s)
             if args.throttle is not None:
                 body["throttle_s"] = args.throttle
-            control(running, "POST", "/fault/hetzner", body)
+            if args.fault == "kube":
+                body.update(drop_watches=args.drop_watches, compact=args.compact)
+            control(running, "POST", f"/fault/{args.fault}", body)
             print("fault set")
         return 0
     except ConfigError as exc:

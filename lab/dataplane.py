@@ -38,13 +38,19 @@ LOOPBACK = "127.0.0.1"
 class PodServer:
     """One DocFast pod's process."""
 
-    def __init__(self, pod: dict[str, Any], health: Callable[[dict[str, Any]], Any] | None = None) -> None:
+    def __init__(
+        self,
+        pod: dict[str, Any],
+        health: Callable[[dict[str, Any]], Any] | None = None,
+        log: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         self.namespace = pod["metadata"]["namespace"]
         self.name = pod["metadata"]["name"]
         image = pod["spec"]["containers"][0].get("image", "")
         self.image = image
         self.version = image.rsplit(":", 1)[-1] if ":" in image else "latest"
         self.health = health
+        self.log = log or (lambda ns, pod, line: None)
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -57,6 +63,7 @@ class PodServer:
         site = web.TCPSite(self.runner, LOOPBACK, 0)
         await site.start()
         self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self.log(self.namespace, self.name, f"docfast {self.version} listening on :3000")
         return self.port
 
     async def stop(self) -> None:
@@ -64,7 +71,12 @@ class PodServer:
             await self.runner.cleanup()
             self.runner = None
 
-    async def _health(self, _: web.Request) -> web.Response:
+    async def _health(self, request: web.Request) -> web.Response:
+        response = await self._health_answer()
+        self.log(self.namespace, self.name, f"GET /health {response.status}")
+        return response
+
+    async def _health_answer(self) -> web.Response:
         if self.version.endswith("-broken"):
             return web.json_response({"status": "error", "error": "release self-test failed"}, status=503)
         if self.health is not None:
@@ -97,6 +109,7 @@ class DataPlane:
         self._http: aiohttp.ClientSession | None = None
         self._sync_pending = False
         self.db_health: Callable[[dict[str, Any]], Any] | None = None
+        self.log: Callable[[str, str, str], None] = lambda ns, pod, line: None
 
     # ---- nodes ---------------------------------------------------------------------------------------
 
@@ -153,7 +166,7 @@ class DataPlane:
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
         if key in self.pods:
             return
-        server = PodServer(pod, self.db_health)
+        server = PodServer(pod, self.db_health, self.log)
         port = await server.start()
         self.pods[key] = server
         ip = pod.get("status", {}).get("podIP")

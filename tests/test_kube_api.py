@@ -16,6 +16,12 @@ from lab.cli import control
 from lab.state import LabState
 
 
+@pytest.fixture(scope="module")
+def lab(fresh_lab: LabState) -> LabState:
+    """Its own lab: these checks count pods, so no other test may be moving them."""
+    return fresh_lab
+
+
 @pytest.fixture
 async def api(lab: LabState) -> AsyncIterator[client.ApiClient]:
     cfg = client.Configuration()
@@ -50,11 +56,12 @@ async def _raw_patch(
     lab: LabState, path: str, body: object, content_type: str
 ) -> tuple[int, dict[str, object]]:
     import ssl
+    from pathlib import Path
 
     import aiohttp
     import yaml
 
-    kubeconfig = yaml.safe_load(open(lab.files["kubeconfig"]))
+    kubeconfig = yaml.safe_load(Path(lab.files["kubeconfig"]).read_text())
     token = next(u["user"]["token"] for u in kubeconfig["users"] if u["name"] == "admin")
     ctx = ssl.create_default_context(cafile=lab.files["ca"])
     async with (

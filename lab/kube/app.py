@@ -422,7 +422,10 @@ class KubeApi:
             from lab.kube.protobuf import decode
 
             try:
-                return decode(raw)
+                decoded = decode(raw)
+                if decoded.get("kind") == "Job" and decoded.get("spec") is None:
+                    decoded["spec"] = self._job_spec_from_cronjob(decoded["metadata"])
+                return decoded
             except (ValueError, IndexError) as exc:
                 raise KubeError(415, "UnsupportedMediaType", str(exc)) from None
         try:
@@ -432,6 +435,14 @@ class KubeApi:
         if not isinstance(body, dict):
             raise bad_request("the request body must be an object")
         return body
+
+    def _job_spec_from_cronjob(self, meta: dict[str, Any]) -> dict[str, Any]:
+        owner = next((r for r in meta.get("ownerReferences", []) if r.get("kind") == "CronJob"), None)
+        res = self.registry.get("batch", "v1", "cronjobs")
+        if owner is None or res is None:
+            raise ValueError("protobuf Jobs are understood only when created from a CronJob")
+        cronjob = self.store.get(res, meta.get("namespace"), owner["name"])
+        return copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"])
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         opts: dict[str, Any] = {}

@@ -91,6 +91,40 @@ def eviction(raw: bytes) -> dict[str, Any]:
     return out
 
 
+def object_meta(raw: bytes) -> dict[str, Any]:
+    """ObjectMeta: name=1, generateName=2, namespace=3, labels=11, annotations=12, ownerReferences=13."""
+    f = fields(raw)
+    meta: dict[str, Any] = {
+        k: _s(f, n) for k, n in (("name", 1), ("generateName", 2), ("namespace", 3)) if n in f
+    }
+    for key, n in (("labels", 11), ("annotations", 12)):
+        if n in f:
+            meta[key] = {_s(e, 1): _s(e, 2) for e in map(fields, f[n])}
+    if 13 in f:
+        meta["ownerReferences"] = [
+            {
+                "kind": _s(r, 1),
+                "name": _s(r, 3),
+                "uid": _s(r, 4),
+                "apiVersion": _s(r, 5),
+                **({"controller": bool(r[6][0])} if 6 in r else {}),
+            }
+            for r in map(fields, f[13])
+        ]
+    return meta
+
+
+def job(raw: bytes) -> dict[str, Any]:
+    """batch/v1 Job as ``kubectl create job --from=cronjob/…`` sends it: only the metadata is decoded; the
+    API layer takes the spec from the owning CronJob's jobTemplate (which is what kubectl copied)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": object_meta(fields(raw).get(1, [b""])[0]),
+        "spec": None,
+    }
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """The JSON-equivalent of a protobuf request body, for the kinds above; ValueError otherwise."""
     _, kind, raw = unwrap(body)
@@ -98,4 +132,6 @@ def decode(body: bytes) -> dict[str, Any]:
         return self_subject_access_review(raw)
     if kind == "Eviction":
         return eviction(raw)
+    if kind == "Job":
+        return job(raw)
     raise ValueError(f"protobuf bodies of kind {kind} are not understood by the lab")
