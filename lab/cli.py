@@ -281,8 +281,8 @@ def main(argv: list[str]) -> int:
             elif not args.node:
                 raise LabError("k3s stop|start needs a node name")
             else:
-                state = "stopped" if args.action == "stop" else "running"
-                print(json.dumps(control(running, "POST", "/k3s", {"node": args.node, "state": state})))
+                k3s_state = "stopped" if args.action == "stop" else "running"
+                print(json.dumps(control(running, "POST", "/k3s", {"node": args.node, "state": k3s_state})))
         else:
             body: dict[str, Any] = {"clear": args.clear}
             if args.errors is not None:

@@ -33,20 +33,20 @@ def populate(store: Store, cluster: Cluster, nodes: int, pods: int) -> list[str]
     res = cluster.res
     names = [f"scale-node-{i:03d}" for i in range(nodes)]
     for i, name in enumerate(names):
-        node = node_object(
+        node_obj = node_object(
             name, "agent", f"10.1.{i // 250}.{i % 250 + 2}", f"198.51.100.{i % 250 + 2}", 10 + i, []
         )
-        store.create(res["nodes"], node)
+        store.create(res["nodes"], node_obj)
     store.create(res["namespaces"], {"metadata": {"name": SCALE_NS}, "status": {"phase": "Active"}})
     ts = now_iso()
     for i in range(pods):
-        node = names[i % len(names)] if names else "k3s-w1"
+        node_name = names[i % len(names)] if names else "k3s-w1"
         store.create(
             res["pods"],
             {
                 "metadata": {"name": f"load-{i:05d}", "namespace": SCALE_NS, "labels": {"app": "load"}},
                 "spec": {
-                    "nodeName": node,
+                    "nodeName": node_name,
                     "containers": [{"name": "load", "image": "registry.local/load:1"}],
                 },
                 "status": {

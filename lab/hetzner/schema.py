@@ -61,7 +61,9 @@ class SpecValidator:
         self.paths: dict[str, Any] = spec["paths"]
         # Literal segments win over parameters (`/servers/{id}/actions/poweroff` before `.../{action_id}`).
         ordered = sorted(self.paths, key=lambda p: p.count("{"))
-        self._templates = [(re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$"), p) for p in ordered]
+        self._templates: list[tuple[re.Pattern[str], str]] = [
+            (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$"), p) for p in ordered
+        ]
 
     def template_for(self, path: str) -> str | None:
         if path in self.paths:

@@ -1179,7 +1179,8 @@ class Cluster:
             if not sel:
                 continue
             ns = svc["metadata"]["namespace"]
-            ready, not_ready = [], []
+            ready: list[dict[str, Any]] = []
+            not_ready: list[dict[str, Any]] = []
             for p in pods:
                 if p["metadata"]["namespace"] != ns or not p.get("status", {}).get("podIP"):
                     continue
