@@ -16,7 +16,7 @@ from lab.hetzner.app import HetznerApi
 from lab.twin import KubeParts, k3s_restarted
 
 
-def control_app(token: str, hetzner: HetznerApi, kube: KubeParts) -> web.Application:
+def control_app(token: str, hetzner: HetznerApi, kube: KubeParts, cnpg: Any = None) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {token}":
@@ -134,7 +134,25 @@ def control_app(token: str, hetzner: HetznerApi, kube: KubeParts) -> web.Applica
     app.router.add_post("/budget", budget)
     app.router.add_post("/fault/hetzner", fault_hetzner)
     app.router.add_post("/servers/{name}/power", power)
+    async def db_fault(request: web.Request) -> web.Response:
+        """``{"crash_primary": true}`` or ``{"receiver": "main-db-2", "paused": true|false}``."""
+        if cnpg is None:
+            return web.json_response({"error": "no database in this scenario"}, status=409)
+        body = await request.json()
+        if body.get("crash_primary"):
+            return web.json_response({"crashed": await cnpg.crash_primary()})
+        await cnpg.pause_receiver(body["receiver"], bool(body.get("paused", True)))
+        return web.json_response({"receiver": body["receiver"], "paused": bool(body.get("paused", True))})
+
+    async def db_info(_: web.Request) -> web.Response:
+        if cnpg is None:
+            return web.json_response({"error": "no database in this scenario"}, status=409)
+        return web.json_response({"primary": cnpg.primary, "ports": {n: i.port for n, i in cnpg.instances.items()},
+                                  "poolers": {n: p for n, (_, p) in cnpg.poolers.items()}, "events": cnpg.ground})
+
     app.router.add_get("/truth", truth)
+    app.router.add_post("/fault/db", db_fault)
+    app.router.add_get("/db", db_info)
     app.router.add_post("/fault/kube", fault_kube)
     app.router.add_post("/pods/{namespace}/{name}/kill", kill_pod)
     app.router.add_post("/k3s", k3s)

@@ -108,6 +108,12 @@ async def serve(
         kube.cluster.virtual_nodes.update(populate(kube.store, kube.cluster, scale[0], scale[1]))
         churn = asyncio.ensure_future(churn_loop(kube.store, kube.cluster, scale[2]))
     await kube.dataplane.start()
+    cnpg = None
+    if scenario != "empty":
+        from lab.cnpg import CnpgTwin
+
+        cnpg = CnpgTwin(kube.store, kube.registry, kube.cluster, kube.dataplane, config, lab_dir, speed)
+        await cnpg.bootstrap()
     kube.cluster.start()
     project.start_monitors()
 
@@ -124,7 +130,7 @@ async def serve(
         return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
     hetzner_port = await listen(api.app)
-    control_port = await listen(control_app(control_token, api, kube))
+    control_port = await listen(control_app(control_token, api, kube, cnpg))
     hetzner_url = f"http://{LOOPBACK}:{hetzner_port}/v1"
     kube_port = await listen(kube.api.app, server_ssl(kube))
     kube_url = f"https://{LOOPBACK}:{kube_port}"
@@ -180,6 +186,8 @@ async def serve(
             churn.cancel()
         await project.close()
         await kube.cluster.close()
+        if cnpg is not None:
+            await cnpg.close()
         await kube.dataplane.close()
         for runner in runners:
             await runner.cleanup()

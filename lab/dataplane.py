@@ -110,6 +110,7 @@ class DataPlane:
         self._sync_pending = False
         self.db_health: Callable[[dict[str, Any]], Any] | None = None
         self.log: Callable[[str, str, str], None] = lambda ns, pod, line: None
+        self.extra_probes: list[Callable[[dict[str, Any]], Any]] = []
 
     # ---- nodes ---------------------------------------------------------------------------------------
 
@@ -200,9 +201,13 @@ class DataPlane:
             return False
 
     def cluster_probe(self, pod: dict[str, Any], probe: dict[str, Any]) -> Any:
-        if (pod["metadata"].get("labels") or {}).get("app") != "docfast":
-            return None
-        return self.probe(pod, probe)
+        if (pod["metadata"].get("labels") or {}).get("app") == "docfast":
+            return self.probe(pod, probe)
+        for extra in self.extra_probes:
+            result = extra(pod)
+            if result is not None:
+                return result
+        return None
 
     # ---- ingress -------------------------------------------------------------------------------------
 

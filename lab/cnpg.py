@@ -1,0 +1,557 @@
+"""A CloudNativePG 1.25 twin over real PostgreSQL: the Cluster, its instance pods, services and pooler.
+
+The operator's job, done against real servers:
+
+* **Bootstrap** — ``main-db-1`` is initdb'd as primary (databases ``docfast`` and ``docfast_staging``
+  owned by ``docfast``, with data), ``main-db-2`` is a ``pg_basebackup`` streaming replica with a physical
+  replication slot (``_cnpg_main_db_2``).  Instance pods are pinned to their nodes (local-path storage).
+* **Status** — polled from the servers: who is in recovery, timelines, replication (``pg_stat_replication``),
+  written to ``Cluster.status`` with CNPG's phase strings.
+* **Failover** — the primary pod not ready (its node lost, or PostgreSQL down) for ``failoverDelay`` s:
+  phase "Failing over", ``targetPrimary: pending``, then the most advanced ready replica is promoted with
+  ``pg_promote()``; labels (``role``, ``cnpg.io/instanceRole``) and so ``-rw`` follow.  When the old
+  primary's node returns, it rejoins with ``pg_rewind`` as a streaming replica on the new timeline.
+* **Switchover** — a merge patch of ``status.targetPrimary`` (what ``kubectl cnpg promote`` sends): the old
+  primary shuts down cleanly, the target catches up and is promoted, the old one follows it.
+* **Fencing** — ``cnpg.io/fencedInstances`` (a JSON list, ``["*"]`` for all): fenced instances are stopped
+  and never failed over to or from.
+* **Pooler** — each pooler pod is a real TCP listener forwarding to the current primary; when the primary
+  changes, open client connections are dropped, as PgBouncer does when not paused.  (Transaction pooling
+  itself is not emulated: one client connection is one server connection.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import json
+import logging
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from console.config import Config
+from lab.dataplane import DataPlane
+from lab.kube.cluster import Cluster, pod_ready
+from lab.kube.resources import Registry, Resource
+from lab.kube.store import Store, now_iso
+from lab.postgres import PgInstance, cleanup_runtime, runtime_dir
+
+log = logging.getLogger("lab.cnpg")
+FENCED = "cnpg.io/fencedInstances"
+HEALTHY = "Cluster in healthy state"
+FAILING_OVER = "Failing over"
+SWITCHOVER = "Switchover in progress"
+WAITING = "Waiting for the instances to become active"
+
+SCHEMA_SQL = """
+CREATE TABLE customers (id bigserial PRIMARY KEY, email text UNIQUE NOT NULL, plan text NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE api_keys (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers,
+                       key_prefix text NOT NULL, revoked boolean NOT NULL DEFAULT false,
+                       created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE documents (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers,
+                        title text NOT NULL, pages int NOT NULL, status text NOT NULL,
+                        created_at timestamptz NOT NULL);
+CREATE TABLE usage_events (id bigserial PRIMARY KEY, customer_id bigint NOT NULL, event text NOT NULL,
+                           at timestamptz NOT NULL);
+INSERT INTO customers (email, plan, created_at)
+  SELECT 'user' || g || '@example.com', (ARRAY['free','starter','pro'])[1 + g % 3],
+         now() - (g || ' hours')::interval FROM generate_series(1, {customers}) g;
+INSERT INTO api_keys (customer_id, key_prefix) SELECT id, 'df_' || substr(md5(id::text), 1, 8) FROM customers;
+INSERT INTO documents (customer_id, title, pages, status, created_at)
+  SELECT 1 + g % {customers}, 'Invoice ' || g, 1 + g % 17, (ARRAY['rendered','queued','failed'])[1 + g % 3],
+         now() - (g || ' minutes')::interval FROM generate_series(1, {documents}) g;
+INSERT INTO usage_events (customer_id, event, at)
+  SELECT 1 + g % {customers}, 'pdf.render', now() - (g || ' seconds')::interval
+  FROM generate_series(1, {events}) g;
+"""
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+class CnpgTwin:
+    def __init__(self, store: Store, registry: Registry, cluster: Cluster, dataplane: DataPlane,
+                 config: Config, lab_dir: Path, speed: float) -> None:
+        self.store = store
+        self.registry = registry
+        self.cluster = cluster
+        self.dataplane = dataplane
+        self.config = config
+        self.lab_dir = lab_dir
+        self.speed = speed
+        db = config.database
+        self.name = db.cluster
+        self.ns = db.namespace
+        self.superuser_password = secrets.token_urlsafe(18)
+        self.instances: dict[str, PgInstance] = {}
+        self.nodes = {f"{self.name}-1": "k3s-w1", f"{self.name}-2": "k3s-w2"}
+        self.primary = f"{self.name}-1"
+        self.not_ready_since: float | None = None
+        self.busy = asyncio.Lock()
+        self.poolers: dict[str, tuple[asyncio.AbstractServer, int]] = {}
+        self.pooler_conns: set[asyncio.StreamWriter] = set()
+        self.stopped_by_lab: set[str] = set()  # instances whose process is down (node off, crash, fence)
+        self.receiver_paused: set[str] = set()
+        self.ground: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.res: dict[str, Resource] = {}
+        for key, (g, v, p) in {"clusters": ("postgresql.cnpg.io", "v1", "clusters"),
+                               "poolers": ("postgresql.cnpg.io", "v1", "poolers"),
+                               "secrets": ("", "v1", "secrets"), "services": ("", "v1", "services"),
+                               "pods": ("", "v1", "pods"), "deployments": ("apps", "v1", "deployments")}.items():
+            res = registry.get(g, v, p)
+            assert res is not None
+            self.res[key] = res
+
+    # ---- bootstrap ------------------------------------------------------------------------------------
+
+    async def bootstrap(self) -> None:
+        base = runtime_dir(self.lab_dir)
+        for name in self.nodes:
+            self.instances[name] = PgInstance(name, base, superuser_password=self.superuser_password)
+        primary, replica = self.instances[f"{self.name}-1"], self.instances[f"{self.name}-2"]
+        await primary.initdb()
+        await primary.start()
+        await self._initialise_databases(primary)
+        await replica.basebackup_from(primary, self.slot(replica.name))
+        await replica.start()
+        self._create_objects()
+        self.cluster.on_pod_start.append(self._on_pod_start)
+        self.dataplane.db_health = self.db_health
+        self.dataplane.extra_probes.append(
+            lambda pod: self.probe(pod) if (pod["metadata"].get("labels") or {}).get("cnpg.io/cluster") == self.name
+            and (pod["metadata"].get("labels") or {}).get("cnpg.io/podRole") == "instance" else None)
+        self._task = asyncio.ensure_future(self._loop())
+
+    def slot(self, instance: str) -> str:
+        return "_cnpg_" + instance.replace("-", "_")
+
+    async def _initialise_databases(self, pg: PgInstance) -> None:
+        db = self.config.database
+        async with await psycopg.AsyncConnection.connect(
+                f"host={pg.socket_dir} port={pg.port} dbname=postgres user=postgres", autocommit=True) as conn:
+            await conn.execute(f"ALTER USER postgres PASSWORD '{self.superuser_password}'")
+            await conn.execute("CREATE ROLE streaming_replica WITH REPLICATION LOGIN")
+            # The seed's credentials, as weak as the seed says (a finding the console reports).
+            await conn.execute(f"CREATE ROLE {db.app_user} LOGIN PASSWORD 'docfast'")
+            for name in db.databases:
+                await conn.execute(f'CREATE DATABASE "{name}" OWNER {db.app_user}')
+        for name, scale in zip(db.databases, (1.0, 0.2), strict=False):
+            async with await psycopg.AsyncConnection.connect(
+                    f"host={pg.socket_dir} port={pg.port} dbname={name} user={db.app_user}", autocommit=True) as conn:
+                sql = SCHEMA_SQL.format(customers=int(500 * scale), documents=int(20000 * scale),
+                                        events=int(50000 * scale))
+                await conn.execute(sql.encode())
+
+    def _create_objects(self) -> None:
+        db = self.config.database
+        s = self.store
+        s.create(self.res["secrets"], {"metadata": {"name": db.superuser_secret, "namespace": self.ns,
+                                                    "labels": {"cnpg.io/cluster": self.name}},
+                                       "type": "kubernetes.io/basic-auth",
+                                       "data": {"username": _b64("postgres"), "password": _b64(self.superuser_password)}})
+        cluster = s.create(self.res["clusters"], {
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": self.name, "namespace": self.ns, "creationTimestamp": "2025-11-03T09:05:00Z"},
+            "spec": {"instances": db.instances, "imageName": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
+                     "primaryUpdateStrategy": "unsupervised", "failoverDelay": 0, "switchoverDelay": 3600,
+                     "storage": {"size": db.storage, "storageClass": "local-path"},
+                     "superuserSecret": {"name": db.superuser_secret}, "enableSuperuserAccess": True,
+                     "bootstrap": {"initdb": {"database": db.databases[0], "owner": db.app_user,
+                                              "secret": {"name": db.credentials_secret}}},
+                     "postgresql": {"parameters": {"max_connections": "100", "wal_keep_size": "256MB"}},
+                     "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname",
+                                  "podAntiAffinityType": "preferred"}},
+        })
+        self.cluster_uid = cluster["metadata"]["uid"]
+        owner = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": self.name,
+                 "uid": self.cluster_uid, "controller": True, "blockOwnerDeletion": True}
+        for suffix, selector in (("rw", {"cnpg.io/cluster": self.name, "role": "primary"}),
+                                 ("ro", {"cnpg.io/cluster": self.name, "role": "replica"}),
+                                 ("r", {"cnpg.io/cluster": self.name, "cnpg.io/podRole": "instance"})):
+            s.create(self.res["services"], {
+                "metadata": {"name": f"{self.name}-{suffix}", "namespace": self.ns, "ownerReferences": [owner],
+                             "labels": {"cnpg.io/cluster": self.name}},
+                "spec": {"type": "ClusterIP", "selector": selector,
+                         "ports": [{"name": "postgres", "port": 5432, "targetPort": 5432, "protocol": "TCP"}]}})
+        for name, node in self.nodes.items():
+            role = "primary" if name == self.primary else "replica"
+            s.create(self.res["pods"], {
+                "metadata": {"name": name, "namespace": self.ns, "ownerReferences": [owner],
+                             "labels": {"cnpg.io/cluster": self.name, "cnpg.io/instanceName": name,
+                                        "cnpg.io/instanceRole": role, "role": role, "cnpg.io/podRole": "instance"}},
+                "spec": {"nodeName": node, "containers": [{
+                    "name": "postgres", "image": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
+                    "ports": [{"containerPort": 5432, "name": "postgresql"}],
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8000}, "periodSeconds": 10,
+                                       "failureThreshold": 3, "timeoutSeconds": 5}}],
+                         "terminationGracePeriodSeconds": 1800,
+                         "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                                          "effect": "NoExecute", "tolerationSeconds": 300},
+                                         {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                          "effect": "NoExecute", "tolerationSeconds": 300}]},
+                "status": {"phase": "Pending"}})
+        pooler = s.create(self.res["poolers"], {
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler",
+            "metadata": {"name": db.pooler, "namespace": self.ns},
+            "spec": {"cluster": {"name": self.name}, "instances": db.pooler_instances, "type": "rw",
+                     "pgbouncer": {"poolMode": db.pooler_mode, "parameters": {"max_client_conn": "1000",
+                                                                              "default_pool_size": "10"}},
+                     "template": {"spec": {"containers": [], "affinity": {"podAntiAffinity": {
+                         "requiredDuringSchedulingIgnoredDuringExecution": [{
+                             "labelSelector": {"matchLabels": {"cnpg.io/poolerName": db.pooler}},
+                             "topologyKey": "kubernetes.io/hostname"}]}}}}},
+        })
+        deploy = s.find(self.res["deployments"], self.ns, db.pooler)
+        if deploy is not None:
+            deploy = copy.deepcopy(deploy)
+            deploy["metadata"]["ownerReferences"] = [{"apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler",
+                                                      "name": db.pooler, "uid": pooler["metadata"]["uid"],
+                                                      "controller": True, "blockOwnerDeletion": True}]
+            s.update(self.res["deployments"], deploy, force=True)
+        s.update(self.res["poolers"], {**pooler, "status": {"instances": db.pooler_instances, "secrets": {
+            "serverTLS": {"name": f"{self.name}-server"}, "serverCA": {"name": f"{self.name}-ca"},
+            "clientCA": {"name": f"{self.name}-ca"}}}}, subresource="status", force=True)
+
+    # ---- data plane hooks ----------------------------------------------------------------------------
+
+    async def _on_pod_start(self, pod: dict[str, Any]) -> None:
+        labels = pod["metadata"].get("labels") or {}
+        ip = pod.get("status", {}).get("podIP")
+        if labels.get("cnpg.io/podRole") == "instance" and labels.get("cnpg.io/cluster") == self.name:
+            inst = self.instances.get(pod["metadata"]["name"])
+            if inst is not None and ip:
+                self.dataplane.ip_ports[ip] = inst.port
+        elif labels.get("cnpg.io/poolerName") == self.config.database.pooler and ip:
+            key = pod["metadata"]["name"]
+            if key not in self.poolers:
+                server = await asyncio.start_server(self._pooler_conn, "127.0.0.1", 0)
+                port = int(server.sockets[0].getsockname()[1])
+                self.poolers[key] = (server, port)
+            self.dataplane.ip_ports[ip] = self.poolers[key][1]
+
+    async def _pooler_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        primary = self.instances.get(self.primary)
+        if primary is None or primary.name in self.stopped_by_lab:
+            writer.close()
+            return
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", primary.port)
+        except OSError:
+            writer.close()
+            return
+        self.pooler_conns.update((writer, up_w))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(OSError):
+                dst.close()
+
+        try:
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        finally:
+            self.pooler_conns.discard(writer)
+            self.pooler_conns.discard(up_w)
+
+    def drop_pooler_connections(self) -> None:
+        for w in list(self.pooler_conns):
+            with contextlib.suppress(OSError):
+                w.close()
+        self.pooler_conns.clear()
+
+    def pooler_ports(self) -> list[int]:
+        ports = []
+        for name, (_, port) in self.poolers.items():
+            pod = self.store.find(self.res["pods"], self.ns, name)
+            if pod is not None and pod_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+                ports.append(port)
+        return ports
+
+    async def db_health(self, pod: dict[str, Any]) -> tuple[bool, str]:
+        """DocFast's /health: a query through the pooler, as the app does."""
+        db = self.config.database
+        dbname = db.databases[0] if pod.get("namespace") == self.config.namespaces.prod else db.databases[-1]
+        for port in self.pooler_ports()[:2]:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        f"host=127.0.0.1 port={port} dbname={dbname} user={db.app_user} password=docfast "
+                        "connect_timeout=2", autocommit=True) as conn:
+                    await asyncio.wait_for(conn.execute("SELECT 1"), 2)
+                    return True, "ok"
+            except (psycopg.Error, OSError, TimeoutError):
+                continue
+        return False, "unreachable"
+
+    async def probe(self, pod: dict[str, Any]) -> bool:
+        inst = self.instances.get(pod["metadata"]["name"])
+        if inst is None or inst.name in self.stopped_by_lab:
+            return False
+        try:
+            async with await psycopg.AsyncConnection.connect(inst.dsn(), autocommit=True) as conn:
+                await asyncio.wait_for(conn.execute("SELECT 1"), 2)
+            return True
+        except (psycopg.Error, OSError, TimeoutError):
+            return False
+
+    # ---- operator loop -------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                async with self.busy:
+                    await self.reconcile()
+            except Exception:
+                log.exception("cnpg reconcile failed")
+            await asyncio.sleep(max(0.3, 2.0 * self.speed))
+
+    def _cluster_obj(self) -> dict[str, Any]:
+        return self.store.get(self.res["clusters"], self.ns, self.name)
+
+    def fenced(self) -> set[str]:
+        raw = (self._cluster_obj()["metadata"].get("annotations") or {}).get(FENCED)
+        if not raw:
+            return set()
+        try:
+            names = set(json.loads(raw))
+        except ValueError:
+            return set()
+        return set(self.instances) if "*" in names else names
+
+    async def reconcile(self) -> None:
+        fenced = self.fenced()
+        # Processes follow their node's power and the fencing annotation.
+        for name, inst in self.instances.items():
+            node_ok = self.dataplane.node_alive(self.nodes[name])
+            want_up = node_ok and name not in fenced
+            if not want_up and name not in self.stopped_by_lab:
+                await inst.stop("immediate" if not node_ok else "fast")
+                self.stopped_by_lab.add(name)
+                if name == self.primary:
+                    self.drop_pooler_connections()
+            elif want_up and name in self.stopped_by_lab:
+                self.stopped_by_lab.discard(name)
+                if name == self.primary:
+                    await inst.start()
+                else:
+                    await self._rejoin(name)
+        obj = self._cluster_obj()
+        target = obj.get("status", {}).get("targetPrimary")
+        if target and target not in (self.primary, "pending") and target in self.instances:
+            await self._switchover(target)
+        await self._maybe_failover(fenced)
+        await self._write_status()
+
+    async def _rejoin(self, name: str) -> None:
+        """Start an instance as a replica of the current primary (pg_rewind if it diverged)."""
+        inst = self.instances[name]
+        primary = self.instances[self.primary]
+        if await inst.running():
+            await inst.stop("fast")
+        await inst.rewind_and_follow(primary, self.slot(name))
+        self._label(name, "replica")
+        self.ground.append({"at": time.time(), "event": "rejoined", "instance": name})
+
+    async def _maybe_failover(self, fenced: set[str]) -> None:
+        # The operator learns of a failure as Kubernetes reports it: the primary pod stops being Ready
+        # (readiness probe failing, or the node controller marking the pods of a lost node).
+        pod = self.store.find(self.res["pods"], self.ns, self.primary)
+        if self.primary in fenced:
+            self.not_ready_since = None
+            return  # a fenced primary is stopped on purpose: no failover
+        if pod is None or pod_ready(pod) or not pod.get("status", {}).get("startTime"):
+            self.not_ready_since = None
+            return
+        now = time.monotonic()
+        if self.not_ready_since is None:
+            self.not_ready_since = now
+            self._status_patch({"currentPrimaryFailingSinceTimestamp": now_iso()})
+        delay = float(self._cluster_obj()["spec"].get("failoverDelay", 0)) * self.speed
+        if now - self.not_ready_since < delay:
+            return
+        candidates = [n for n in self.instances if n != self.primary and n not in fenced
+                      and n not in self.stopped_by_lab]
+        if not candidates:
+            return
+        self._status_patch({"phase": FAILING_OVER, "phaseReason": f"Primary instance {self.primary} is not ready",
+                            "targetPrimary": "pending", "targetPrimaryTimestamp": now_iso()})
+        best, best_lsn = None, -1
+        for name in candidates:
+            lsn = await self._received_lsn(name)
+            if lsn > best_lsn:
+                best, best_lsn = name, lsn
+        if best is None:
+            return
+        await self._promote(best, reason="failover")
+
+    async def _received_lsn(self, name: str) -> int:
+        try:
+            async with await psycopg.AsyncConnection.connect(self.instances[name].dsn(), autocommit=True) as conn:
+                cur = await conn.execute("SELECT COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) "
+                                         "- '0/0'::pg_lsn")
+                row = await cur.fetchone()
+                return int(row[0]) if row and row[0] is not None else 0
+        except (psycopg.Error, OSError):
+            return -1
+
+    async def _promote(self, name: str, reason: str) -> None:
+        old = self.primary
+        async with await psycopg.AsyncConnection.connect(self.instances[name].dsn(), autocommit=True) as conn:
+            await conn.execute("SELECT pg_promote(true, 60)")
+        self.primary = name
+        self.not_ready_since = None
+        self.drop_pooler_connections()
+        self._label(name, "primary")
+        self._label(old, "replica")
+        ts = now_iso()
+        self._status_patch({"currentPrimary": name, "targetPrimary": name, "currentPrimaryTimestamp": ts,
+                            "targetPrimaryTimestamp": ts, "currentPrimaryFailingSinceTimestamp": None})
+        self.ground.append({"at": time.time(), "event": reason, "from": old, "to": name})
+        self.cluster.event(self._cluster_obj(), "FailoverTarget" if reason == "failover" else "SwitchoverTarget",
+                           f"Promoting {name} ({reason}, previous primary {old})", component="cloudnative-pg")
+        log.info("%s: promoted %s (was %s)", reason, name, old)
+
+    async def _switchover(self, target: str) -> None:
+        if target in self.stopped_by_lab or target in self.fenced():
+            return
+        self._status_patch({"phase": SWITCHOVER, "phaseReason": f"Switching over to {target}"})
+        old = self.instances[self.primary]
+        await old.stop("fast")  # a clean shutdown ships all WAL to the replica
+        self.stopped_by_lab.add(old.name)
+        self.drop_pooler_connections()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.instances[target].dsn(), autocommit=True) as c:
+                    cur = await c.execute("SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()")
+                    row = await cur.fetchone()
+                    if row and row[0]:
+                        break
+            except psycopg.Error:
+                pass
+            await asyncio.sleep(0.1)
+        await self._promote(target, reason="switchover")
+        self.stopped_by_lab.discard(old.name)
+        await self._rejoin(old.name)
+
+    def _label(self, name: str, role: str) -> None:
+        pod = self.store.find(self.res["pods"], self.ns, name)
+        if pod is None:
+            return
+        pod = copy.deepcopy(pod)
+        pod["metadata"]["labels"].update({"role": role, "cnpg.io/instanceRole": role})
+        self.store.update(self.res["pods"], pod, force=True)
+
+    def _status_patch(self, patch: dict[str, Any]) -> None:
+        obj = self._cluster_obj()
+        status = {**(obj.get("status") or {}), **patch}
+        status = {k: v for k, v in status.items() if v is not None}
+        if status != obj.get("status"):
+            self.store.update(self.res["clusters"], {**obj, "status": status}, subresource="status", force=True)
+
+    async def _write_status(self) -> None:
+        obj = self._cluster_obj()
+        old = obj.get("status") or {}
+        healthy, failed = [], []
+        timeline = old.get("timelineID", 1)
+        for name in self.instances:
+            pod = self.store.find(self.res["pods"], self.ns, name)
+            ok = pod is not None and pod_ready(pod) and name not in self.stopped_by_lab
+            (healthy if ok else failed).append(name)
+            if name == self.primary and ok:
+                try:
+                    async with await psycopg.AsyncConnection.connect(self.instances[name].dsn(), autocommit=True) as c:
+                        cur = await c.execute("SELECT timeline_id FROM pg_control_checkpoint()")
+                        row = await cur.fetchone()
+                        cur2 = await c.execute("SELECT pg_is_in_recovery()")
+                        rec = await cur2.fetchone()
+                        if row and rec and not rec[0]:
+                            # After promotion the checkpoint may lag; the new timeline shows at once here:
+                            cur3 = await c.execute("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+                            tl = await cur3.fetchone()
+                            timeline = int(tl[0], 16) if tl else int(row[0])
+                except (psycopg.Error, OSError):
+                    pass
+        ready = len(healthy)
+        phase = old.get("phase", HEALTHY)
+        if phase not in (FAILING_OVER, SWITCHOVER) or old.get("targetPrimary") == self.primary:
+            phase = HEALTHY if ready == len(self.instances) else WAITING
+        expiry = (datetime.now(UTC) + timedelta(days=89)).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+        status = {
+            **old,
+            "phase": phase, "instances": len(self.instances), "readyInstances": ready,
+            "instanceNames": sorted(self.instances), "instancesStatus": {
+                **({"healthy": sorted(healthy)} if healthy else {}), **({"failed": sorted(failed)} if failed else {})},
+            "currentPrimary": self.primary, "targetPrimary": old.get("targetPrimary") if old.get("targetPrimary") == "pending" and phase == FAILING_OVER else self.primary,
+            "currentPrimaryTimestamp": old.get("currentPrimaryTimestamp", "2025-11-03T09:06:00.000000Z"),
+            "timelineID": timeline, "latestGeneratedNode": len(self.instances),
+            "writeService": f"{self.name}-rw", "readService": f"{self.name}-r",
+            "image": f"ghcr.io/cloudnative-pg/postgresql:{self.config.database.postgres_version}",
+            "healthyPVC": sorted(self.instances), "pvcCount": len(self.instances), "jobCount": 0,
+            "certificates": {"clientCASecret": f"{self.name}-ca", "serverCASecret": f"{self.name}-ca",
+                             "serverTLSSecret": f"{self.name}-server", "replicationTLSSecret": f"{self.name}-replication",
+                             "serverAltDNSNames": [f"{self.name}-rw", f"{self.name}-rw.{self.ns}",
+                                                   f"{self.name}-rw.{self.ns}.svc"],
+                             "expirations": {f"{self.name}-ca": old.get("certificates", {}).get("expirations", {}).get(f"{self.name}-ca", expiry),
+                                             f"{self.name}-server": old.get("certificates", {}).get("expirations", {}).get(f"{self.name}-server", expiry),
+                                             f"{self.name}-replication": old.get("certificates", {}).get("expirations", {}).get(f"{self.name}-replication", expiry)}},
+            "conditions": self._conditions(old, ready == len(self.instances)),
+        }
+        if phase in (HEALTHY, WAITING):
+            status.pop("phaseReason", None)
+        if status != old:
+            self.store.update(self.res["clusters"], {**obj, "status": status}, subresource="status", force=True)
+
+    @staticmethod
+    def _conditions(old: dict[str, Any], ready: bool) -> list[dict[str, Any]]:
+        prev = next((c for c in old.get("conditions", []) if c["type"] == "Ready"), None)
+        status = "True" if ready else "False"
+        ts = prev["lastTransitionTime"] if prev and prev["status"] == status else now_iso()
+        return [{"type": "Ready", "status": status, "reason": "ClusterIsReady" if ready else "ClusterIsNotReady",
+                 "message": "Cluster is Ready" if ready else "Cluster Is Not Ready", "lastTransitionTime": ts},
+                *[c for c in old.get("conditions", []) if c["type"] == "LastBackupSucceeded"]]
+
+    # ---- faults --------------------------------------------------------------------------------------
+
+    async def crash_primary(self) -> str:
+        async with self.busy:
+            inst = self.instances[self.primary]
+            await inst.stop("immediate")
+            self.stopped_by_lab.add(inst.name)
+            self.drop_pooler_connections()
+            return inst.name
+
+    async def pause_receiver(self, name: str, paused: bool) -> None:
+        inst = self.instances[name]
+        async with await psycopg.AsyncConnection.connect(inst.dsn(), autocommit=True) as conn:
+            if paused:
+                await conn.execute("ALTER SYSTEM SET primary_conninfo = ''")
+            else:
+                await conn.execute("ALTER SYSTEM RESET primary_conninfo")
+            await conn.execute("SELECT pg_reload_conf()")
+        (self.receiver_paused.add if paused else self.receiver_paused.discard)(name)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        for server, _ in self.poolers.values():
+            server.close()
+        self.drop_pooler_connections()
+        for inst in self.instances.values():
+            with contextlib.suppress(Exception):
+                await inst.stop("immediate")
+        cleanup_runtime(self.lab_dir)
