@@ -23,7 +23,7 @@ from console.config import ConfigError, default_config_path, load_config
 from console.paths import default_lab_dir
 from lab.state import LabState, port_open, read_state, state_file
 
-SCENARIOS = ("seed", "empty")
+SCENARIOS = ("seed", "empty", "cert-expiring")
 UP_TIMEOUT_S = 60.0
 
 
@@ -100,12 +100,18 @@ def up(
                 running = read_state(lab_dir)
                 if running is not None:
                     return running, False
+            from lab.postgres import cleanup_runtime
+
+            cleanup_runtime(lab_dir)
             raise LabError(f"the lab exited during start-up (code {code}): " + " | ".join(tail))
         state = read_state(lab_dir)
         if state is not None and state.pid == proc.pid and all(port_open(h, p) for h, p in state.listeners()):
             return state, True
         time.sleep(0.05)
     stop_pid(proc.pid)
+    from lab.postgres import cleanup_runtime
+
+    cleanup_runtime(lab_dir)
     raise LabError(f"the lab did not answer within {timeout:.0f} s; see {lab_dir / 'lab.log'}")
 
 
@@ -141,6 +147,9 @@ def down(lab_dir: Path) -> LabState | None:
     if state is None:
         return None
     stop_pid(state.pid)
+    from lab.postgres import cleanup_runtime
+
+    cleanup_runtime(lab_dir)
     left = [f"{h}:{p}" for h, p in state.listeners() if port_open(h, p)]
     if left:
         raise LabError(f"the lab stopped but these ports still listen: {', '.join(left)}")
@@ -277,12 +286,16 @@ def main(argv: list[str]) -> int:
             print(json.dumps(control(running, "POST", f"/pods/{namespace}/{name}/kill", {})))
         elif args.fault == "k3s":
             if args.action == "restarted":
-                print(json.dumps(control(running, "POST", "/k3s", {"restarted": True})))
+                print(json.dumps(control(running, "POST", "/k3s/service", {"node": "", "restarted": True})))
             elif not args.node:
                 raise LabError("k3s stop|start needs a node name")
             else:
                 k3s_state = "stopped" if args.action == "stop" else "running"
-                print(json.dumps(control(running, "POST", "/k3s", {"node": args.node, "state": k3s_state})))
+                print(
+                    json.dumps(
+                        control(running, "POST", "/k3s/service", {"node": args.node, "state": k3s_state})
+                    )
+                )
         else:
             body: dict[str, Any] = {"clear": args.clear}
             if args.errors is not None:

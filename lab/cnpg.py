@@ -79,8 +79,16 @@ def _b64(value: str) -> str:
 
 
 class CnpgTwin:
-    def __init__(self, store: Store, registry: Registry, cluster: Cluster, dataplane: DataPlane,
-                 config: Config, lab_dir: Path, speed: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        cluster: Cluster,
+        dataplane: DataPlane,
+        config: Config,
+        lab_dir: Path,
+        speed: float,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.cluster = cluster
@@ -105,10 +113,14 @@ class CnpgTwin:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.res: dict[str, Resource] = {}
-        for key, (g, v, p) in {"clusters": ("postgresql.cnpg.io", "v1", "clusters"),
-                               "poolers": ("postgresql.cnpg.io", "v1", "poolers"),
-                               "secrets": ("", "v1", "secrets"), "services": ("", "v1", "services"),
-                               "pods": ("", "v1", "pods"), "deployments": ("apps", "v1", "deployments")}.items():
+        for key, (g, v, p) in {
+            "clusters": ("postgresql.cnpg.io", "v1", "clusters"),
+            "poolers": ("postgresql.cnpg.io", "v1", "poolers"),
+            "secrets": ("", "v1", "secrets"),
+            "services": ("", "v1", "services"),
+            "pods": ("", "v1", "pods"),
+            "deployments": ("apps", "v1", "deployments"),
+        }.items():
             res = registry.get(g, v, p)
             assert res is not None
             self.res[key] = res
@@ -129,8 +141,13 @@ class CnpgTwin:
         self.cluster.on_pod_start.append(self._on_pod_start)
         self.dataplane.db_health = self.db_health
         self.dataplane.extra_probes.append(
-            lambda pod: self.probe(pod) if (pod["metadata"].get("labels") or {}).get("cnpg.io/cluster") == self.name
-            and (pod["metadata"].get("labels") or {}).get("cnpg.io/podRole") == "instance" else None)
+            lambda pod: (
+                self.probe(pod)
+                if (pod["metadata"].get("labels") or {}).get("cnpg.io/cluster") == self.name
+                and (pod["metadata"].get("labels") or {}).get("cnpg.io/podRole") == "instance"
+                else None
+            )
+        )
         self._task = asyncio.ensure_future(self._loop())
 
     def slot(self, instance: str) -> str:
@@ -139,7 +156,8 @@ class CnpgTwin:
     async def _initialise_databases(self, pg: PgInstance) -> None:
         db = self.config.database
         async with await psycopg.AsyncConnection.connect(
-                f"host={pg.socket_dir} port={pg.port} dbname=postgres user=postgres", autocommit=True) as conn:
+            f"host={pg.socket_dir} port={pg.port} dbname=postgres user=postgres", autocommit=True
+        ) as conn:
             await conn.execute(f"ALTER USER postgres PASSWORD '{self.superuser_password}'")
             await conn.execute("CREATE ROLE streaming_replica WITH REPLICATION LOGIN")
             # The seed's credentials, as weak as the seed says (a finding the console reports).
@@ -148,80 +166,208 @@ class CnpgTwin:
                 await conn.execute(f'CREATE DATABASE "{name}" OWNER {db.app_user}')
         for name, scale in zip(db.databases, (1.0, 0.2), strict=False):
             async with await psycopg.AsyncConnection.connect(
-                    f"host={pg.socket_dir} port={pg.port} dbname={name} user={db.app_user}", autocommit=True) as conn:
-                sql = SCHEMA_SQL.format(customers=int(500 * scale), documents=int(20000 * scale),
-                                        events=int(50000 * scale))
+                f"host={pg.socket_dir} port={pg.port} dbname={name} user={db.app_user}", autocommit=True
+            ) as conn:
+                sql = SCHEMA_SQL.format(
+                    customers=int(500 * scale), documents=int(20000 * scale), events=int(50000 * scale)
+                )
                 await conn.execute(sql.encode())
 
     def _create_objects(self) -> None:
         db = self.config.database
         s = self.store
-        s.create(self.res["secrets"], {"metadata": {"name": db.superuser_secret, "namespace": self.ns,
-                                                    "labels": {"cnpg.io/cluster": self.name}},
-                                       "type": "kubernetes.io/basic-auth",
-                                       "data": {"username": _b64("postgres"), "password": _b64(self.superuser_password)}})
-        cluster = s.create(self.res["clusters"], {
-            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
-            "metadata": {"name": self.name, "namespace": self.ns, "creationTimestamp": "2025-11-03T09:05:00Z"},
-            "spec": {"instances": db.instances, "imageName": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
-                     "primaryUpdateStrategy": "unsupervised", "failoverDelay": 0, "switchoverDelay": 3600,
-                     "storage": {"size": db.storage, "storageClass": "local-path"},
-                     "superuserSecret": {"name": db.superuser_secret}, "enableSuperuserAccess": True,
-                     "bootstrap": {"initdb": {"database": db.databases[0], "owner": db.app_user,
-                                              "secret": {"name": db.credentials_secret}}},
-                     "postgresql": {"parameters": {"max_connections": "100", "wal_keep_size": "256MB"}},
-                     "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname",
-                                  "podAntiAffinityType": "preferred"}},
-        })
+        s.create(
+            self.res["secrets"],
+            {
+                "metadata": {
+                    "name": db.superuser_secret,
+                    "namespace": self.ns,
+                    "labels": {"cnpg.io/cluster": self.name},
+                },
+                "type": "kubernetes.io/basic-auth",
+                "data": {"username": _b64("postgres"), "password": _b64(self.superuser_password)},
+            },
+        )
+        cluster = s.create(
+            self.res["clusters"],
+            {
+                "apiVersion": "postgresql.cnpg.io/v1",
+                "kind": "Cluster",
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.ns,
+                    "creationTimestamp": "2025-11-03T09:05:00Z",
+                },
+                "spec": {
+                    "instances": db.instances,
+                    "imageName": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
+                    "primaryUpdateStrategy": "unsupervised",
+                    "failoverDelay": 0,
+                    "switchoverDelay": 3600,
+                    "storage": {"size": db.storage, "storageClass": "local-path"},
+                    "superuserSecret": {"name": db.superuser_secret},
+                    "enableSuperuserAccess": True,
+                    "bootstrap": {
+                        "initdb": {
+                            "database": db.databases[0],
+                            "owner": db.app_user,
+                            "secret": {"name": db.credentials_secret},
+                        }
+                    },
+                    "postgresql": {"parameters": {"max_connections": "100", "wal_keep_size": "256MB"}},
+                    "affinity": {
+                        "enablePodAntiAffinity": True,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "podAntiAffinityType": "preferred",
+                    },
+                },
+            },
+        )
         self.cluster_uid = cluster["metadata"]["uid"]
-        owner = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": self.name,
-                 "uid": self.cluster_uid, "controller": True, "blockOwnerDeletion": True}
-        for suffix, selector in (("rw", {"cnpg.io/cluster": self.name, "role": "primary"}),
-                                 ("ro", {"cnpg.io/cluster": self.name, "role": "replica"}),
-                                 ("r", {"cnpg.io/cluster": self.name, "cnpg.io/podRole": "instance"})):
-            s.create(self.res["services"], {
-                "metadata": {"name": f"{self.name}-{suffix}", "namespace": self.ns, "ownerReferences": [owner],
-                             "labels": {"cnpg.io/cluster": self.name}},
-                "spec": {"type": "ClusterIP", "selector": selector,
-                         "ports": [{"name": "postgres", "port": 5432, "targetPort": 5432, "protocol": "TCP"}]}})
+        owner = {
+            "apiVersion": "postgresql.cnpg.io/v1",
+            "kind": "Cluster",
+            "name": self.name,
+            "uid": self.cluster_uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        for suffix, selector in (
+            ("rw", {"cnpg.io/cluster": self.name, "role": "primary"}),
+            ("ro", {"cnpg.io/cluster": self.name, "role": "replica"}),
+            ("r", {"cnpg.io/cluster": self.name, "cnpg.io/podRole": "instance"}),
+        ):
+            s.create(
+                self.res["services"],
+                {
+                    "metadata": {
+                        "name": f"{self.name}-{suffix}",
+                        "namespace": self.ns,
+                        "ownerReferences": [owner],
+                        "labels": {"cnpg.io/cluster": self.name},
+                    },
+                    "spec": {
+                        "type": "ClusterIP",
+                        "selector": selector,
+                        "ports": [{"name": "postgres", "port": 5432, "targetPort": 5432, "protocol": "TCP"}],
+                    },
+                },
+            )
         for name, node in self.nodes.items():
             role = "primary" if name == self.primary else "replica"
-            s.create(self.res["pods"], {
-                "metadata": {"name": name, "namespace": self.ns, "ownerReferences": [owner],
-                             "labels": {"cnpg.io/cluster": self.name, "cnpg.io/instanceName": name,
-                                        "cnpg.io/instanceRole": role, "role": role, "cnpg.io/podRole": "instance"}},
-                "spec": {"nodeName": node, "containers": [{
-                    "name": "postgres", "image": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
-                    "ports": [{"containerPort": 5432, "name": "postgresql"}],
-                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8000}, "periodSeconds": 10,
-                                       "failureThreshold": 3, "timeoutSeconds": 5}}],
-                         "terminationGracePeriodSeconds": 1800,
-                         "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
-                                          "effect": "NoExecute", "tolerationSeconds": 300},
-                                         {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
-                                          "effect": "NoExecute", "tolerationSeconds": 300}]},
-                "status": {"phase": "Pending"}})
-        pooler = s.create(self.res["poolers"], {
-            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler",
-            "metadata": {"name": db.pooler, "namespace": self.ns},
-            "spec": {"cluster": {"name": self.name}, "instances": db.pooler_instances, "type": "rw",
-                     "pgbouncer": {"poolMode": db.pooler_mode, "parameters": {"max_client_conn": "1000",
-                                                                              "default_pool_size": "10"}},
-                     "template": {"spec": {"containers": [], "affinity": {"podAntiAffinity": {
-                         "requiredDuringSchedulingIgnoredDuringExecution": [{
-                             "labelSelector": {"matchLabels": {"cnpg.io/poolerName": db.pooler}},
-                             "topologyKey": "kubernetes.io/hostname"}]}}}}},
-        })
+            s.create(
+                self.res["pods"],
+                {
+                    "metadata": {
+                        "name": name,
+                        "namespace": self.ns,
+                        "ownerReferences": [owner],
+                        "labels": {
+                            "cnpg.io/cluster": self.name,
+                            "cnpg.io/instanceName": name,
+                            "cnpg.io/instanceRole": role,
+                            "role": role,
+                            "cnpg.io/podRole": "instance",
+                        },
+                    },
+                    "spec": {
+                        "nodeName": node,
+                        "containers": [
+                            {
+                                "name": "postgres",
+                                "image": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
+                                "ports": [{"containerPort": 5432, "name": "postgresql"}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/readyz", "port": 8000},
+                                    "periodSeconds": 10,
+                                    "failureThreshold": 3,
+                                    "timeoutSeconds": 5,
+                                },
+                            }
+                        ],
+                        "terminationGracePeriodSeconds": 1800,
+                        "tolerations": [
+                            {
+                                "key": "node.kubernetes.io/not-ready",
+                                "operator": "Exists",
+                                "effect": "NoExecute",
+                                "tolerationSeconds": 300,
+                            },
+                            {
+                                "key": "node.kubernetes.io/unreachable",
+                                "operator": "Exists",
+                                "effect": "NoExecute",
+                                "tolerationSeconds": 300,
+                            },
+                        ],
+                    },
+                    "status": {"phase": "Pending"},
+                },
+            )
+        pooler = s.create(
+            self.res["poolers"],
+            {
+                "apiVersion": "postgresql.cnpg.io/v1",
+                "kind": "Pooler",
+                "metadata": {"name": db.pooler, "namespace": self.ns},
+                "spec": {
+                    "cluster": {"name": self.name},
+                    "instances": db.pooler_instances,
+                    "type": "rw",
+                    "pgbouncer": {
+                        "poolMode": db.pooler_mode,
+                        "parameters": {"max_client_conn": "1000", "default_pool_size": "10"},
+                    },
+                    "template": {
+                        "spec": {
+                            "containers": [],
+                            "affinity": {
+                                "podAntiAffinity": {
+                                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                                        {
+                                            "labelSelector": {
+                                                "matchLabels": {"cnpg.io/poolerName": db.pooler}
+                                            },
+                                            "topologyKey": "kubernetes.io/hostname",
+                                        }
+                                    ]
+                                }
+                            },
+                        }
+                    },
+                },
+            },
+        )
         deploy = s.find(self.res["deployments"], self.ns, db.pooler)
         if deploy is not None:
             deploy = copy.deepcopy(deploy)
-            deploy["metadata"]["ownerReferences"] = [{"apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler",
-                                                      "name": db.pooler, "uid": pooler["metadata"]["uid"],
-                                                      "controller": True, "blockOwnerDeletion": True}]
+            deploy["metadata"]["ownerReferences"] = [
+                {
+                    "apiVersion": "postgresql.cnpg.io/v1",
+                    "kind": "Pooler",
+                    "name": db.pooler,
+                    "uid": pooler["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
             s.update(self.res["deployments"], deploy, force=True)
-        s.update(self.res["poolers"], {**pooler, "status": {"instances": db.pooler_instances, "secrets": {
-            "serverTLS": {"name": f"{self.name}-server"}, "serverCA": {"name": f"{self.name}-ca"},
-            "clientCA": {"name": f"{self.name}-ca"}}}}, subresource="status", force=True)
+        s.update(
+            self.res["poolers"],
+            {
+                **pooler,
+                "status": {
+                    "instances": db.pooler_instances,
+                    "secrets": {
+                        "serverTLS": {"name": f"{self.name}-server"},
+                        "serverCA": {"name": f"{self.name}-ca"},
+                        "clientCA": {"name": f"{self.name}-ca"},
+                    },
+                },
+            },
+            subresource="status",
+            force=True,
+        )
 
     # ---- data plane hooks ----------------------------------------------------------------------------
 
@@ -287,8 +433,10 @@ class CnpgTwin:
         for port in self.pooler_ports()[:2]:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                        f"host=127.0.0.1 port={port} dbname={dbname} user={db.app_user} password=docfast "
-                        "connect_timeout=2", autocommit=True) as conn:
+                    f"host=127.0.0.1 port={port} dbname={dbname} user={db.app_user} password=docfast "
+                    "connect_timeout=2",
+                    autocommit=True,
+                ) as conn:
                     await asyncio.wait_for(conn.execute("SELECT 1"), 2)
                     return True, "ok"
             except (psycopg.Error, OSError, TimeoutError):
@@ -381,12 +529,21 @@ class CnpgTwin:
         delay = float(self._cluster_obj()["spec"].get("failoverDelay", 0)) * self.speed
         if now - self.not_ready_since < delay:
             return
-        candidates = [n for n in self.instances if n != self.primary and n not in fenced
-                      and n not in self.stopped_by_lab]
+        candidates = [
+            n
+            for n in self.instances
+            if n != self.primary and n not in fenced and n not in self.stopped_by_lab
+        ]
         if not candidates:
             return
-        self._status_patch({"phase": FAILING_OVER, "phaseReason": f"Primary instance {self.primary} is not ready",
-                            "targetPrimary": "pending", "targetPrimaryTimestamp": now_iso()})
+        self._status_patch(
+            {
+                "phase": FAILING_OVER,
+                "phaseReason": f"Primary instance {self.primary} is not ready",
+                "targetPrimary": "pending",
+                "targetPrimaryTimestamp": now_iso(),
+            }
+        )
         best, best_lsn = None, -1
         for name in candidates:
             lsn = await self._received_lsn(name)
@@ -398,9 +555,12 @@ class CnpgTwin:
 
     async def _received_lsn(self, name: str) -> int:
         try:
-            async with await psycopg.AsyncConnection.connect(self.instances[name].dsn(), autocommit=True) as conn:
-                cur = await conn.execute("SELECT COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) "
-                                         "- '0/0'::pg_lsn")
+            async with await psycopg.AsyncConnection.connect(
+                self.instances[name].dsn(), autocommit=True
+            ) as conn:
+                cur = await conn.execute(
+                    "SELECT COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) - '0/0'::pg_lsn"
+                )
                 row = await cur.fetchone()
                 return int(row[0]) if row and row[0] is not None else 0
         except (psycopg.Error, OSError):
@@ -416,11 +576,22 @@ class CnpgTwin:
         self._label(name, "primary")
         self._label(old, "replica")
         ts = now_iso()
-        self._status_patch({"currentPrimary": name, "targetPrimary": name, "currentPrimaryTimestamp": ts,
-                            "targetPrimaryTimestamp": ts, "currentPrimaryFailingSinceTimestamp": None})
+        self._status_patch(
+            {
+                "currentPrimary": name,
+                "targetPrimary": name,
+                "currentPrimaryTimestamp": ts,
+                "targetPrimaryTimestamp": ts,
+                "currentPrimaryFailingSinceTimestamp": None,
+            }
+        )
         self.ground.append({"at": time.time(), "event": reason, "from": old, "to": name})
-        self.cluster.event(self._cluster_obj(), "FailoverTarget" if reason == "failover" else "SwitchoverTarget",
-                           f"Promoting {name} ({reason}, previous primary {old})", component="cloudnative-pg")
+        self.cluster.event(
+            self._cluster_obj(),
+            "FailoverTarget" if reason == "failover" else "SwitchoverTarget",
+            f"Promoting {name} ({reason}, previous primary {old})",
+            component="cloudnative-pg",
+        )
         log.info("%s: promoted %s (was %s)", reason, name, old)
 
     async def _switchover(self, target: str) -> None:
@@ -434,7 +605,9 @@ class CnpgTwin:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                async with await psycopg.AsyncConnection.connect(self.instances[target].dsn(), autocommit=True) as c:
+                async with await psycopg.AsyncConnection.connect(
+                    self.instances[target].dsn(), autocommit=True
+                ) as c:
                     cur = await c.execute("SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()")
                     row = await cur.fetchone()
                     if row and row[0]:
@@ -459,7 +632,9 @@ class CnpgTwin:
         status = {**(obj.get("status") or {}), **patch}
         status = {k: v for k, v in status.items() if v is not None}
         if status != obj.get("status"):
-            self.store.update(self.res["clusters"], {**obj, "status": status}, subresource="status", force=True)
+            self.store.update(
+                self.res["clusters"], {**obj, "status": status}, subresource="status", force=True
+            )
 
     async def _write_status(self) -> None:
         obj = self._cluster_obj()
@@ -472,14 +647,18 @@ class CnpgTwin:
             (healthy if ok else failed).append(name)
             if name == self.primary and ok:
                 try:
-                    async with await psycopg.AsyncConnection.connect(self.instances[name].dsn(), autocommit=True) as c:
+                    async with await psycopg.AsyncConnection.connect(
+                        self.instances[name].dsn(), autocommit=True
+                    ) as c:
                         cur = await c.execute("SELECT timeline_id FROM pg_control_checkpoint()")
                         row = await cur.fetchone()
                         cur2 = await c.execute("SELECT pg_is_in_recovery()")
                         rec = await cur2.fetchone()
                         if row and rec and not rec[0]:
                             # After promotion the checkpoint may lag; the new timeline shows at once here:
-                            cur3 = await c.execute("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+                            cur3 = await c.execute(
+                                "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+                            )
                             tl = await cur3.fetchone()
                             timeline = int(tl[0], 16) if tl else int(row[0])
                 except (psycopg.Error, OSError):
@@ -491,37 +670,73 @@ class CnpgTwin:
         expiry = (datetime.now(UTC) + timedelta(days=89)).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
         status = {
             **old,
-            "phase": phase, "instances": len(self.instances), "readyInstances": ready,
-            "instanceNames": sorted(self.instances), "instancesStatus": {
-                **({"healthy": sorted(healthy)} if healthy else {}), **({"failed": sorted(failed)} if failed else {})},
-            "currentPrimary": self.primary, "targetPrimary": old.get("targetPrimary") if old.get("targetPrimary") == "pending" and phase == FAILING_OVER else self.primary,
+            "phase": phase,
+            "instances": len(self.instances),
+            "readyInstances": ready,
+            "instanceNames": sorted(self.instances),
+            "instancesStatus": {
+                **({"healthy": sorted(healthy)} if healthy else {}),
+                **({"failed": sorted(failed)} if failed else {}),
+            },
+            "currentPrimary": self.primary,
+            "targetPrimary": old.get("targetPrimary")
+            if old.get("targetPrimary") == "pending" and phase == FAILING_OVER
+            else self.primary,
             "currentPrimaryTimestamp": old.get("currentPrimaryTimestamp", "2025-11-03T09:06:00.000000Z"),
-            "timelineID": timeline, "latestGeneratedNode": len(self.instances),
-            "writeService": f"{self.name}-rw", "readService": f"{self.name}-r",
+            "timelineID": timeline,
+            "latestGeneratedNode": len(self.instances),
+            "writeService": f"{self.name}-rw",
+            "readService": f"{self.name}-r",
             "image": f"ghcr.io/cloudnative-pg/postgresql:{self.config.database.postgres_version}",
-            "healthyPVC": sorted(self.instances), "pvcCount": len(self.instances), "jobCount": 0,
-            "certificates": {"clientCASecret": f"{self.name}-ca", "serverCASecret": f"{self.name}-ca",
-                             "serverTLSSecret": f"{self.name}-server", "replicationTLSSecret": f"{self.name}-replication",
-                             "serverAltDNSNames": [f"{self.name}-rw", f"{self.name}-rw.{self.ns}",
-                                                   f"{self.name}-rw.{self.ns}.svc"],
-                             "expirations": {f"{self.name}-ca": old.get("certificates", {}).get("expirations", {}).get(f"{self.name}-ca", expiry),
-                                             f"{self.name}-server": old.get("certificates", {}).get("expirations", {}).get(f"{self.name}-server", expiry),
-                                             f"{self.name}-replication": old.get("certificates", {}).get("expirations", {}).get(f"{self.name}-replication", expiry)}},
+            "healthyPVC": sorted(self.instances),
+            "pvcCount": len(self.instances),
+            "jobCount": 0,
+            "certificates": {
+                "clientCASecret": f"{self.name}-ca",
+                "serverCASecret": f"{self.name}-ca",
+                "serverTLSSecret": f"{self.name}-server",
+                "replicationTLSSecret": f"{self.name}-replication",
+                "serverAltDNSNames": [
+                    f"{self.name}-rw",
+                    f"{self.name}-rw.{self.ns}",
+                    f"{self.name}-rw.{self.ns}.svc",
+                ],
+                "expirations": {
+                    f"{self.name}-ca": old.get("certificates", {})
+                    .get("expirations", {})
+                    .get(f"{self.name}-ca", expiry),
+                    f"{self.name}-server": old.get("certificates", {})
+                    .get("expirations", {})
+                    .get(f"{self.name}-server", expiry),
+                    f"{self.name}-replication": old.get("certificates", {})
+                    .get("expirations", {})
+                    .get(f"{self.name}-replication", expiry),
+                },
+            },
             "conditions": self._conditions(old, ready == len(self.instances)),
         }
         if phase in (HEALTHY, WAITING):
             status.pop("phaseReason", None)
         if status != old:
-            self.store.update(self.res["clusters"], {**obj, "status": status}, subresource="status", force=True)
+            self.store.update(
+                self.res["clusters"], {**obj, "status": status}, subresource="status", force=True
+            )
 
     @staticmethod
     def _conditions(old: dict[str, Any], ready: bool) -> list[dict[str, Any]]:
         prev = next((c for c in old.get("conditions", []) if c["type"] == "Ready"), None)
         status = "True" if ready else "False"
         ts = prev["lastTransitionTime"] if prev and prev["status"] == status else now_iso()
-        return [{"type": "Ready", "status": status, "reason": "ClusterIsReady" if ready else "ClusterIsNotReady",
-                 "message": "Cluster is Ready" if ready else "Cluster Is Not Ready", "lastTransitionTime": ts},
-                *[c for c in old.get("conditions", []) if c["type"] == "LastBackupSucceeded"]]
+        return [
+            {
+                "type": "Ready",
+                "status": status,
+                "reason": "ClusterIsReady" if ready else "ClusterIsNotReady",
+                "message": "Cluster is Ready" if ready else "Cluster Is Not Ready",
+                "lastTransitionTime": ts,
+            },
+            *[c for c in old.get("conditions", []) if c["type"] == "LastBackupSucceeded"],
+        ]
 
     # ---- faults --------------------------------------------------------------------------------------
 

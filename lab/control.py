@@ -13,10 +13,12 @@ from typing import Any
 from aiohttp import web
 
 from lab.hetzner.app import HetznerApi
-from lab.twin import KubeParts, k3s_restarted
+from lab.twin import KubeParts
 
 
-def control_app(token: str, hetzner: HetznerApi, kube: KubeParts, cnpg: Any = None) -> web.Application:
+def control_app(
+    token: str, hetzner: HetznerApi, kube: KubeParts, cnpg: Any = None, nodes: Any = None
+) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {token}":
@@ -118,22 +120,6 @@ def control_app(token: str, hetzner: HetznerApi, kube: KubeParts, cnpg: Any = No
         kube.cluster._wake.set()
         return web.json_response({"killed": f"{ns}/{name}"})
 
-    async def k3s(request: web.Request) -> web.Response:
-        body = await request.json()
-        if body.get("restarted"):
-            return web.json_response({"reset": k3s_restarted(kube)})
-        node = body["node"]
-        if body.get("state") == "stopped":
-            kube.dataplane.k3s_stopped.add(node)
-        else:
-            kube.dataplane.k3s_stopped.discard(node)
-        kube.dataplane.schedule_sync()
-        return web.json_response({"node": node, "k3s": body.get("state")})
-
-    app.router.add_get("/status", status)
-    app.router.add_post("/budget", budget)
-    app.router.add_post("/fault/hetzner", fault_hetzner)
-    app.router.add_post("/servers/{name}/power", power)
     async def db_fault(request: web.Request) -> web.Response:
         """``{"crash_primary": true}`` or ``{"receiver": "main-db-2", "paused": true|false}``."""
         if cnpg is None:
@@ -147,13 +133,20 @@ def control_app(token: str, hetzner: HetznerApi, kube: KubeParts, cnpg: Any = No
     async def db_info(_: web.Request) -> web.Response:
         if cnpg is None:
             return web.json_response({"error": "no database in this scenario"}, status=409)
-        return web.json_response({"primary": cnpg.primary, "ports": {n: i.port for n, i in cnpg.instances.items()},
-                                  "poolers": {n: p for n, (_, p) in cnpg.poolers.items()}, "events": cnpg.ground})
+        return web.json_response(
+            {
+                "primary": cnpg.primary,
+                "ports": {n: i.port for n, i in cnpg.instances.items()},
+                "poolers": {n: p for n, (_, p) in cnpg.poolers.items()},
+                "events": cnpg.ground,
+            }
+        )
 
+    if nodes is not None:
+        nodes.routes(app)
     app.router.add_get("/truth", truth)
     app.router.add_post("/fault/db", db_fault)
     app.router.add_get("/db", db_info)
     app.router.add_post("/fault/kube", fault_kube)
     app.router.add_post("/pods/{namespace}/{name}/kill", kill_pod)
-    app.router.add_post("/k3s", k3s)
     return app

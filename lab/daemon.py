@@ -129,8 +129,13 @@ async def serve(
         assert server is not None and server.sockets  # type: ignore[attr-defined]
         return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
+    from lab.nodes import NodeServices
+
+    nodes = NodeServices(lab_dir, config, kube, cnpg, "", control_token, lab_dir / "kubeconfig")
     hetzner_port = await listen(api.app)
-    control_port = await listen(control_app(control_token, api, kube, cnpg))
+    control_port = await listen(control_app(control_token, api, kube, cnpg, nodes))
+    nodes.env["LAB_CONTROL_URL"] = f"http://{LOOPBACK}:{control_port}"
+    ssh_ports = await nodes.start()
     hetzner_url = f"http://{LOOPBACK}:{hetzner_port}/v1"
     kube_port = await listen(kube.api.app, server_ssl(kube))
     kube_url = f"https://{LOOPBACK}:{kube_port}"
@@ -161,6 +166,8 @@ async def serve(
             "kubeconfig": str(kubeconfig),
             "ca": str(lab_dir / "ca.pem"),
             "ssh_key": str(lab_dir / "ssh" / "id_ed25519"),
+            "ssh_config": str(lab_dir / "ssh" / "config"),
+            "borg_env": str(lab_dir / "borg.env"),
             "log": str(lab_dir / "lab.log"),
         },
         load_balancer={
@@ -169,6 +176,7 @@ async def serve(
             "address": f"{LOOPBACK}:{lb_port}" if lb_port else None,
             "ports": [80],
         },
+        ssh=ssh_ports,
     )
     write_state(state)
     log.info("lab up: hetzner %s control %s (speed %.2f)", hetzner_url, state.control_url, speed)
@@ -185,6 +193,7 @@ async def serve(
         if churn is not None:
             churn.cancel()
         await project.close()
+        await nodes.close()
         await kube.cluster.close()
         if cnpg is not None:
             await cnpg.close()

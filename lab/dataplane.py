@@ -101,6 +101,8 @@ class DataPlane:
         self.ip_ports: dict[str, int] = {}
         self.ingress: dict[str, tuple[web.AppRunner, int]] = {}
         self.k3s_stopped: set[str] = set()
+        self.partitioned: set[str] = set()  # cut off from the other nodes and the API (lab fault)
+        self.on_sync: list[Callable[[], Any]] = []
         self.lb_server: asyncio.AbstractServer | None = None
         self.lb_port = 0
         self.lb_log: list[dict[str, Any]] = []  # ground truth: every connection through the load balancer
@@ -121,7 +123,17 @@ class DataPlane:
         if node in self.cluster.virtual_nodes:
             return True
         server = self.server_of(node)
-        return server is not None and server["status"] == "running" and node not in self.k3s_stopped
+        return (
+            server is not None
+            and server["status"] == "running"
+            and node not in self.k3s_stopped
+            and node not in self.partitioned
+        )
+
+    def powered(self, node: str) -> bool:
+        """The server is on (SSH answers), whatever k3s does."""
+        server = self.server_of(node)
+        return server is not None and server["status"] == "running"
 
     def on_hetzner(self, kind: str, obj: dict[str, Any]) -> None:
         if kind in ("server", "server_deleted", "server_rebooted"):
@@ -157,6 +169,8 @@ class DataPlane:
             elif not want and name in self.ingress:
                 runner, _ = self.ingress.pop(name)
                 await runner.cleanup()
+        for hook in self.on_sync:
+            await hook()
         self.cluster._wake.set()
 
     # ---- pods ----------------------------------------------------------------------------------------

@@ -48,14 +48,22 @@ def runtime_dir(lab_dir: Path) -> Path:
 
 
 def cleanup_runtime(lab_dir: Path) -> None:
+    """Kill any server left in the lab's runtime directory (a daemon that died hard) and remove it.
+
+    PostgreSQL daemonises into its own session, so stopping the lab's process group does not reach it."""
     marker = lab_dir / "pg-runtime"
+    base = Path(marker.read_text().strip()) if marker.exists() else lab_dir / "pg"
+    for pidfile in base.glob("*/postmaster.pid"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pidfile.read_text().splitlines()[0]), 9)
     if marker.exists():
-        shutil.rmtree(marker.read_text().strip(), ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
         marker.unlink()
 
 
-async def run(*cmd: str, check: bool = True, timeout: float = 120,
-              password: str | None = None) -> tuple[int, str]:
+async def run(
+    *cmd: str, check: bool = True, timeout: float = 120, password: str | None = None
+) -> tuple[int, str]:
     user = _run_as()
 
     def demote() -> None:
@@ -67,8 +75,13 @@ async def run(*cmd: str, check: bool = True, timeout: float = 120,
     if password is not None:
         env["PGPASSWORD"] = password  # never on a command line
     proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, preexec_fn=demote, env=env,
-        start_new_session=False)
+        *cmd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=demote,
+        env=env,
+        start_new_session=False,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     text = out.decode(errors="replace")
     if check and proc.returncode != 0:
@@ -98,19 +111,38 @@ class PgInstance:
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user} password={pw} connect_timeout=2"
 
     def _conf(self) -> str:
-        return "\n".join([
-            f"port = {self.port}", "listen_addresses = '127.0.0.1'", f"unix_socket_directories = '{self.socket_dir}'",
-            "wal_level = replica", "max_wal_senders = 10", "max_replication_slots = 10", "hot_standby = on",
-            "wal_log_hints = on", "wal_keep_size = '256MB'", "shared_buffers = '32MB'", "fsync = off",
-            "synchronous_commit = off", "full_page_writes = on", "logging_collector = off",
-            f"cluster_name = '{self.name}'", "password_encryption = 'scram-sha-256'", "max_connections = 60",
-            # Where a replica's primary_conninfo lives; ALTER SYSTEM (auto.conf) overrides and RESET restores it.
-            "include_if_exists = 'lab-follow.conf'", ""])
+        return "\n".join(
+            [
+                f"port = {self.port}",
+                "listen_addresses = '127.0.0.1'",
+                f"unix_socket_directories = '{self.socket_dir}'",
+                "wal_level = replica",
+                "max_wal_senders = 10",
+                "max_replication_slots = 10",
+                "hot_standby = on",
+                "wal_log_hints = on",
+                "wal_keep_size = '256MB'",
+                "shared_buffers = '32MB'",
+                "fsync = off",
+                "synchronous_commit = off",
+                "full_page_writes = on",
+                "logging_collector = off",
+                f"cluster_name = '{self.name}'",
+                "password_encryption = 'scram-sha-256'",
+                "max_connections = 60",
+                # Where a replica's primary_conninfo lives: ALTER SYSTEM (auto.conf) overrides it,
+                # and RESET restores it.
+                "include_if_exists = 'lab-follow.conf'",
+                "",
+            ]
+        )
 
     def _hba(self) -> str:
-        return ("local all all trust\n"
-                "host replication streaming_replica 127.0.0.1/32 trust\n"
-                "host all all 127.0.0.1/32 scram-sha-256\n")
+        return (
+            "local all all trust\n"
+            "host replication streaming_replica 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
 
     def _write_config(self) -> None:
         (self.datadir / "postgresql.auto.conf").touch()
@@ -131,12 +163,24 @@ class PgInstance:
                         os.chown(root, user.pw_uid, user.pw_gid)
                         for name in dirs + files:
                             with contextlib.suppress(FileNotFoundError):
-                                os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
+                                os.chown(
+                                    os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False
+                                )
 
     async def initdb(self) -> None:
         self._prepare_dirs()
-        await run(str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
-                  "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        await run(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
         self._write_config()
         self._prepare_dirs()
 
@@ -145,33 +189,66 @@ class PgInstance:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_dirs()
         async with await psycopg.AsyncConnection.connect(primary.dsn(), autocommit=True) as conn:
-            await conn.execute("SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                               "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (slot, slot))
-        await run(str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U",
-                  "streaming_replica", "-D", str(self.datadir), "-R", "-S", slot, "-X", "stream", "--no-sync",
-                  "--checkpoint=fast")
+            await conn.execute(
+                "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
+                (slot, slot),
+            )
+        await run(
+            str(PG_BIN / "pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "streaming_replica",
+            "-D",
+            str(self.datadir),
+            "-R",
+            "-S",
+            slot,
+            "-X",
+            "stream",
+            "--no-sync",
+            "--checkpoint=fast",
+        )
         self._write_config()
         self._follow_conf(primary, slot)
         self._prepare_dirs()
 
     def _follow_conf(self, primary: PgInstance, slot: str) -> None:
         auto = self.datadir / "postgresql.auto.conf"
-        lines = [ln for ln in auto.read_text().splitlines()
-                 if not ln.startswith(("primary_conninfo", "primary_slot_name", "recovery_target_timeline"))]
+        lines = [
+            ln
+            for ln in auto.read_text().splitlines()
+            if not ln.startswith(("primary_conninfo", "primary_slot_name", "recovery_target_timeline"))
+        ]
         auto.write_text("\n".join(lines) + "\n")
         (self.datadir / "lab-follow.conf").write_text(
             f"primary_conninfo = 'host=127.0.0.1 port={primary.port} user=streaming_replica "
-            f"application_name={self.name}'\nprimary_slot_name = '{slot}'\nrecovery_target_timeline = 'latest'\n")
+            f"application_name={self.name}'\nprimary_slot_name = '{slot}'\n"
+            "recovery_target_timeline = 'latest'\n"
+        )
         (self.datadir / "standby.signal").touch()
 
     async def start(self) -> None:
         self._prepare_dirs()
-        await run(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.base / f"{self.name}.log"),
-                  "-w", "-t", "60", "start")
+        await run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.base / f"{self.name}.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     async def stop(self, mode: str = "fast") -> None:
-        code, _ = await run(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "-t", "30",
-                            "stop", check=False)
+        code, _ = await run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "-t", "30", "stop", check=False
+        )
         if code not in (0, 3):
             log.warning("pg_ctl stop %s returned %s", self.name, code)
 
@@ -182,12 +259,28 @@ class PgInstance:
     async def rewind_and_follow(self, primary: PgInstance, slot: str) -> None:
         """Rejoin as a replica of the new primary: pg_rewind to its timeline, then stream from it."""
         async with await psycopg.AsyncConnection.connect(primary.dsn(), autocommit=True) as conn:
-            await conn.execute("SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                               "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (slot, slot))
+            await conn.execute(
+                "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
+                (slot, slot),
+            )
+            # pg_rewind reads the source's timeline from its control file, which a freshly promoted
+            # server updates only at its next checkpoint (as the pg_rewind documentation warns).
+            await conn.execute("CHECKPOINT")
         self._prepare_dirs()
-        await run(str(PG_BIN / "pg_rewind"), "--target-pgdata", str(self.datadir), "--source-server",
-                  f"host=127.0.0.1 port={primary.port} user=postgres dbname=postgres",
-                  "--no-sync", timeout=180, password=primary.superuser_password)
+        _, out = await run(
+            str(PG_BIN / "pg_rewind"),
+            "--target-pgdata",
+            str(self.datadir),
+            "--source-server",
+            f"host=127.0.0.1 port={primary.port} user=postgres dbname=postgres",
+            "--no-sync",
+            timeout=180,
+            password=primary.superuser_password,
+        )
+        log.info(
+            "pg_rewind %s from %s: %s", self.name, primary.name, " | ".join(out.strip().splitlines()[-4:])
+        )
         self._write_config()
         self._follow_conf(primary, slot)
         self._prepare_dirs()

@@ -1175,6 +1175,8 @@ class Cluster:
     def endpoints(self) -> None:
         pods = self.pods()
         for svc in self.store.list(self.res["services"]):
+            if not svc["spec"].get("clusterIP"):
+                svc = self._assign_cluster_ip(svc)
             sel = svc["spec"].get("selector")
             if not sel:
                 continue
@@ -1229,6 +1231,21 @@ class Cluster:
                 self.store.create(ep_res, body)
             elif cur.get("subsets", []) != subsets:
                 self.store.update(ep_res, {**cur, "subsets": subsets}, force=True)
+
+    def _assign_cluster_ip(self, svc: dict[str, Any]) -> dict[str, Any]:
+        """The service IP allocator: 10.43.0.10 for kube-dns, the next free one otherwise."""
+        used = {s["spec"].get("clusterIP") for s in self.store.list(self.res["services"])}
+        if svc["metadata"]["name"] == "kube-dns" and "10.43.0.10" not in used:
+            ip = "10.43.0.10"
+        else:
+            n = 11
+            while f"10.43.{n // 250}.{n % 250}" in used or n % 250 in (0, 1):
+                n += 1
+            ip = f"10.43.{n // 250}.{n % 250}"
+        new = copy.deepcopy(svc)
+        new["spec"]["clusterIP"] = ip
+        new["spec"]["clusterIPs"] = [ip]
+        return self.store.update(self.res["services"], new, force=True)
 
     def pdbs(self) -> None:
         pods = self.pods()

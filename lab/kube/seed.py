@@ -596,6 +596,69 @@ def crds() -> list[dict[str, Any]]:
     return out
 
 
+def certificates(store: Store, registry: Registry, config: Config, expiring: bool) -> None:
+    """Let's Encrypt certificates for both hosts (90 days, renewed at 2/3); ``expiring``: staging's renewal
+    has been failing and it expires in 3 days."""
+    from datetime import UTC, datetime, timedelta
+
+    res = registry.get("cert-manager.io", "v1", "certificates")
+    assert res is not None
+    now = datetime.now(UTC)
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    for namespace, host, issued_days_ago in (
+        (config.namespaces.prod, "docfast.dev", 30),
+        (config.namespaces.staging, "staging.docfast.dev", 45),
+    ):
+        not_before = now - timedelta(days=issued_days_ago)
+        not_after = not_before + timedelta(days=90)
+        renewal = not_before + timedelta(days=60)
+        conditions = [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Ready",
+                "message": "Certificate is up to date and has not expired",
+                "lastTransitionTime": not_before.strftime(fmt),
+                "observedGeneration": 1,
+            }
+        ]
+        if expiring and host.startswith("staging"):
+            not_before = now - timedelta(days=87)
+            not_after = now + timedelta(days=3)
+            renewal = now - timedelta(days=27)
+            conditions.append(
+                {
+                    "type": "Issuing",
+                    "status": "True",
+                    "reason": "Failed",
+                    "message": "The certificate request has failed to complete and will be retried: "
+                    "acme: error: 403 urn:ietf:params:acme:error:unauthorized",
+                    "lastTransitionTime": renewal.strftime(fmt),
+                    "observedGeneration": 1,
+                }
+            )
+        store.create(
+            res,
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "Certificate",
+                "metadata": _meta(f"{host}-tls", namespace),
+                "spec": {
+                    "secretName": f"{host}-tls",
+                    "dnsNames": [host],
+                    "issuerRef": {"name": "letsencrypt-prod", "kind": "ClusterIssuer"},
+                },
+                "status": {
+                    "notBefore": not_before.strftime(fmt),
+                    "notAfter": not_after.strftime(fmt),
+                    "renewalTime": renewal.strftime(fmt),
+                    "revision": 3,
+                    "conditions": conditions,
+                },
+            },
+        )
+
+
 def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: str = "seed") -> None:
     ns_res = registry.get("", "v1", "namespaces")
     assert ns_res is not None
@@ -641,6 +704,7 @@ def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: 
         res = registry.by_kind(obj["apiVersion"], obj["kind"])
         assert res is not None, obj["kind"]
         store.create(res, obj)
+    certificates(store, registry, config, expiring=scenario == "cert-expiring")
     issuer = registry.get("cert-manager.io", "v1", "clusterissuers")
     assert issuer is not None
     store.create(

@@ -1,0 +1,234 @@
+"""The nodes' host side and the Storage Box: SSH, K3s service control, etcd snapshots, Borg.
+
+Wires :mod:`lab.ssh`, :mod:`lab.k3s` and :mod:`lab.storagebox` to the twin and serves their part of the
+control API (used by the lab programs in SSH sessions and by ``opsconsole lab fault``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from console.config import Config
+from lab import k3s
+from lab.kube.seed import coredns
+from lab.ssh import LabSsh, in_cluster_resolver
+from lab.storagebox import StorageBox
+
+log = logging.getLogger("lab.nodes")
+BIN = Path(__file__).resolve().parent / "bin"
+SERVER_MANIFESTS = (
+    "coredns.yaml",
+    "local-storage.yaml",
+    "metrics-server",
+    "traefik.yaml",
+    "rolebindings.yaml",
+    "ccm.yaml",
+)
+
+
+class NodeServices:
+    def __init__(
+        self,
+        lab_dir: Path,
+        config: Config,
+        kube: Any,
+        cnpg: Any,
+        control_url: str,
+        control_token: str,
+        kubeconfig: Path,
+    ) -> None:
+        self.lab_dir = lab_dir
+        self.config = config
+        self.kube = kube
+        self.cnpg = cnpg
+        self.server_node = next(n.name for n in config.nodes if n.role == "server")
+        account = config.backups.storage_box.split("@", 1)[0]
+        self.env = env = {
+            "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",
+            "LAB_CONTROL_URL": control_url,
+            "LAB_CONTROL_TOKEN": control_token,
+            "LAB_KUBECONFIG": str(kubeconfig),
+            "LANG": "C.UTF-8",
+        }
+        dp = kube.dataplane
+        self.ssh = LabSsh(
+            lab_dir,
+            [n.name for n in config.nodes],
+            account,
+            env,
+            in_cluster_resolver(kube.store, kube.cluster, dp),
+            dp.powered,
+        )
+        self.box = StorageBox(lab_dir, account)
+        self._seed_task: asyncio.Task[None] | None = None
+        dp.on_sync.append(self.ssh.sync)
+
+    async def start(self) -> dict[str, int]:
+        for node in self.config.nodes:
+            fs = k3s.node_fs(self.lab_dir, node.name)
+            (fs / "root").mkdir(parents=True, exist_ok=True)
+            self.ssh.hosts[node.name].home = fs / "root"
+        self._write_server_manifests()
+        ports = await self.ssh.start()
+        await self.box.init()
+        self.box.write_env(self.lab_dir / "ssh" / "config")
+        now = datetime.now(UTC)
+        for days_ago in range(5, 0, -1):  # the seed's daily snapshots, retention 5
+            when = (now - timedelta(days=days_ago - 1)).replace(hour=3, minute=0, second=0, microsecond=0)
+            if when <= now:
+                k3s.save(self.kube.store, self.lab_dir, self.server_node, when=when.timestamp())
+        self._seed_task = asyncio.ensure_future(self._seed_box())
+        return ports
+
+    def _write_server_manifests(self) -> None:
+        manifests = k3s.node_fs(self.lab_dir, self.server_node) / "var/lib/rancher/k3s/server/manifests"
+        manifests.mkdir(parents=True, exist_ok=True)
+        (manifests / "coredns.yaml").write_text(yaml.safe_dump(coredns(ha=False), sort_keys=False))
+        for name in ("local-storage.yaml", "traefik.yaml", "rolebindings.yaml"):
+            (manifests / name).write_text(f"# K3s packaged manifest {name} (lab placeholder)\n")
+
+    async def _seed_box(self) -> None:
+        seed_dir = self.lab_dir / "storagebox-seed"
+        db_dir, cluster_dir = seed_dir / "db", seed_dir / "cluster"
+        for d in (db_dir, cluster_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if self.cnpg is not None:
+            primary = self.cnpg.instances[self.cnpg.primary]
+            for name in self.config.database.databases:
+                proc = await asyncio.create_subprocess_exec(
+                    "/usr/lib/postgresql/15/bin/pg_dump",
+                    "-Fc",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(primary.port),
+                    "-U",
+                    self.config.database.app_user,
+                    "-f",
+                    str(db_dir / f"{name}.dump"),
+                    name,
+                    env={**os.environ, "PGPASSWORD": "docfast"},
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                _, err = await proc.communicate()
+                if proc.returncode != 0:
+                    log.error("seed pg_dump %s failed: %s", name, err.decode(errors="replace"))
+        (cluster_dir / "etcd-snapshot").write_text(json.dumps(k3s.serialise(self.kube.store)))
+        manifests = k3s.node_fs(self.lab_dir, self.server_node) / "var/lib/rancher/k3s/server/manifests"
+        target = cluster_dir / "manifests"
+        target.mkdir(exist_ok=True)
+        for p in manifests.iterdir():
+            if p.is_file():
+                (target / p.name).write_text(p.read_text())
+        await self.box.seed(db_dir, cluster_dir)
+        if self.cnpg is not None and self.box.ready:
+            latest = max(self.box.seeded_times["k3s-db"])
+            self.cnpg._status_patch({"lastSuccessfulBackup": latest.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+    async def close(self) -> None:
+        if self._seed_task is not None:
+            self._seed_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._seed_task
+        await self.box.close()
+        await self.ssh.close()
+
+    # ---- control API ----------------------------------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        store, registry, dp = self.kube.store, self.kube.registry, self.kube.dataplane
+
+        async def etcd_save(request: web.Request) -> web.Response:
+            body = await request.json()
+            path = k3s.save(store, self.lab_dir, body["node"], body.get("name") or "on-demand")
+            return web.json_response({"name": path.name, "path": str(path)})
+
+        async def etcd_list(request: web.Request) -> web.Response:
+            return web.json_response({"snapshots": k3s.listing(self.lab_dir, request.query["node"])})
+
+        async def etcd_delete(request: web.Request) -> web.Response:
+            body = await request.json()
+            return web.json_response({"removed": k3s.delete(self.lab_dir, body["node"], body["names"])})
+
+        async def etcd_prune(request: web.Request) -> web.Response:
+            body = await request.json()
+            return web.json_response(
+                {"removed": k3s.prune(self.lab_dir, body["node"], int(body["retention"]))}
+            )
+
+        async def etcd_restore(request: web.Request) -> web.Response:
+            body = await request.json()
+            path = Path(body["path"].removeprefix("file://"))
+            if not path.is_file():
+                return web.json_response({"error": f"snapshot {path} not found"}, status=404)
+            try:
+                counts = k3s.restore(store, registry, path)
+            except ValueError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            self.kube.cluster._wake.set()
+            return web.json_response(counts)
+
+        async def k3s_service(request: web.Request) -> web.Response:
+            body = await request.json()
+            node = body["node"]
+            if body.get("query"):
+                return web.json_response(
+                    {"node": node, "k3s": "stopped" if node in dp.k3s_stopped else "running"}
+                )
+            if body.get("restarted"):
+                from lab.twin import k3s_restarted
+
+                return web.json_response({"reset": k3s_restarted(self.kube)})
+            (dp.k3s_stopped.add if body.get("state") == "stopped" else dp.k3s_stopped.discard)(node)
+            dp.schedule_sync()
+            return web.json_response({"node": node, "k3s": body.get("state")})
+
+        async def k3s_install(request: web.Request) -> web.Response:
+            body = await request.json()
+            dp.k3s_stopped.discard(body["node"])
+            dp.schedule_sync()
+            return web.json_response(
+                {"message": f"[INFO]  systemd: Starting k3s{'-agent' if body['role'] == 'agent' else ''}"}
+            )
+
+        async def storagebox(request: web.Request) -> web.Response:
+            if request.method == "POST":
+                body = await request.json()
+                if "reachable" in body:
+                    self.ssh.storagebox_up = bool(body["reachable"])
+                    await self.ssh.sync()
+                if body.get("lock"):
+                    await self.box.lock(body["lock"])
+                if body.get("unlock"):
+                    await self.box.unlock(body["unlock"])
+            return web.json_response({**self.box.status(), "reachable": self.ssh.storagebox_up})
+
+        async def partition(request: web.Request) -> web.Response:
+            body = await request.json()
+            (dp.partitioned.add if body.get("partitioned", True) else dp.partitioned.discard)(body["node"])
+            dp.schedule_sync()
+            return web.json_response({"node": body["node"], "partitioned": body["node"] in dp.partitioned})
+
+        r = app.router
+        r.add_post("/etcd/save", etcd_save)
+        r.add_get("/etcd/list", etcd_list)
+        r.add_post("/etcd/delete", etcd_delete)
+        r.add_post("/etcd/prune", etcd_prune)
+        r.add_post("/etcd/restore", etcd_restore)
+        r.add_post("/k3s/service", k3s_service)
+        r.add_post("/k3s/install", k3s_install)
+        r.add_get("/storagebox", storagebox)
+        r.add_post("/storagebox", storagebox)
+        r.add_post("/fault/partition", partition)
+        self._started = time.time()
