@@ -383,7 +383,10 @@ class CnpgTwin:
             if key not in self.poolers:
                 server = await asyncio.start_server(self._pooler_conn, "127.0.0.1", 0)
                 port = int(server.sockets[0].getsockname()[1])
-                self.poolers[key] = (server, port)
+                if key in self.poolers:  # started meanwhile by another hook call
+                    server.close()
+                else:
+                    self.poolers[key] = (server, port)
             self.dataplane.ip_ports[ip] = self.poolers[key][1]
 
     async def _pooler_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

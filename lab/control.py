@@ -144,6 +144,10 @@ def control_app(
 
     if nodes is not None:
         nodes.routes(app)
+    app.router.add_get("/status", status)
+    app.router.add_post("/budget", budget)
+    app.router.add_post("/fault/hetzner", fault_hetzner)
+    app.router.add_post("/servers/{name}/power", power)
     app.router.add_get("/truth", truth)
     app.router.add_post("/fault/db", db_fault)
     app.router.add_get("/db", db_info)

@@ -110,6 +110,7 @@ class DataPlane:
         self._rr_backend = itertools.count()
         self._http: aiohttp.ClientSession | None = None
         self._sync_pending = False
+        self._sync_lock = asyncio.Lock()
         self.db_health: Callable[[dict[str, Any]], Any] | None = None
         self.log: Callable[[str, str, str], None] = lambda ns, pod, line: None
         self.extra_probes: list[Callable[[dict[str, Any]], Any]] = []
@@ -147,6 +148,10 @@ class DataPlane:
     async def sync(self) -> None:
         """Make the listeners match reality: processes die with their node, ingresses follow Traefik."""
         self._sync_pending = False
+        async with self._sync_lock:  # one at a time: a listener is never started twice
+            await self._sync()
+
+    async def _sync(self) -> None:
         pods_res = self.cluster.res["pods"]
         for key in list(self.pods):
             ns, name = key.split("/", 1)
@@ -182,8 +187,8 @@ class DataPlane:
         if key in self.pods:
             return
         server = PodServer(pod, self.db_health, self.log)
+        self.pods[key] = server  # claimed before the await: a second start of this pod returns above
         port = await server.start()
-        self.pods[key] = server
         ip = pod.get("status", {}).get("podIP")
         if ip:
             self.ip_ports[ip] = port

@@ -125,6 +125,9 @@ class LabSshHost:
         self.resolve = resolve
         self.port = 0
         self.server: asyncssh.SSHAcceptor | None = None
+        # start/stop come from several tasks (start-up, power changes, faults): one at a time, or a
+        # second listener could be created and orphaned while the first is still being set up.
+        self.lock = asyncio.Lock()
         key_path = key_dir / f"{name}_host_ed25519"
         if not key_path.exists():
             asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(key_path))
@@ -158,25 +161,26 @@ class LabSshHost:
         process.exit(code)
 
     async def start(self) -> None:
-        if self.server is not None:
-            return
-        self.server = await asyncssh.create_server(
-            lambda: _Server(self),
-            LOOPBACK,
-            self.port,
-            server_host_keys=[self.host_key],
-            process_factory=self._process,
-            encoding=None,
-            allow_scp=True,
-            reuse_address=True,
-        )
-        self.port = int(self.server.sockets[0].getsockname()[1])
+        async with self.lock:
+            if self.server is not None:
+                return
+            self.server = await asyncssh.create_server(
+                lambda: _Server(self),
+                LOOPBACK,
+                self.port,
+                server_host_keys=[self.host_key],
+                process_factory=self._process,
+                encoding=None,
+                allow_scp=True,
+                reuse_address=True,
+            )
+            self.port = self.server.get_port()
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
+        async with self.lock:
+            if self.server is not None:
+                server, self.server = self.server, None
+                server.close()
 
 
 class LabSsh:

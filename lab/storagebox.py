@@ -13,6 +13,7 @@ after ``lab up`` returns; ``GET /storagebox`` on the control API says when it is
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -21,6 +22,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from lab.state import write_secret
 
 log = logging.getLogger("lab.storagebox")
 REPOS = ("k3s-db", "k3s-cluster")
@@ -74,7 +77,11 @@ class StorageBox:
         self.home = lab_dir / "storagebox" / "home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.account = account
-        self.passphrase = secrets.token_urlsafe(24)
+        # The repositories outlive a lab restart in the same directory, so their passphrase does too.
+        phrase_file = lab_dir / "secrets" / "borg-passphrase"
+        if not phrase_file.exists():
+            write_secret(lab_dir, "borg-passphrase", secrets.token_urlsafe(24))
+        self.passphrase = phrase_file.read_text().strip()
         self.ready = False
         self.error: str | None = None
         self.locks: dict[str, asyncio.subprocess.Process] = {}
@@ -129,6 +136,14 @@ class StorageBox:
     async def seed(self, db_files: Path, cluster_files: Path, now: datetime | None = None) -> None:
         """Create the seeded archives (local access to the repositories; clients use SSH)."""
         try:
+            marker = self.lab_dir / "storagebox" / "seeded"
+            if marker.exists():
+                self.ready = True  # seeded by an earlier run of the lab in this directory
+                self.seeded_times = {
+                    k: [datetime.fromisoformat(t) for t in v]
+                    for k, v in json.loads(marker.read_text()).items()
+                }
+                return
             now = now or datetime.now(UTC)
             plan: list[tuple[str, datetime, Path]] = []
             self.seeded_times = {
@@ -150,6 +165,9 @@ class StorageBox:
                     ".",
                     cwd=src,
                 )
+            marker.write_text(
+                json.dumps({k: [t.isoformat() for t in v] for k, v in self.seeded_times.items()})
+            )
             self.ready = True
             log.info("storage box seeded: %d archives", len(plan))
         except Exception as exc:  # reported through the control API

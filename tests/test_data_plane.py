@@ -372,7 +372,7 @@ def test_storage_box_unreachable_and_locked_repository(lab: LabState) -> None:
     control(lab, "POST", "/storagebox", {"reachable": False})
     try:
         refused = _ssh(lab, "storagebox", "true", check=False)
-        assert refused.returncode == 255
+        assert refused.returncode == 255, refused.stderr
     finally:
         control(lab, "POST", "/storagebox", {"reachable": True})
     assert _ssh(lab, "storagebox", "ls").stdout.split() == ["k3s-cluster", "k3s-db"]
