@@ -113,7 +113,9 @@ async def serve(
         from lab.cnpg import CnpgTwin
 
         cnpg = CnpgTwin(kube.store, kube.registry, kube.cluster, kube.dataplane, config, lab_dir, speed)
+        t0 = time.monotonic()
         await cnpg.bootstrap()
+        log.info("database bootstrapped in %.2f s", time.monotonic() - t0)
     kube.cluster.start()
     project.start_monitors()
 
@@ -135,7 +137,9 @@ async def serve(
     hetzner_port = await listen(api.app)
     control_port = await listen(control_app(control_token, api, kube, cnpg, nodes))
     nodes.env["LAB_CONTROL_URL"] = f"http://{LOOPBACK}:{control_port}"
+    t0 = time.monotonic()
     ssh_ports = await nodes.start()
+    log.info("ssh, snapshots and storage box set up in %.2f s", time.monotonic() - t0)
     hetzner_url = f"http://{LOOPBACK}:{hetzner_port}/v1"
     kube_port = await listen(kube.api.app, server_ssl(kube))
     kube_url = f"https://{LOOPBACK}:{kube_port}"
