@@ -45,7 +45,9 @@ async def measure(lab_dir: Path, label: str, n: int) -> None:
     state = read_state(lab_dir)
     assert state is not None
     cfg = client.Configuration()
-    await config.load_kube_config(config_file=state.files["kubeconfig"], context="admin", client_configuration=cfg)
+    await config.load_kube_config(
+        config_file=state.files["kubeconfig"], context="admin", client_configuration=cfg
+    )
     async with client.ApiClient(cfg) as api:
         core = client.CoreV1Api(api)
         lists, nodes = [], []
@@ -56,12 +58,15 @@ async def measure(lab_dir: Path, label: str, n: int) -> None:
             t0 = time.perf_counter()
             await core.list_node()
             nodes.append(time.perf_counter() - t0)
-        print(f"[{label}] list {len(pods.items)} pods: p50 {pct(lists, .5) * 1000:.0f} ms, "
-              f"p95 {pct(lists, .95) * 1000:.0f} ms; list nodes: p50 {pct(nodes, .5) * 1000:.1f} ms")
+        print(
+            f"[{label}] list {len(pods.items)} pods: p50 {pct(lists, 0.5) * 1000:.0f} ms, "
+            f"p95 {pct(lists, 0.95) * 1000:.0f} ms; list nodes: p50 {pct(nodes, 0.5) * 1000:.1f} ms"
+        )
         rv = (await core.list_namespaced_config_map("default")).metadata.resource_version
         latencies: list[float] = []
         resp = await core.list_namespaced_config_map_without_preload_content(
-            "default", watch=True, resource_version=rv, timeout_seconds=120)
+            "default", watch=True, resource_version=rv, timeout_seconds=120
+        )
         sent: dict[str, float] = {}
 
         async def reader() -> None:
@@ -79,12 +84,15 @@ async def measure(lab_dir: Path, label: str, n: int) -> None:
         for i in range(50):
             name = f"bench-{i}-{time.time_ns()}"
             sent[name] = time.perf_counter()
-            await core.create_namespaced_config_map("default", client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(name=name)))
+            await core.create_namespaced_config_map(
+                "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name))
+            )
             await asyncio.sleep(0.02)
         await asyncio.wait_for(task, 60)
-        print(f"[{label}] write -> watch event: p50 {pct(latencies, .5) * 1000:.1f} ms, "
-              f"p95 {pct(latencies, .95) * 1000:.1f} ms (n=50); daemon RSS {rss_mb(state.pid):.0f} MB")
+        print(
+            f"[{label}] write -> watch event: p50 {pct(latencies, 0.5) * 1000:.1f} ms, "
+            f"p95 {pct(latencies, 0.95) * 1000:.1f} ms (n=50); daemon RSS {rss_mb(state.pid):.0f} MB"
+        )
 
 
 async def main() -> None:

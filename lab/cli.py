@@ -238,6 +238,15 @@ def main(argv: list[str]) -> int:
             f_api.add_argument("--compact", action="store_true", help="forget history: old watches get 410")
     f_kill = fsub.add_parser("kill-pod", help="delete a pod at once (grace period 0)")
     f_kill.add_argument("pod", metavar="NAMESPACE/NAME")
+    f_db = fsub.add_parser("db", help="crash the primary, or pause/resume a replica's WAL receiver")
+    f_db.add_argument("action", choices=("crash-primary", "pause-receiver", "resume-receiver"))
+    f_db.add_argument("instance", nargs="?", help="the replica, for pause/resume-receiver")
+    f_part = fsub.add_parser("partition", help="cut a node off from the cluster (or --heal it)")
+    f_part.add_argument("node")
+    f_part.add_argument("--heal", action="store_true")
+    f_box = fsub.add_parser("storagebox", help="make the Storage Box unreachable, or hold a repository lock")
+    f_box.add_argument("action", choices=("unreachable", "reachable", "lock", "unlock"))
+    f_box.add_argument("repo", nargs="?", help="k3s-db or k3s-cluster, for lock/unlock")
     f_k3s = fsub.add_parser("k3s", help="stop/start k3s on a node, or 'restarted' (stock manifests back)")
     f_k3s.add_argument("action", choices=("stop", "start", "restarted"))
     f_k3s.add_argument("node", nargs="?")
@@ -284,6 +293,35 @@ def main(argv: list[str]) -> int:
         elif args.fault == "kill-pod":
             namespace, _, name = args.pod.partition("/")
             print(json.dumps(control(running, "POST", f"/pods/{namespace}/{name}/kill", {})))
+        elif args.fault == "db":
+            if args.action == "crash-primary":
+                print(json.dumps(control(running, "POST", "/fault/db", {"crash_primary": True})))
+            elif not args.instance:
+                raise LabError(f"db {args.action} needs the replica's instance name (e.g. main-db-2)")
+            else:
+                paused = args.action == "pause-receiver"
+                print(
+                    json.dumps(
+                        control(running, "POST", "/fault/db", {"receiver": args.instance, "paused": paused})
+                    )
+                )
+        elif args.fault == "partition":
+            print(
+                json.dumps(
+                    control(
+                        running, "POST", "/fault/partition", {"node": args.node, "partitioned": not args.heal}
+                    )
+                )
+            )
+        elif args.fault == "storagebox":
+            if args.action in ("lock", "unlock") and not args.repo:
+                raise LabError(f"storagebox {args.action} needs a repository (k3s-db or k3s-cluster)")
+            body = (
+                {"reachable": args.action == "reachable"}
+                if args.action in ("reachable", "unreachable")
+                else {args.action: args.repo}
+            )
+            print(json.dumps(control(running, "POST", "/storagebox", body)))
         elif args.fault == "k3s":
             if args.action == "restarted":
                 print(json.dumps(control(running, "POST", "/k3s/service", {"node": "", "restarted": True})))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lab.state import LabState
@@ -83,3 +85,19 @@ def test_job_from_cronjob_completes_and_logs_are_served(lab: LabState) -> None:
     assert "listening on :3000" in logs and "GET /health 200" in logs
     events = kubectl(lab, "get", "events", "-n", "docfast").stdout
     assert "Scheduled" in events and "Started" in events
+
+
+def test_partition_and_db_faults_from_the_cli(lab: LabState) -> None:
+    def ready(name: str) -> str:
+        node = kubectl_json(lab, "get", "node", name)
+        return next(c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready")
+
+    _fault(lab, "partition", "k3s-mgr")
+    wait_for(lambda: ready("k3s-mgr") == "Unknown", 30, "the partitioned node NotReady")
+    _fault(lab, "partition", "k3s-mgr", "--heal")
+    wait_for(lambda: ready("k3s-mgr") == "True", 30, "the healed node Ready")
+    out = json.loads(_fault(lab, "db", "pause-receiver", "main-db-2"))
+    assert out == {"receiver": "main-db-2", "paused": True}
+    assert json.loads(_fault(lab, "db", "resume-receiver", "main-db-2"))["paused"] is False
+    bad = opsconsole("lab", "fault", "--dir", lab.dir, "storagebox", "lock", check=False)
+    assert bad.returncode == 1 and "needs a repository" in bad.stderr
