@@ -316,12 +316,12 @@ def main(argv: list[str]) -> int:
         elif args.fault == "storagebox":
             if args.action in ("lock", "unlock") and not args.repo:
                 raise LabError(f"storagebox {args.action} needs a repository (k3s-db or k3s-cluster)")
-            body = (
+            box_body = (
                 {"reachable": args.action == "reachable"}
                 if args.action in ("reachable", "unreachable")
                 else {args.action: args.repo}
             )
-            print(json.dumps(control(running, "POST", "/storagebox", body)))
+            print(json.dumps(control(running, "POST", "/storagebox", box_body)))
         elif args.fault == "k3s":
             if args.action == "restarted":
                 print(json.dumps(control(running, "POST", "/k3s/service", {"node": "", "restarted": True})))

@@ -69,8 +69,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     state = read_state(lab_dir)
     assert state is not None
     yield state
-    status = control(state, "GET", "/status")["hetzner"]
-    opsconsole("lab", "down", "--dir", str(lab_dir))
+    try:
+        status = control(state, "GET", "/status")["hetzner"]
+    finally:
+        opsconsole("lab", "down", "--dir", str(lab_dir))
     assert not [p for h, p in state.listeners() if port_open(h, p)]
     violations = lab_dir / "schema-violations.jsonl"
     assert status["violations"] == 0, violations.read_text() if violations.exists() else status
