@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import hetzner_api, kube_api
+from bench import hetzner_api, kube_api, status
 
 if __name__ == "__main__":
     asyncio.run(hetzner_api.main())
     asyncio.run(kube_api.main())
+    status.main()

@@ -40,18 +40,56 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", action="store_true", help="use the running lab (its console.toml)")
     p.add_argument("--check-config", action="store_true", help="validate the config, print a summary, exit")
+    p.add_argument("--action", choices=sorted(ACTIONS), help="run one action headless (no TUI) and exit")
+    p.add_argument("--json", action="store_true", help="with --action: machine-readable output on stdout")
+    p.add_argument("--read-only", action="store_true", help="refuse every mutating action")
     return p
 
 
-def _lab_config_path() -> Path:
+ACTIONS = {"status": "the dashboard's snapshot; exit 1 when a critical finding holds"}
+
+
+def _lab_config_path(start: bool) -> tuple[Path, bool]:
+    """The running lab's console config; with ``start`` a lab is started (and reported as ours to stop)."""
     from console.paths import default_lab_dir
-    from lab.cli import LabError
+    from lab.cli import LabError, repo_config, up  # lazy: only the lab entry points import lab/
     from lab.state import read_state
 
-    state = read_state(default_lab_dir().resolve())
-    if state is None:
+    lab_dir = default_lab_dir().resolve()
+    state = read_state(lab_dir)
+    if state is not None:
+        return Path(state.files["console_config"]), False
+    if not start:
         raise LabError("no lab is running; start it with `opsconsole lab up`")
-    return Path(state.files["console_config"])
+    print("starting the lab for this command…", file=sys.stderr)
+    state, _ = up(lab_dir, repo_config(), fast=True, scenario="seed")
+    return Path(state.files["console_config"]), True
+
+
+def _stop_lab() -> None:
+    from console.paths import default_lab_dir
+    from lab.cli import down
+
+    down(default_lab_dir().resolve())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+def run_action(name: str, config: Config, as_json: bool) -> int:
+    import asyncio
+
+    from console.headless import print_status
+
+    if name == "status":
+        from actions.status import collect
+
+        snap = asyncio.run(collect(config))
+        print_status(snap, as_json)
+        return int(ExitCode.FAILED if snap.critical else ExitCode.OK)
+    return int(ExitCode.USAGE)
 
 
 def summary(config: Config) -> str:
@@ -78,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return lab_main(argv[1:])
     args = _parser().parse_args(argv)
+    started_lab = False
     try:
-        path = _lab_config_path() if args.lab else (args.config or default_config_path())
+        if args.lab:
+            path, started_lab = _lab_config_path(start=args.action is not None)
+        else:
+            path = args.config or default_config_path()
         config = load_config(path)
     except ConfigError as exc:
         print(f"opsconsole: {exc}", file=sys.stderr)
@@ -93,6 +135,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: ok")
         print(summary(config))
         return ExitCode.OK
+    if args.action:
+        try:
+            return run_action(str(args.action), config, bool(args.json))
+        except ConfigError as exc:
+            print(f"opsconsole: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
+        except KeyboardInterrupt:
+            return ExitCode.INTERRUPTED
+        except Exception as exc:  # one sentence, never a traceback
+            print(
+                f"opsconsole: {args.action} failed: {type(exc).__name__}: {_first_line(exc)}",
+                file=sys.stderr,
+            )
+            return ExitCode.FAILED
+        finally:
+            if started_lab:
+                _stop_lab()
     print(summary(config))
     print("The dashboard is not built yet (see the issues); `opsconsole lab status` shows the lab.")
     return ExitCode.OK

@@ -165,6 +165,8 @@ class BackupsConfig(_Model):
 class HealthConfig(_Model):
     prod_url: str
     staging_url: str
+    # host -> "address:port", like curl --resolve (the lab points the seed's hosts at its load balancer).
+    resolve: dict[str, str] = Field(default_factory=dict)
 
 
 class DnsRecord(_Model):

@@ -59,7 +59,8 @@ def _ssh_keypair(lab_dir: Path) -> str:
 
 
 def _console_config(
-    config_path: Path, lab_dir: Path, hetzner_url: str, token_file: Path, kubeconfig: Path
+    config_path: Path, lab_dir: Path, hetzner_url: str, token_file: Path, kubeconfig: Path,
+    lb_address: str | None = None,
 ) -> Path:
     """config.toml with the lab's endpoints and secret references; what `--lab` points the console at."""
     raw: dict[str, Any] = tomllib.loads(config_path.read_text())
@@ -72,6 +73,11 @@ def _console_config(
         "context": "admin",
         "deployer_context": "deployer",
     }
+    if lb_address:
+        # The lab's load balancer speaks plain HTTP on loopback; the seed's hosts resolve to it.
+        for key in ("prod_url", "staging_url"):
+            raw["health"][key] = raw["health"][key].replace("https://", "http://", 1)
+        raw["health"]["resolve"] = {h: lb_address for h in ("docfast.dev", "staging.docfast.dev")}
     raw["lab"] = {"dir": str(lab_dir)}
     out = lab_dir / "console.toml"
     header = "# Written by `opsconsole lab up`: the seed's cluster, pointed at the lab on loopback.\n"
@@ -152,7 +158,9 @@ async def serve(
     fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(f"export HCLOUD_ENDPOINT={hetzner_url}\nexport HCLOUD_TOKEN={token}\n")
-    console_toml = _console_config(config_path, lab_dir, hetzner_url, token_file, kubeconfig)
+    console_toml = _console_config(
+        config_path, lab_dir, hetzner_url, token_file, kubeconfig, f"{LOOPBACK}:{lb_port}" if lb_port else None
+    )
 
     lbc = config.hetzner.load_balancer
     state = LabState(

@@ -1,0 +1,161 @@
+"""The typed snapshot every view renders: the dashboard's panels and ``--action status --json`` alike.
+
+Plain frozen dataclasses (``dataclasses.asdict`` gives the JSON), built from raw source data by
+:mod:`console.snapshot`; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class SourceState(StrEnum):
+    """How much to trust a panel: its source's last outcome."""
+
+    PENDING = "pending"  # no answer yet
+    OK = "ok"
+    STALE = "stale"  # answered before, failing now: the data shown is old
+    UNREACHABLE = "unreachable"  # never answered
+    FORBIDDEN = "forbidden"  # the credentials may not read it (403)
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    name: str
+    state: SourceState
+    updated_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    ready: bool | None
+    roles: tuple[str, ...]
+    taints: tuple[str, ...]
+    version: str
+    internal_ip: str
+    external_ip: str
+    unschedulable: bool
+    pods: int
+    hetzner_id: int | None = None
+    hetzner_status: str | None = None
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    node: str | None
+    phase: str
+    ready: bool
+    restarts: int
+    terminating: bool
+    owner: str
+
+
+@dataclass(frozen=True)
+class Workload:
+    namespace: str
+    name: str
+    kind: str
+    desired: int
+    ready: int
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DbInstance:
+    name: str
+    role: str
+    node: str | None
+    ready: bool
+
+
+@dataclass(frozen=True)
+class Database:
+    cluster: str
+    namespace: str
+    phase: str
+    primary: str
+    timeline: int | None
+    instances: int
+    ready_instances: int
+    members: tuple[DbInstance, ...]
+    poolers: tuple[Pod, ...]
+    last_backup: str | None
+
+
+@dataclass(frozen=True)
+class LbTarget:
+    server_id: int
+    name: str
+    health: tuple[tuple[int, str], ...]  # (listen port, healthy|unhealthy|unknown)
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    name: str
+    public_ipv4: str
+    targets: tuple[LbTarget, ...]
+    interval_s: int
+    timeout_s: int
+    retries: int
+    budget_remaining: int | None
+    budget_limit: int | None
+
+
+@dataclass(frozen=True)
+class Certificate:
+    namespace: str
+    name: str
+    dns_names: tuple[str, ...]
+    not_after: str | None
+    days_left: float | None
+    ready: bool
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    url: str
+    ok: bool
+    status: int | None
+    latency_ms: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    code: str
+    subject: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cluster: str
+    context: str
+    lab: bool
+    taken_at: float
+    nodes: tuple[Node, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    database: Database | None = None
+    load_balancer: LoadBalancer | None = None
+    certificates: tuple[Certificate, ...] = ()
+    probes: tuple[Probe, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    sources: tuple[SourceStatus, ...] = field(default=())
+
+    @property
+    def critical(self) -> bool:
+        return any(f.severity is Severity.CRITICAL for f in self.findings)

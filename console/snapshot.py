@@ -1,0 +1,371 @@
+"""Build the typed :class:`~console.model.Snapshot` from the store, and judge it (findings).
+
+Pure functions of the store's contents: the dashboard and ``--action status`` call the same code, so a
+script sees exactly what the screen shows.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from console.config import Config
+from console.model import (
+    Certificate,
+    Database,
+    DbInstance,
+    Finding,
+    LbTarget,
+    LoadBalancer,
+    Node,
+    Pod,
+    Severity,
+    Snapshot,
+    Workload,
+)
+from console.store import ClusterStore
+
+WEAK_PASSWORDS = {"docfast", "password", "postgres", "admin", "changeme", "secret", "123456"}
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
+
+
+def _ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def pods(store: ClusterStore) -> tuple[Pod, ...]:
+    out = []
+    for p in store.items("pods"):
+        meta, st = p["metadata"], p.get("status") or {}
+        owner = ((meta.get("ownerReferences") or [{}])[0]).get("name", "")
+        out.append(
+            Pod(
+                meta.get("namespace", ""),
+                meta["name"],
+                (p.get("spec") or {}).get("nodeName"),
+                st.get("phase", "Unknown"),
+                _ready(p),
+                sum(int(c.get("restartCount", 0)) for c in st.get("containerStatuses") or []),
+                bool(meta.get("deletionTimestamp")),
+                owner,
+            )
+        )
+    return tuple(sorted(out, key=lambda p: (p.namespace, p.name)))
+
+
+def nodes(store: ClusterStore, config: Config, all_pods: tuple[Pod, ...]) -> tuple[Node, ...]:
+    hetzner = (store.extra.get("hetzner") or {}).get("servers") or {}
+    by_name = {v["name"]: (k, v["status"]) for k, v in hetzner.items()}
+    out = []
+    for n in store.items("nodes"):
+        meta, spec, st = n["metadata"], n.get("spec") or {}, n.get("status") or {}
+        name = meta["name"]
+        conds = {c["type"]: c["status"] for c in st.get("conditions") or []}
+        addrs = {a["type"]: a["address"] for a in st.get("addresses") or []}
+        roles = tuple(
+            sorted(
+                k.split("/", 1)[1]
+                for k in meta.get("labels") or {}
+                if k.startswith("node-role.kubernetes.io/")
+            )
+        )
+        taints = tuple(f"{t['key']}:{t['effect']}" for t in spec.get("taints") or [])
+        hid, hstatus = by_name.get(name, (None, None))
+        out.append(
+            Node(
+                name,
+                None if "Ready" not in conds else conds["Ready"] == "True",
+                roles,
+                taints,
+                (st.get("nodeInfo") or {}).get("kubeletVersion", ""),
+                addrs.get("InternalIP", ""),
+                addrs.get("ExternalIP", ""),
+                bool(spec.get("unschedulable")),
+                sum(1 for p in all_pods if p.node == name and not p.terminating),
+                hid,
+                hstatus,
+            )
+        )
+    return tuple(sorted(out, key=lambda n: n.name))
+
+
+def workloads(store: ClusterStore, all_pods: tuple[Pod, ...]) -> tuple[Workload, ...]:
+    out = []
+    for kind in ("deployments", "daemonsets"):
+        for d in store.items(kind):
+            meta, spec, st = d["metadata"], d.get("spec") or {}, d.get("status") or {}
+            if kind == "deployments":
+                desired, ready = int(spec.get("replicas", 1)), int(st.get("readyReplicas", 0))
+                prefix = meta["name"] + "-"
+                owned = [
+                    p for p in all_pods if p.namespace == meta["namespace"] and p.owner.startswith(prefix)
+                ]
+            else:
+                desired, ready = int(st.get("desiredNumberScheduled", 0)), int(st.get("numberReady", 0))
+                owned = [p for p in all_pods if p.namespace == meta["namespace"] and p.owner == meta["name"]]
+            node_names = tuple(sorted(p.node for p in owned if p.node and p.ready and not p.terminating))
+            out.append(Workload(meta["namespace"], meta["name"], kind[:-1], desired, ready, node_names))
+    return tuple(sorted(out, key=lambda w: (w.namespace, w.name)))
+
+
+def database(store: ClusterStore, config: Config, all_pods: tuple[Pod, ...]) -> Database | None:
+    db = config.database
+    obj = next(
+        (
+            c
+            for c in store.items("clusters")
+            if c["metadata"]["name"] == db.cluster and c["metadata"].get("namespace") == db.namespace
+        ),
+        None,
+    )
+    if obj is None:
+        return None
+    st = obj.get("status") or {}
+    raw_pods = {
+        p["metadata"]["name"]: p
+        for p in store.items("pods")
+        if p["metadata"].get("namespace") == db.namespace
+    }
+    members = []
+    for name in st.get("instanceNames") or []:
+        p = raw_pods.get(name, {})
+        role = ((p.get("metadata") or {}).get("labels") or {}).get("role", "unknown")
+        members.append(DbInstance(name, role, (p.get("spec") or {}).get("nodeName"), bool(p) and _ready(p)))
+    poolers = tuple(
+        p for p in all_pods if p.namespace == db.namespace and p.owner.startswith(db.pooler + "-")
+    )
+    return Database(
+        db.cluster,
+        db.namespace,
+        st.get("phase", "unknown"),
+        st.get("currentPrimary", ""),
+        st.get("timelineID"),
+        int(st.get("instances", 0)),
+        int(st.get("readyInstances", 0)),
+        tuple(members),
+        poolers,
+        st.get("lastSuccessfulBackup"),
+    )
+
+
+def load_balancer(store: ClusterStore, config: Config) -> LoadBalancer | None:
+    data = store.extra.get("hetzner") or {}
+    lb = data.get("load_balancer")
+    if lb is None:
+        return None
+    rate = data.get("rate") or {}
+    interval, timeout, retries = lb["health_check"]
+    return LoadBalancer(
+        lb["name"],
+        lb["ip"],
+        tuple(LbTarget(t["server_id"], t["name"], tuple(map(tuple, t["health"]))) for t in lb["targets"]),
+        interval,
+        timeout,
+        retries,
+        rate.get("RateLimit-Remaining"),
+        rate.get("RateLimit-Limit"),
+    )
+
+
+def certificates(store: ClusterStore, now: datetime) -> tuple[Certificate, ...]:
+    out = []
+    for c in store.items("certificates"):
+        st = c.get("status") or {}
+        not_after = _ts(st.get("notAfter"))
+        days = (not_after - now).total_seconds() / 86400 if not_after else None
+        out.append(
+            Certificate(
+                c["metadata"].get("namespace", ""),
+                c["metadata"]["name"],
+                tuple((c.get("spec") or {}).get("dnsNames") or []),
+                st.get("notAfter"),
+                None if days is None else round(days, 1),
+                _ready(c),
+            )
+        )
+    return tuple(sorted(out, key=lambda c: (c.namespace, c.name)))
+
+
+def build(store: ClusterStore, config: Config, context: str) -> Snapshot:
+    now = datetime.now(UTC)
+    all_pods = pods(store)
+    snap = Snapshot(
+        cluster=config.cluster.name,
+        context=context,
+        lab=config.lab is not None,
+        taken_at=time.time(),
+        nodes=nodes(store, config, all_pods),
+        pods=all_pods,
+        workloads=workloads(store, all_pods),
+        database=database(store, config, all_pods),
+        load_balancer=load_balancer(store, config),
+        certificates=certificates(store, now),
+        probes=tuple(store.extra.get("probes") or ()),
+        sources=tuple(sorted(store.sources.values(), key=lambda s: s.name)),
+    )
+    return Snapshot(**{**snap.__dict__, "findings": findings(snap, store, config, now)})
+
+
+def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime) -> tuple[Finding, ...]:
+    """What an operator of this cluster would want flagged, computed from live state."""
+    out: list[Finding] = []
+    add = out.append
+    for n in snap.nodes:
+        if n.ready is not True:
+            add(Finding(Severity.CRITICAL, "node-not-ready", n.name, f"node {n.name} is not Ready"))
+        if n.hetzner_status not in (None, "running"):
+            add(
+                Finding(
+                    Severity.CRITICAL, "server-not-running", n.name, f"Hetzner server is {n.hetzner_status}"
+                )
+            )
+        if n.unschedulable:
+            add(Finding(Severity.WARNING, "node-cordoned", n.name, f"node {n.name} is cordoned"))
+    for p in snap.probes:
+        if not p.ok:
+            sev = Severity.CRITICAL if p.name == "prod" else Severity.WARNING
+            add(Finding(sev, "health-check-failing", p.url, f"{p.url} answered {p.status or p.error}"))
+    lb = snap.load_balancer
+    if lb is not None:
+        unhealthy = [t for t in lb.targets if any(status != "healthy" for _, status in t.health)]
+        if lb.targets and len(unhealthy) == len(lb.targets):
+            add(
+                Finding(
+                    Severity.CRITICAL, "lb-no-healthy-target", lb.name, "no load-balancer target is healthy"
+                )
+            )
+        for t in unhealthy:
+            if len(unhealthy) < len(lb.targets):
+                add(
+                    Finding(
+                        Severity.WARNING, "lb-target-unhealthy", t.name, f"{t.name} is unhealthy at {lb.name}"
+                    )
+                )
+    db = snap.database
+    if db is not None:
+        if db.phase != "Cluster in healthy state":
+            sev = (
+                Severity.CRITICAL
+                if db.ready_instances == 0 or db.phase == "Failing over"
+                else Severity.WARNING
+            )
+            add(Finding(sev, "database-degraded", db.cluster, f"{db.cluster}: {db.phase}"))
+        last = _ts(db.last_backup)
+        max_age = next((r.max_age_hours for r in config.backups.repositories if r.what == "db"), 6)
+        if last is None or (now - last).total_seconds() > max_age * 3600 * 1.5:
+            add(
+                Finding(
+                    Severity.WARNING,
+                    "backup-overdue",
+                    db.cluster,
+                    f"last database backup {db.last_backup or 'never'} (every {max_age:g} h)",
+                )
+            )
+        if len({m.node for m in db.members if m.node}) < len(db.members):
+            add(Finding(Severity.WARNING, "db-single-node", db.cluster, "database instances share a node"))
+    for c in snap.certificates:
+        if c.days_left is not None and c.days_left < 7:
+            add(
+                Finding(
+                    Severity.CRITICAL,
+                    "certificate-expiring",
+                    c.name,
+                    f"{c.name} expires in {c.days_left:g} days",
+                )
+            )
+        elif c.days_left is not None and c.days_left < 21:
+            add(
+                Finding(
+                    Severity.WARNING,
+                    "certificate-expiring",
+                    c.name,
+                    f"{c.name} expires in {c.days_left:g} days",
+                )
+            )
+    for w in snap.workloads:
+        if w.ready < w.desired:
+            sev = (
+                Severity.CRITICAL
+                if w.ready == 0 and w.namespace == config.namespaces.prod
+                else Severity.WARNING
+            )
+            add(Finding(sev, "workload-degraded", f"{w.namespace}/{w.name}", f"{w.ready}/{w.desired} ready"))
+        if w.namespace == config.namespaces.prod and w.desired > 1 and len(set(w.nodes)) == 1:
+            add(
+                Finding(
+                    Severity.WARNING,
+                    "single-point-of-failure",
+                    f"{w.namespace}/{w.name}",
+                    f"all ready replicas run on {w.nodes[0]}",
+                )
+            )
+    coredns = next(
+        (w for w in snap.workloads if w.namespace == config.namespaces.system and w.name == "coredns"), None
+    )
+    if coredns is not None and coredns.desired < 3:
+        add(
+            Finding(
+                Severity.WARNING,
+                "ha-drift",
+                "kube-system/coredns",
+                f"CoreDNS runs {coredns.desired} replica(s); the seed's HA patch wants 3",
+            )
+        )
+    if "poddisruptionbudgets" in store.objects and not store.items("poddisruptionbudgets"):
+        add(
+            Finding(
+                Severity.INFO, "no-pdbs", "cluster", "no PodDisruptionBudgets: a drain may take every replica"
+            )
+        )
+    if "networkpolicies" in store.objects and not store.items("networkpolicies"):
+        add(
+            Finding(
+                Severity.INFO,
+                "no-networkpolicies",
+                "cluster",
+                "no NetworkPolicies: every pod may reach the database",
+            )
+        )
+    if store.extra.get("weak_db_credentials"):
+        add(
+            Finding(
+                Severity.WARNING,
+                "weak-db-credentials",
+                config.database.credentials_secret,
+                f"the password in {config.database.credentials_secret} is trivially guessable",
+            )
+        )
+    for rule in config.hetzner.firewall.rules:
+        public = [
+            ip
+            for ip in rule.source_ips
+            if ip.endswith("/32") and not ip.startswith(("10.", "192.168.", "172."))
+        ]
+        if rule.port == "6443" and public:
+            add(
+                Finding(
+                    Severity.INFO,
+                    "api-port-exposed",
+                    config.hetzner.firewall.name,
+                    f"6443 open to {', '.join(public)} (the CI runner) besides the private network",
+                )
+            )
+    for s in snap.sources:
+        if s.state.value in ("stale", "unreachable", "pending") and not s.name.startswith("kube:"):
+            # Not seeing the cluster at all is not "healthy".
+            sev = Severity.CRITICAL if s.name == "kubernetes" else Severity.WARNING
+            add(Finding(sev, "source-unavailable", s.name, f"{s.name}: {s.error or s.state.value}"))
+    order = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+    return tuple(sorted(out, key=lambda f: (order[f.severity], f.code, f.subject)))

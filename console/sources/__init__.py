@@ -1,0 +1,1 @@
+"""One module per live source; each writes into the :class:`console.store.ClusterStore`."""

@@ -1,0 +1,228 @@
+"""Kubernetes watches over ``kubernetes.aio``: list, then watch from the list's resourceVersion.
+
+Per resource: reconnect with exponential backoff (0.5 s … 30 s) when the stream breaks, re-watch from the
+last seen resourceVersion (bookmarks keep it fresh), and relist on 410 Gone.  A 403 marks the source
+``forbidden`` (the ``deployer`` context may not list nodes) and is retried slowly; other kinds go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import client, config
+
+from console.model import SourceState
+from console.store import ClusterStore
+
+log = logging.getLogger("console.kube")
+WATCH_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Watched:
+    kind: str
+    group: str = ""
+    version: str = "v1"
+    plural: str = ""
+
+    @property
+    def custom(self) -> bool:
+        return bool(self.group) and self.group.endswith(("cnpg.io", "cert-manager.io"))
+
+
+WATCHED = (
+    Watched("nodes", plural="nodes"),
+    Watched("pods", plural="pods"),
+    Watched("deployments", "apps", "v1", "deployments"),
+    Watched("daemonsets", "apps", "v1", "daemonsets"),
+    Watched("poddisruptionbudgets", "policy", "v1", "poddisruptionbudgets"),
+    Watched("networkpolicies", "networking.k8s.io", "v1", "networkpolicies"),
+    Watched("clusters", "postgresql.cnpg.io", "v1", "clusters"),
+    Watched("poolers", "postgresql.cnpg.io", "v1", "poolers"),
+    Watched("certificates", "cert-manager.io", "v1", "certificates"),
+)
+
+
+async def api_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
+    cfg = client.Configuration()
+    await config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig or None, context=context or None, client_configuration=cfg
+    )
+    return client.ApiClient(cfg)
+
+
+def _lister(api: client.ApiClient, w: Watched) -> Callable[..., Awaitable[Any]]:
+    """A list/watch call for one resource through the library's own request path (auth, TLS, host).
+
+    The typed API classes would do the same, but importing them costs ~2.5 s of pydantic model set-up on
+    first use; the console needs only raw JSON lines, so it builds the request with ``param_serialize``.
+    """
+    path = f"/apis/{w.group}/{w.version}/{w.plural}" if w.group else f"/api/{w.version}/{w.plural}"
+
+    async def call(**params: Any) -> Any:
+        query = [
+            (
+                (
+                    "allowWatchBookmarks"
+                    if k == "allow_watch_bookmarks"
+                    else "resourceVersion"
+                    if k == "resource_version"
+                    else "timeoutSeconds"
+                    if k == "timeout_seconds"
+                    else k
+                ),
+                str(v).lower() if isinstance(v, bool) else str(v),
+            )
+            for k, v in params.items()
+        ]
+        method, url, headers, body, post = await api.param_serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        resp = await api.call_api(method, url, headers, body, post, _preload_content=False)
+        return _Response(resp)
+
+    return call
+
+
+async def get_json(api: Any, path: str) -> dict[str, Any] | None:
+    """GET one object; None when it is missing, forbidden or the server cannot be reached."""
+    try:
+        method, url, headers, body, post = await api.param_serialize(
+            "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
+        )
+        resp = await api.call_api(method, url, headers, body, post, _preload_content=False)
+        if resp.status != 200:
+            return None
+        data: dict[str, Any] = json.loads(await resp.read())
+        return data
+    except (aiohttp.ClientError, OSError, ValueError):
+        return None
+
+
+class _Response:
+    """``status``, ``read()`` and the streaming ``content`` of a RESTResponse."""
+
+    def __init__(self, resp: Any) -> None:
+        self.status = int(resp.status)
+        self._resp = resp
+        self.content = resp.response.content
+
+    async def read(self) -> bytes:
+        data: bytes = await self._resp.read()
+        return data
+
+
+class KubeSource:
+    """Keeps the store's Kubernetes kinds current; ``synced`` is set once every kind answered once."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self, store: ClusterStore, api: client.ApiClient, kinds: tuple[Watched, ...] = WATCHED
+    ) -> None:
+        self.store = store
+        self.api = api
+        self.kinds = kinds
+        self.answered: set[str] = set()
+        self.synced = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.store.set_source(self.name, SourceState.PENDING)
+        for w in self.kinds:
+            self._tasks.append(asyncio.ensure_future(self._run(w)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _answered(self, kind: str) -> None:
+        self.answered.add(kind)
+        if len(self.answered) == len(self.kinds):
+            self.synced.set()
+
+    def _state(self) -> None:
+        states = [self.store.sources.get(f"kube:{w.kind}") for w in self.kinds]
+        bad = [s for s in states if s is not None and s.state is not SourceState.OK]
+        if not bad:
+            self.store.set_source(self.name, SourceState.OK)
+        elif all(s.state is SourceState.FORBIDDEN for s in bad):
+            self.store.set_source(
+                self.name,
+                SourceState.OK if len(bad) < len(states) else SourceState.FORBIDDEN,
+                f"forbidden: {', '.join(s.name.removeprefix('kube:') for s in bad)}",
+            )
+        else:
+            self.store.set_source(self.name, bad[0].state, bad[0].error)
+
+    async def _run(self, w: Watched) -> None:
+        source = f"kube:{w.kind}"
+        lister = _lister(self.api, w)
+        backoff = 0.5
+        while True:
+            try:
+                resp = await lister()
+                if resp.status == 403:
+                    self.store.set_source(source, SourceState.FORBIDDEN, f"not allowed to list {w.kind}")
+                    self._answered(w.kind)
+                    self._state()
+                    await asyncio.sleep(60)
+                    continue
+                if resp.status != 200:
+                    raise ConnectionError(f"list {w.kind}: HTTP {resp.status}")
+                data = json.loads(await resp.read())
+                self.store.replace(w.kind, data.get("items") or [])
+                self.store.set_source(source, SourceState.OK)
+                self._answered(w.kind)
+                self._state()
+                rv = str(data["metadata"]["resourceVersion"])
+                backoff = 0.5
+                rv = await self._watch(w, lister, rv, source)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: mark stale, back off, relist
+                self.store.set_source(source, SourceState.UNREACHABLE, _short(exc))
+                self._answered(w.kind)
+                self._state()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _watch(self, w: Watched, lister: Callable[..., Awaitable[Any]], rv: str, source: str) -> str:
+        """Watch until a 410 asks for a relist; re-watch from the last version when a stream just ends."""
+        while True:
+            resp = await lister(
+                watch=True, resource_version=rv, allow_watch_bookmarks=True, timeout_seconds=WATCH_TIMEOUT_S
+            )
+            if resp.status != 200:
+                raise ConnectionError(f"watch {w.kind}: HTTP {resp.status}")
+            async for line in resp.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    if obj.get("code") == 410:
+                        return rv  # too old: the caller relists
+                    raise ConnectionError(obj.get("message", "watch error"))
+                rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                if event["type"] != "BOOKMARK":
+                    self.store.apply(w.kind, event["type"], obj)
+            self.store.set_source(source, SourceState.OK)
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "API server unreachable"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
