@@ -21,25 +21,46 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lab_dir = Path(tmp) / "lab"
-        subprocess.run([sys.executable, "-m", "console", "lab", "up", "--dir", str(lab_dir), "--fast"], check=True,
-                       cwd=ROOT, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "console", "lab", "up", "--dir", str(lab_dir), "--fast"],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
         try:
             state = read_state(lab_dir)
             assert state is not None
             runs = []
             for _ in range(7):
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "console", "--config", state.files["console_config"],
-                                "--action", "status", "--json"], cwd=ROOT, capture_output=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "console",
+                        "--config",
+                        state.files["console_config"],
+                        "--action",
+                        "status",
+                        "--json",
+                    ],
+                    cwd=ROOT,
+                    capture_output=True,
+                )
                 runs.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-c", "import console.cli, actions.status"], cwd=ROOT, check=True)
             floor = time.perf_counter() - t0
-            print(f"--action status --json: median {statistics.median(runs):.2f} s, min {min(runs):.2f} s, "
-                  f"max {max(runs):.2f} s (n=7); interpreter + imports alone {floor:.2f} s")
+            print(
+                f"--action status --json: median {statistics.median(runs):.2f} s, min {min(runs):.2f} s, "
+                f"max {max(runs):.2f} s (n=7); interpreter + imports alone {floor:.2f} s"
+            )
         finally:
-            subprocess.run([sys.executable, "-m", "console", "lab", "down", "--dir", str(lab_dir)], cwd=ROOT,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "console", "lab", "down", "--dir", str(lab_dir)],
+                cwd=ROOT,
+                capture_output=True,
+            )
 
 
 if __name__ == "__main__":

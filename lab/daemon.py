@@ -59,7 +59,11 @@ def _ssh_keypair(lab_dir: Path) -> str:
 
 
 def _console_config(
-    config_path: Path, lab_dir: Path, hetzner_url: str, token_file: Path, kubeconfig: Path,
+    config_path: Path,
+    lab_dir: Path,
+    hetzner_url: str,
+    token_file: Path,
+    kubeconfig: Path,
     lb_address: str | None = None,
 ) -> Path:
     """config.toml with the lab's endpoints and secret references; what `--lab` points the console at."""
@@ -159,7 +163,12 @@ async def serve(
     with os.fdopen(fd, "w") as fh:
         fh.write(f"export HCLOUD_ENDPOINT={hetzner_url}\nexport HCLOUD_TOKEN={token}\n")
     console_toml = _console_config(
-        config_path, lab_dir, hetzner_url, token_file, kubeconfig, f"{LOOPBACK}:{lb_port}" if lb_port else None
+        config_path,
+        lab_dir,
+        hetzner_url,
+        token_file,
+        kubeconfig,
+        f"{LOOPBACK}:{lb_port}" if lb_port else None,
     )
 
     lbc = config.hetzner.load_balancer

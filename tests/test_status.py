@@ -12,8 +12,16 @@ from tests.conftest import ROOT, env_file, hcloud, opsconsole, wait_for
 
 
 def _status(lab: LabState, *extra: str, config: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
-    proc = opsconsole("--config", config or lab.files["console_config"], "--action", "status", "--json", *extra,
-                      check=False, timeout=120)
+    proc = opsconsole(
+        "--config",
+        config or lab.files["console_config"],
+        "--action",
+        "status",
+        "--json",
+        *extra,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     assert "Traceback" not in proc.stderr
     return proc.returncode, json.loads(proc.stdout)
@@ -23,7 +31,11 @@ def test_status_json_is_the_snapshot(lab: LabState) -> None:
     def settled() -> dict | None:  # type: ignore[type-arg]
         code, doc = _status(lab)
         db = doc["database"] or {}
-        return doc if code == 0 and db.get("ready_instances") == 2 and all(p["ok"] for p in doc["probes"]) else None
+        return (
+            doc
+            if code == 0 and db.get("ready_instances") == 2 and all(p["ok"] for p in doc["probes"])
+            else None
+        )
 
     doc = wait_for(settled, 90, "a healthy status", interval=1)
     assert doc["healthy"] is True and doc["lab"] is True and doc["context"] == "admin"
@@ -44,6 +56,7 @@ def test_status_exits_1_on_a_critical_finding(lab: LabState) -> None:
     env = {**env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": "/nonexistent/hcloud.toml"}
     hcloud(env, "server", "poweroff", "k3s-mgr")
     try:
+
         def critical() -> dict | None:  # type: ignore[type-arg]
             code, doc = _status(lab)
             return doc if code == 1 else None
@@ -58,7 +71,9 @@ def test_status_exits_1_on_a_critical_finding(lab: LabState) -> None:
 
 
 def test_deployer_context_sees_forbidden_and_still_runs(lab: LabState, tmp_path: Path) -> None:
-    config = Path(lab.files["console_config"]).read_text().replace('context = "admin"', 'context = "deployer"')
+    config = (
+        Path(lab.files["console_config"]).read_text().replace('context = "admin"', 'context = "deployer"')
+    )
     path = tmp_path / "deployer.toml"
     path.write_text(config)
     _, doc = _status(lab, config=str(path))
@@ -69,10 +84,12 @@ def test_deployer_context_sees_forbidden_and_still_runs(lab: LabState, tmp_path:
 
 
 def test_status_never_imports_textual_or_the_lab(lab: LabState) -> None:
-    code = ("import sys, console.cli as c\n"
-            f"rc = c.main(['--config', {lab.files['console_config']!r}, '--action', 'status', '--json'])\n"
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'lab')]\n"
-            "print('LOADED:' + ','.join(bad), file=sys.stderr)\n")
+    code = (
+        "import sys, console.cli as c\n"
+        f"rc = c.main(['--config', {lab.files['console_config']!r}, '--action', 'status', '--json'])\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'lab')]\n"
+        "print('LOADED:' + ','.join(bad), file=sys.stderr)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.stderr.strip().splitlines()[-1] == "LOADED:", proc.stderr
 
