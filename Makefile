@@ -26,7 +26,7 @@ venv: $(VENV)/.installed
 
 lab: setup
 	$(VENV)/bin/opsconsole lab up
-	$(VENV)/bin/opsconsole lab status
+	$(VENV)/bin/opsconsole --lab
 
 test: setup
 	$(PY) -m pytest

@@ -7,29 +7,14 @@ a silent source is reported, not waited for forever), builds the snapshot, stops
 from __future__ import annotations
 
 import asyncio
-import base64
 
 from console.config import Config
 from console.model import Snapshot
-from console.snapshot import WEAK_PASSWORDS, build
+from console.snapshot import build
 from console.sources.hetzner import HetznerSource
 from console.sources.http import HttpSource
-from console.sources.kube import KubeSource, api_client
+from console.sources.kube import KubeSource, api_client, weak_db_credentials
 from console.store import ClusterStore
-
-
-async def _weak_credentials(api: object, config: Config) -> bool | None:
-    """Is the app's database password guessable?  None when the credentials may not read the secret."""
-    from console.sources.kube import get_json
-
-    db = config.database
-    data = await get_json(api, f"/api/v1/namespaces/{db.namespace}/secrets/{db.credentials_secret}")
-    if data is None:
-        return None
-    fields = data.get("data") or {}
-    user = base64.b64decode(fields.get("username", "")).decode(errors="replace")
-    password = base64.b64decode(fields.get("password", "")).decode(errors="replace")
-    return password == user or password in WEAK_PASSWORDS or len(password) < 12
 
 
 async def collect(config: Config, timeout: float = 10.0) -> Snapshot:
@@ -49,7 +34,7 @@ async def collect(config: Config, timeout: float = 10.0) -> Snapshot:
         for s in sources:
             s.start()
         await asyncio.wait([asyncio.ensure_future(s.synced.wait()) for s in sources], timeout=timeout)
-        store.extra["weak_db_credentials"] = await _weak_credentials(kube_api, config)
+        store.extra["weak_db_credentials"] = await weak_db_credentials(kube_api, config)
         return build(store, config, config.kubernetes.context)
     finally:
         for s in sources:

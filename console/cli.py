@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     started_lab = False
     try:
         if args.lab:
-            path, started_lab = _lab_config_path(start=args.action is not None)
+            path, started_lab = _lab_config_path(start=not args.check_config)
         else:
             path = args.config or default_config_path()
         config = load_config(path)
@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if started_lab:
                 _stop_lab()
-    print(summary(config))
-    print("The dashboard is not built yet (see the issues); `opsconsole lab status` shows the lab.")
+    try:
+        from screens.app import Dashboard  # lazy: console/ never imports Textual at module level
+
+        Dashboard(config, read_only=bool(args.read_only)).run()
+    finally:
+        if started_lab:
+            _stop_lab()
     return ExitCode.OK

@@ -109,6 +109,22 @@ async def get_json(api: Any, path: str) -> dict[str, Any] | None:
         return None
 
 
+async def weak_db_credentials(api: Any, config: Any) -> bool | None:
+    """Is the app's database password guessable?  None when the credentials may not read the secret."""
+    import base64
+
+    from console.snapshot import WEAK_PASSWORDS
+
+    db = config.database
+    data = await get_json(api, f"/api/v1/namespaces/{db.namespace}/secrets/{db.credentials_secret}")
+    if data is None:
+        return None
+    fields = data.get("data") or {}
+    user = base64.b64decode(fields.get("username", "")).decode(errors="replace")
+    password = base64.b64decode(fields.get("password", "")).decode(errors="replace")
+    return password == user or password in WEAK_PASSWORDS or len(password) < 12
+
+
 class _Response:
     """``status``, ``read()`` and the streaming ``content`` of a RESTResponse."""
 
