@@ -108,9 +108,11 @@ def workloads(store: ClusterStore, all_pods: tuple[Pod, ...]) -> tuple[Workload,
             meta, spec, st = d["metadata"], d.get("spec") or {}, d.get("status") or {}
             if kind == "deployments":
                 desired, ready = int(spec.get("replicas", 1)), int(st.get("readyReplicas", 0))
-                prefix = meta["name"] + "-"
+                # Pods belong to the Deployment's ReplicaSets, named "<deployment>-<template hash>".
                 owned = [
-                    p for p in all_pods if p.namespace == meta["namespace"] and p.owner.startswith(prefix)
+                    p
+                    for p in all_pods
+                    if p.namespace == meta["namespace"] and p.owner.rsplit("-", 1)[0] == meta["name"]
                 ]
             else:
                 desired, ready = int(st.get("desiredNumberScheduled", 0)), int(st.get("numberReady", 0))
@@ -144,7 +146,7 @@ def database(store: ClusterStore, config: Config, all_pods: tuple[Pod, ...]) -> 
         role = ((p.get("metadata") or {}).get("labels") or {}).get("role", "unknown")
         members.append(DbInstance(name, role, (p.get("spec") or {}).get("nodeName"), bool(p) and _ready(p)))
     poolers = tuple(
-        p for p in all_pods if p.namespace == db.namespace and p.owner.startswith(db.pooler + "-")
+        p for p in all_pods if p.namespace == db.namespace and p.owner.rsplit("-", 1)[0] == db.pooler
     )
     return Database(
         db.cluster,
