@@ -109,6 +109,7 @@ class CnpgTwin:
         self.pooler_conns: set[asyncio.StreamWriter] = set()
         self.stopped_by_lab: set[str] = set()  # instances whose process is down (node off, crash, fence)
         self.receiver_paused: set[str] = set()
+        self.former_primaries: set[str] = set()  # need pg_rewind before they can follow
         self.ground: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -493,11 +494,15 @@ class CnpgTwin:
                 if name == self.primary:
                     self.drop_pooler_connections()
             elif want_up and name in self.stopped_by_lab:
+                try:
+                    if name == self.primary:
+                        await inst.start()
+                    else:
+                        await self._rejoin(name)
+                except Exception:
+                    log.exception("%s did not come back; retrying on the next pass", name)
+                    continue
                 self.stopped_by_lab.discard(name)
-                if name == self.primary:
-                    await inst.start()
-                else:
-                    await self._rejoin(name)
         obj = self._cluster_obj()
         target = obj.get("status", {}).get("targetPrimary")
         if target and target not in (self.primary, "pending") and target in self.instances:
@@ -511,7 +516,13 @@ class CnpgTwin:
         primary = self.instances[self.primary]
         if await inst.running():
             await inst.stop("fast")
-        await inst.rewind_and_follow(primary, self.slot(name))
+        if name in self.former_primaries:
+            # It was primary on the old timeline: rewind it onto the new primary's history first.
+            await inst.rewind_and_follow(primary, self.slot(name))
+            self.former_primaries.discard(name)
+        else:
+            # A replica that was merely down (never ahead of the primary): follow the current primary.
+            await inst.follow(primary, self.slot(name))
         self._label(name, "replica")
         self.ground.append({"at": time.time(), "event": "rejoined", "instance": name})
 
@@ -574,6 +585,8 @@ class CnpgTwin:
         async with await psycopg.AsyncConnection.connect(self.instances[name].dsn(), autocommit=True) as conn:
             await conn.execute("SELECT pg_promote(true, 60)")
         self.primary = name
+        self.former_primaries.add(old)
+        self.former_primaries.discard(name)
         self.not_ready_since = None
         self.drop_pooler_connections()
         self._label(name, "primary")

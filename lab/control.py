@@ -16,6 +16,20 @@ from lab.hetzner.app import HetznerApi
 from lab.twin import KubeParts
 
 
+def set_api_faults(faults: Any, body: dict[str, Any]) -> None:
+    """Apply a fault request to an API twin's ``errors_until``/``latency_*``/``throttle_until`` deadlines."""
+    now = time.monotonic()
+    if body.get("clear"):
+        faults.errors_until = faults.latency_until = faults.throttle_until = 0.0
+    if "errors_s" in body:
+        faults.errors_until = now + float(body["errors_s"])
+    if "latency_ms" in body:
+        faults.latency_s = float(body["latency_ms"]) / 1000
+        faults.latency_until = now + float(body.get("for_s", 60))
+    if "throttle_s" in body:
+        faults.throttle_until = now + float(body["throttle_s"])
+
+
 def control_app(
     token: str, hetzner: HetznerApi, kube: KubeParts, cnpg: Any = None, nodes: Any = None
 ) -> web.Application:
@@ -59,18 +73,7 @@ def control_app(
 
     async def fault_hetzner(request: web.Request) -> web.Response:
         """``{"errors_s": N}`` 500s, ``{"latency_ms": M, "for_s": N}``, ``{"throttle_s": N}`` 429s."""
-        body = await request.json()
-        now = time.monotonic()
-        faults = hetzner.faults
-        if body.get("clear"):
-            faults.errors_until = faults.latency_until = faults.throttle_until = 0.0
-        if "errors_s" in body:
-            faults.errors_until = now + float(body["errors_s"])
-        if "latency_ms" in body:
-            faults.latency_s = float(body["latency_ms"]) / 1000
-            faults.latency_until = now + float(body.get("for_s", 60))
-        if "throttle_s" in body:
-            faults.throttle_until = now + float(body["throttle_s"])
+        set_api_faults(hetzner.faults, await request.json())
         return web.json_response({"ok": True})
 
     async def power(request: web.Request) -> web.Response:
@@ -95,19 +98,9 @@ def control_app(
         )
 
     async def fault_kube(request: web.Request) -> web.Response:
-        """Like /fault/hetzner for the Kubernetes API, plus ``drop_watches`` and ``compact``."""
+        """As ``/fault/hetzner``, plus ``drop_watches`` and ``compact`` (old watches then get 410)."""
         body = await request.json()
-        now = time.monotonic()
-        faults = kube.api.faults
-        if body.get("clear"):
-            faults.errors_until = faults.latency_until = faults.throttle_until = 0.0
-        if "errors_s" in body:
-            faults.errors_until = now + float(body["errors_s"])
-        if "latency_ms" in body:
-            faults.latency_s = float(body["latency_ms"]) / 1000
-            faults.latency_until = now + float(body.get("for_s", 60))
-        if "throttle_s" in body:
-            faults.throttle_until = now + float(body["throttle_s"])
+        set_api_faults(kube.api.faults, body)
         if body.get("compact"):
             kube.store.compact()
         if body.get("drop_watches"):

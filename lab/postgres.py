@@ -89,6 +89,16 @@ async def run(
     return proc.returncode or 0, text
 
 
+async def ensure_slot(primary: PgInstance, slot: str) -> None:
+    """The physical replication slot a replica streams through (CNPG names them ``_cnpg_<instance>``)."""
+    async with await psycopg.AsyncConnection.connect(primary.dsn(), autocommit=True) as conn:
+        await conn.execute(
+            "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+            "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
+            (slot, slot),
+        )
+
+
 @dataclass
 class PgInstance:
     """One instance (a CNPG pod's PostgreSQL): its data directory, port and role."""
@@ -188,12 +198,7 @@ class PgInstance:
         """A streaming replica of ``primary`` (``pg_basebackup -R``, with a physical replication slot)."""
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_dirs()
-        async with await psycopg.AsyncConnection.connect(primary.dsn(), autocommit=True) as conn:
-            await conn.execute(
-                "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
-                (slot, slot),
-            )
+        await ensure_slot(primary, slot)
         await run(
             str(PG_BIN / "pg_basebackup"),
             "-h",
@@ -231,6 +236,13 @@ class PgInstance:
         )
         (self.datadir / "standby.signal").touch()
 
+    async def follow(self, primary: PgInstance, slot: str) -> None:
+        """Start as a streaming replica of ``primary`` (no rewind: this instance never got ahead of it)."""
+        await ensure_slot(primary, slot)
+        self._follow_conf(primary, slot)
+        self._prepare_dirs()
+        await self.start()
+
     async def start(self) -> None:
         self._prepare_dirs()
         await run(
@@ -258,12 +270,8 @@ class PgInstance:
 
     async def rewind_and_follow(self, primary: PgInstance, slot: str) -> None:
         """Rejoin as a replica of the new primary: pg_rewind to its timeline, then stream from it."""
+        await ensure_slot(primary, slot)
         async with await psycopg.AsyncConnection.connect(primary.dsn(), autocommit=True) as conn:
-            await conn.execute(
-                "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
-                (slot, slot),
-            )
             # pg_rewind reads the source's timeline from its control file, which a freshly promoted
             # server updates only at its next checkpoint (as the pg_rewind documentation warns).
             await conn.execute("CHECKPOINT")
