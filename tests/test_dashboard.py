@@ -33,18 +33,30 @@ async def test_panels_fill_and_follow_a_pod_change(lab: LabState) -> None:
         assert "LAB" in banner and "context admin" in banner
         await _until(pilot, lambda: len(_rows(app, "nodes")) == 3, 30, "three nodes")
         await _until(pilot, lambda: len(_rows(app, "lb")) == 2, 30, "load-balancer targets")
-        await _until(pilot, lambda: any(r[1] == "primary" for r in _rows(app, "database").values()), 60,
-                     "the database primary")
+        await _until(
+            pilot,
+            lambda: any(r[1] == "primary" for r in _rows(app, "database").values()),
+            60,
+            "the database primary",
+        )
         assert all(r[1] == "Ready" for r in _rows(app, "nodes").values())
         assert {r[0] for r in _rows(app, "lb").values()} == {"k3s-w1", "k3s-w2"}
         assert any("weak-db-credentials" in k or "no-pdbs" in k for k in _rows(app, "findings"))
         # A change made by another client reaches the cell by event: scale staging to 2 and back.
         kubectl(lab, "scale", "deploy/docfast", "-n", "docfast-staging", "--replicas=2")
-        await _until(pilot, lambda: _rows(app, "workloads")["docfast-staging/docfast"][3] == "2/2", 60,
-                     "staging to show 2/2 ready")
+        await _until(
+            pilot,
+            lambda: _rows(app, "workloads")["docfast-staging/docfast"][3] == "2/2",
+            60,
+            "staging to show 2/2 ready",
+        )
         kubectl(lab, "scale", "deploy/docfast", "-n", "docfast-staging", "--replicas=1")
-        await _until(pilot, lambda: _rows(app, "workloads")["docfast-staging/docfast"][3].endswith("/1"), 60,
-                     "staging back to one replica")
+        await _until(
+            pilot,
+            lambda: _rows(app, "workloads")["docfast-staging/docfast"][3].endswith("/1"),
+            60,
+            "staging back to one replica",
+        )
         await pilot.press("question_mark")
         await pilot.press("q")
         await asyncio.sleep(0)

@@ -23,6 +23,18 @@ def _children_of(pid: int) -> list[int]:
     return out
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
 def test_up_twice_reuses_and_down_leaves_nothing(tmp_path: Path) -> None:
     lab_dir = tmp_path / "lab"
     first = opsconsole("lab", "up", "--dir", str(lab_dir), "--fast")
@@ -46,7 +58,15 @@ def test_up_twice_reuses_and_down_leaves_nothing(tmp_path: Path) -> None:
     human = opsconsole("lab", "status", "--dir", str(lab_dir)).stdout
     assert state.hetzner_url in human and "k3s-lb" in human
 
+    runtime = (
+        (lab_dir / "pg-runtime").read_text().strip()
+        if (lab_dir / "pg-runtime").exists()
+        else str(lab_dir / "pg")
+    )
+    assert _processes_mentioning(runtime)  # the real PostgreSQL servers run …
     down = opsconsole("lab", "down", "--dir", str(lab_dir))
+    assert not _processes_mentioning(runtime)  # … and are gone with the lab (they run in their own session)
+    assert not Path(runtime).exists() or runtime == str(lab_dir / "pg")
     assert "lab stopped" in down.stdout
     assert not [p for h, p in listeners if port_open(h, p)]
     assert not _children_of(state.pid)
