@@ -16,6 +16,7 @@ system-packages:
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@command -v kubectl >/dev/null || { echo "kubectl (1.27 or newer) is required; Debian's kubernetes-client is too old"; exit 1; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
