@@ -7,27 +7,12 @@ and read the lab's ground truth (when each target was actually unhealthy; schema
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
 from lab.hetzner.app import HetznerApi
 from lab.twin import KubeParts
-
-
-def set_api_faults(faults: Any, body: dict[str, Any]) -> None:
-    """Apply a fault request to an API twin's ``errors_until``/``latency_*``/``throttle_until`` deadlines."""
-    now = time.monotonic()
-    if body.get("clear"):
-        faults.errors_until = faults.latency_until = faults.throttle_until = 0.0
-    if "errors_s" in body:
-        faults.errors_until = now + float(body["errors_s"])
-    if "latency_ms" in body:
-        faults.latency_s = float(body["latency_ms"]) / 1000
-        faults.latency_until = now + float(body.get("for_s", 60))
-    if "throttle_s" in body:
-        faults.throttle_until = now + float(body["throttle_s"])
 
 
 def control_app(
@@ -73,7 +58,7 @@ def control_app(
 
     async def fault_hetzner(request: web.Request) -> web.Response:
         """``{"errors_s": N}`` 500s, ``{"latency_ms": M, "for_s": N}``, ``{"throttle_s": N}`` 429s."""
-        set_api_faults(hetzner.faults, await request.json())
+        hetzner.faults.apply(await request.json())
         return web.json_response({"ok": True})
 
     async def power(request: web.Request) -> web.Response:
@@ -100,7 +85,7 @@ def control_app(
     async def fault_kube(request: web.Request) -> web.Response:
         """As ``/fault/hetzner``, plus ``drop_watches`` and ``compact`` (old watches then get 410)."""
         body = await request.json()
-        set_api_faults(kube.api.faults, body)
+        kube.api.faults.apply(body)
         if body.get("compact"):
             kube.store.compact()
         if body.get("drop_watches"):

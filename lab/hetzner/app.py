@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lab.faults import Faults
 from lab.hetzner import catalog
 from lab.hetzner.errors import ApiError, invalid_input
 from lab.hetzner.project import HetznerProject
@@ -31,16 +32,6 @@ from lab.labels import SelectorError, parse_selector
 log = logging.getLogger("lab.hetzner")
 
 Handler = Callable[[web.Request], Awaitable[Any]]
-
-
-@dataclass
-class Faults:
-    """Injected trouble, each until a deadline (``time.monotonic``): 500s, extra latency, forced 429s."""
-
-    errors_until: float = 0.0
-    latency_s: float = 0.0
-    latency_until: float = 0.0
-    throttle_until: float = 0.0
 
 
 @dataclass

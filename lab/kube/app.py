@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from lab.faults import Faults
 from lab.kube import tables
 from lab.kube.errors import KubeError, bad_request, forbidden, not_found, unauthorized
 from lab.kube.patch import apply_patch
@@ -80,14 +81,6 @@ FIELD_LABELS: dict[str, set[str]] = {
 
 
 @dataclass
-class KubeFaults:
-    errors_until: float = 0.0
-    latency_s: float = 0.0
-    latency_until: float = 0.0
-    throttle_until: float = 0.0
-
-
-@dataclass
 class KubeStats:
     requests: int = 0
     watches_open: int = 0
@@ -138,7 +131,7 @@ class KubeApi:
         self.speed = speed
         self.server_address = server_address
         self.authz = Authorizer(store, registry)
-        self.faults = KubeFaults()
+        self.faults = Faults()
         self.stats = KubeStats()
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
         self.subresource_hooks: dict[str, Callable[..., Any]] = {}
