@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from lab.hetzner.project import HetznerProject
-from lab.kube.cluster import Cluster, pod_ready
+from lab.kube.cluster import Cluster
 from lab.kube.store import Store
 
 log = logging.getLogger("lab.dataplane")
@@ -373,6 +373,3 @@ class DataPlane:
         self.ingress.clear()
         if self._http is not None:
             await self._http.close()
-
-    def ready_pods(self, namespace: str) -> int:
-        return sum(1 for p in self.store.list(self.cluster.res["pods"], namespace) if pod_ready(p))

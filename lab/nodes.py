@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -231,4 +230,3 @@ class NodeServices:
         r.add_get("/storagebox", storagebox)
         r.add_post("/storagebox", storagebox)
         r.add_post("/fault/partition", partition)
-        self._started = time.time()

@@ -62,12 +62,18 @@ def env_file(path: str) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
-    lab_dir = tmp_path_factory.mktemp("lab")
+def start_lab(lab_dir: Path) -> LabState:
+    """`lab up --fast` through the real CLI; the state it left."""
     opsconsole("lab", "up", "--dir", str(lab_dir), "--fast")
     state = read_state(lab_dir)
     assert state is not None
+    return state
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+    lab_dir = tmp_path_factory.mktemp("lab")
+    state = start_lab(lab_dir)
     yield state
     try:
         status = control(state, "GET", "/status")["hetzner"]
@@ -109,10 +115,7 @@ def kubectl_json(lab: LabState, *args: str, context: str = "admin") -> Any:
 def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     """A lab of its own for tests that disturb the cluster (power, drain)."""
     lab_dir = tmp_path_factory.mktemp("fresh-lab")
-    opsconsole("lab", "up", "--dir", str(lab_dir), "--fast")
-    state = read_state(lab_dir)
-    assert state is not None
-    yield state
+    yield start_lab(lab_dir)
     opsconsole("lab", "down", "--dir", str(lab_dir))
 
 

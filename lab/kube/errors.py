@@ -68,21 +68,6 @@ def conflict(plural: str, group: str, name: str) -> KubeError:
     )
 
 
-def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str]]) -> KubeError:
-    text = "; ".join(f"{f}: {m}" for f, m in causes[:5])
-    return KubeError(
-        422,
-        "Invalid",
-        f'{kind}{"." + group if group else ""} "{name}" is invalid: {text}',
-        {
-            "name": name,
-            "group": group,
-            "kind": kind,
-            "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
-        },
-    )
-
-
 def bad_request(message: str) -> KubeError:
     return KubeError(400, "BadRequest", message)
 
