@@ -14,6 +14,7 @@ import sys
 from enum import IntEnum
 from pathlib import Path
 
+from actions.registry import ACTIONS
 from console.config import Config, ConfigError, default_config_path, load_config
 
 
@@ -40,13 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", action="store_true", help="use the running lab (its console.toml)")
     p.add_argument("--check-config", action="store_true", help="validate the config, print a summary, exit")
-    p.add_argument("--action", choices=sorted(ACTIONS), help="run one action headless (no TUI) and exit")
+    p.add_argument(
+        "--action",
+        choices=sorted(ACTIONS),
+        help="run one action headless (no TUI) and exit: "
+        + "; ".join(f"{a.name}: {a.description}" for a in ACTIONS.values()),
+    )
     p.add_argument("--json", action="store_true", help="with --action: machine-readable output on stdout")
     p.add_argument("--read-only", action="store_true", help="refuse every mutating action")
     return p
-
-
-ACTIONS = {"status": "the dashboard's snapshot; exit 1 when a critical finding holds"}
 
 
 def _lab_config_path(start: bool) -> tuple[Path, bool]:

@@ -143,6 +143,13 @@ class DatabaseConfig(_Model):
     credentials_secret: str
     superuser_secret: str
     max_replica_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    # How the console reaches PostgreSQL: an SSH tunnel through this node alias (OpenSSH config) to each
+    # instance pod's IP and port, as the superuser from ``superuser_secret`` (a Kubernetes secret).
+    tunnel_via: str = "k3s-mgr"
+    port: int = Field(5432, gt=0, lt=65536)
+    # CNPG's pg_hba accepts only TLS ("hostssl"); the lab's PostgreSQL speaks plain TCP on loopback.
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "require"
+    poll_interval_s: float = Field(5.0, gt=0)
 
 
 class BorgRepository(_Model):
@@ -156,15 +163,26 @@ class BorgRepository(_Model):
 
 
 class BackupsConfig(_Model):
+    # user@host[:port] (the Storage Box) or an OpenSSH alias; repositories are ssh://STORAGE_BOX/PATH.
     storage_box: str
     passphrase_env: str | None = "BORG_PASSPHRASE"
     passcommand: str | None = None
     repositories: list[BorgRepository]
+    # Borg over SSH costs a connection and a repository lock per look: every 5 minutes is plenty for a
+    # 6-hourly schedule.
+    poll_interval_s: float = Field(300.0, gt=0)
+
+    def repo_url(self, repo: BorgRepository) -> str:
+        path = repo.path.removeprefix("./")
+        return f"ssh://{self.storage_box}/./{path}"
 
 
 class HealthConfig(_Model):
     prod_url: str
     staging_url: str
+    interval_s: float = Field(10.0, gt=0)
+    # DNS servers ("host" or "host:port") for the record check; empty means the system resolver.
+    dns_servers: list[str] = Field(default_factory=list)
     # host -> "address:port", like curl --resolve (the lab points the seed's hosts at its load balancer).
     resolve: dict[str, str] = Field(default_factory=dict)
 
@@ -181,6 +199,49 @@ class SloConfig(_Model):
     max_time_to_new_primary_s: float = 30
     recovered_within_min: float = 10
     health_checks_required: int = 4
+
+
+class SshConfig(_Model):
+    """The operator's own OpenSSH client config: node aliases (``nodes[].ssh_host``) resolve through it."""
+
+    config: str = ""  # empty: ~/.ssh/config
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+    def config_path(self) -> Path:
+        return Path(self.config).expanduser() if self.config else Path.home() / ".ssh" / "config"
+
+
+class ProbeTiming(_Model):
+    period_s: int = Field(gt=0)
+    failure_threshold: int = Field(gt=0)
+
+
+class HaPatch(_Model):
+    """One of the seed's runtime HA patches, as the state that must hold (checked live, reapplied by #8)."""
+
+    name: str
+    kind: Literal["Deployment", "Pooler"]
+    namespace: str
+    object: str
+    replicas: int | None = Field(None, ge=1)
+    anti_affinity: Literal["preferred", "required"] | None = None
+    topology_spread: Literal["DoNotSchedule", "ScheduleAnyway"] | None = None
+    readiness: ProbeTiming | None = None
+    liveness: ProbeTiming | None = None
+    # NoExecute tolerations for node.kubernetes.io/not-ready and /unreachable.
+    toleration_seconds: int | None = Field(None, ge=0)
+    description: str = ""
+
+
+class HaConfig(_Model):
+    patches: list[HaPatch] = Field(default_factory=list)
+
+
+class ReleaseConfig(_Model):
+    registry: str = "git.cloonar.com"
+    deployment: str = "docfast"
+    container: str = "docfast"
+    tag_pattern: str = r"^v\d+\.\d+\.\d+$"
 
 
 class LabMarker(_Model):
@@ -200,6 +261,9 @@ class Config(_Model):
     health: HealthConfig
     dns: list[DnsRecord] = Field(default_factory=list)
     slo: SloConfig = SloConfig()
+    ssh: SshConfig = SshConfig()
+    ha: HaConfig = HaConfig()
+    release: ReleaseConfig = ReleaseConfig()
     lab: LabMarker | None = None
 
     @model_validator(mode="after")
@@ -213,6 +277,8 @@ class Config(_Model):
         for target in self.hetzner.firewall.applied_to:
             if target not in names:
                 raise ValueError(f"hetzner.firewall.applied_to: {target!r} is not a node")
+        if self.database.tunnel_via not in {n.ssh_host for n in self.nodes}:
+            raise ValueError(f"database.tunnel_via: {self.database.tunnel_via!r} is no node's ssh_host")
         return self
 
     def node(self, name: str) -> NodeConfig:

@@ -44,6 +44,22 @@ def print_status(snap: Snapshot, as_json: bool, out: TextIO = sys.stdout) -> Non
             f"database:  {db.cluster} {db.phase}, primary {db.primary}, timeline {db.timeline}, "
             f"{db.ready_instances}/{db.instances} ready\n"
         )
+        for r in db.replication:
+            if r.role == "replica":
+                lag_s = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
+                w(f"replica:   {r.instance} {r.state}, {r.lag_bytes} bytes behind{lag_s}\n")
+            elif r.role == "unreachable":
+                w(f"replica:   {r.instance} unreachable: {r.error}\n")
+    for b in snap.backups:
+        if b.error:
+            w(f"backup:    {b.name} unreadable: {b.error}\n")
+        else:
+            w(
+                f"backup:    {b.name} newest {b.latest} ({b.age_hours:.1f} h ago, due every "
+                f"{b.max_age_hours:g} h){' OVERDUE' if b.overdue else ''}; {b.retention}\n"
+            )
+    drifted = [h for h in snap.ha if h.holds is False]
+    w(f"ha:        {len(snap.ha) - len(drifted)}/{len(snap.ha)} patches hold\n")
     if snap.load_balancer:
         lb = snap.load_balancer
         w(

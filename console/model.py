@@ -80,6 +80,19 @@ class DbInstance:
 
 
 @dataclass(frozen=True)
+class Replication:
+    """One instance as PostgreSQL itself reports it (over the SSH tunnel), not as Kubernetes does."""
+
+    instance: str
+    role: str  # primary | replica | unreachable
+    state: str  # primary: "primary"; replica: streaming | stopped | catchup | … (pg_stat_wal_receiver)
+    lsn: str | None  # primary: current WAL LSN; replica: last replayed LSN
+    lag_bytes: int | None  # replicas: primary's current LSN minus this replica's replay LSN
+    lag_seconds: float | None  # replicas: pg_stat_replication.replay_lag (None when idle and caught up)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Database:
     cluster: str
     namespace: str
@@ -91,6 +104,7 @@ class Database:
     members: tuple[DbInstance, ...]
     poolers: tuple[Pod, ...]
     last_backup: str | None
+    replication: tuple[Replication, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,53 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class BackupRepo:
+    """A Borg repository on the Storage Box: its newest archive against the schedule, and retention."""
+
+    name: str
+    what: str
+    schedule: str
+    max_age_hours: float
+    archives: int | None
+    latest: str | None  # archive name
+    latest_at: str | None  # ISO time (UTC) the archive was taken
+    age_hours: float | None
+    overdue: bool
+    retention_ok: bool | None
+    retention: str  # words: "11 kept (7 daily + 4 weekly)"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HaCheck:
+    name: str
+    description: str
+    subject: str  # Kind namespace/name
+    holds: bool | None  # None: the object cannot be seen (forbidden or not listed yet)
+    drift: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DnsCheck:
+    name: str
+    type: str
+    expected: str
+    answers: tuple[str, ...]
+    ok: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: str  # ISO time
+    source: str  # "event" (Kubernetes) or "console" (an action of ours)
+    subject: str
+    reason: str
+    message: str
+    warning: bool
+
+
+@dataclass(frozen=True)
 class Finding:
     severity: Severity
     code: str
@@ -153,6 +214,10 @@ class Snapshot:
     load_balancer: LoadBalancer | None = None
     certificates: tuple[Certificate, ...] = ()
     probes: tuple[Probe, ...] = ()
+    dns: tuple[DnsCheck, ...] = ()
+    backups: tuple[BackupRepo, ...] = ()
+    ha: tuple[HaCheck, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = ()
     findings: tuple[Finding, ...] = ()
     sources: tuple[SourceStatus, ...] = field(default=())
 

@@ -11,17 +11,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from console.config import Config
+from console.ha import drift
 from console.model import (
+    BackupRepo,
     Certificate,
     Database,
     DbInstance,
+    DnsCheck,
     Finding,
+    HaCheck,
     LbTarget,
     LoadBalancer,
     Node,
     Pod,
+    Replication,
     Severity,
     Snapshot,
+    TimelineEntry,
     Workload,
 )
 from console.store import ClusterStore
@@ -159,7 +165,50 @@ def database(store: ClusterStore, config: Config, all_pods: tuple[Pod, ...]) -> 
         tuple(members),
         poolers,
         st.get("lastSuccessfulBackup"),
+        tuple(store.extra.get("replication") or ()),
     )
+
+
+def ha_checks(store: ClusterStore, config: Config) -> tuple[HaCheck, ...]:
+    out = []
+    for patch in config.ha.patches:
+        kind = "poolers" if patch.kind == "Pooler" else "deployments"
+        subject = f"{patch.kind} {patch.namespace}/{patch.object}"
+        if kind not in store.objects:
+            out.append(HaCheck(patch.name, patch.description, subject, None, ("not visible",)))
+            continue
+        obj = store.objects[kind].get((patch.namespace, patch.object))
+        problems = tuple(drift(patch, obj))
+        out.append(HaCheck(patch.name, patch.description, subject, not problems, problems))
+    return tuple(out)
+
+
+TIMELINE_LENGTH = 40
+
+
+def timeline(store: ClusterStore) -> tuple[TimelineEntry, ...]:
+    """The newest cluster events and console actions, newest first."""
+    entries = []
+    for e in store.items("events"):
+        when = (
+            e.get("lastTimestamp") or e.get("eventTime") or (e.get("metadata") or {}).get("creationTimestamp")
+        )
+        obj = e.get("involvedObject") or e.get("regarding") or {}
+        ns = f"{obj['namespace']}/" if obj.get("namespace") else ""
+        subject = f"{obj.get('kind', '')} {ns}{obj.get('name', '')}"
+        entries.append(
+            TimelineEntry(
+                str(when or ""),
+                "event",
+                subject.strip(),
+                str(e.get("reason", "")),
+                str(e.get("message") or e.get("note") or "")[:200],
+                e.get("type") == "Warning",
+            )
+        )
+    entries += list(store.extra.get("journal") or ())
+    entries.sort(key=lambda t: t.at, reverse=True)
+    return tuple(entries[:TIMELINE_LENGTH])
 
 
 def load_balancer(store: ClusterStore, config: Config) -> LoadBalancer | None:
@@ -215,9 +264,107 @@ def build(store: ClusterStore, config: Config, context: str) -> Snapshot:
         load_balancer=load_balancer(store, config),
         certificates=certificates(store, now),
         probes=tuple(store.extra.get("probes") or ()),
+        dns=tuple(store.extra.get("dns") or ()),
+        backups=tuple(store.extra.get("backups") or ()),
+        ha=ha_checks(store, config),
+        timeline=timeline(store),
         sources=tuple(sorted(store.sources.values(), key=lambda s: s.name)),
     )
     return Snapshot(**{**snap.__dict__, "findings": findings(snap, store, config, now)})
+
+
+def _replication_findings(replication: tuple[Replication, ...], config: Config) -> list[Finding]:
+    out = []
+    bound = config.database.max_replica_lag_bytes
+    for r in replication:
+        if r.role == "unreachable":
+            out.append(
+                Finding(Severity.WARNING, "db-instance-unreachable", r.instance, r.error or "unreachable")
+            )
+        elif r.role == "replica" and r.state != "streaming":
+            out.append(
+                Finding(Severity.CRITICAL, "replica-not-streaming", r.instance, f"WAL receiver is {r.state}")
+            )
+        if r.role == "replica" and r.lag_bytes is not None and r.lag_bytes > bound:
+            out.append(
+                Finding(
+                    Severity.WARNING,
+                    "replica-lag",
+                    r.instance,
+                    f"{r.lag_bytes / 1048576:.1f} MiB behind the primary (bound {bound / 1048576:g} MiB)",
+                )
+            )
+    if replication and not any(r.role == "primary" for r in replication):
+        out.append(
+            Finding(Severity.CRITICAL, "no-primary", config.database.cluster, "no instance is primary")
+        )
+    return out
+
+
+def _backup_findings(backups: tuple[BackupRepo, ...]) -> list[Finding]:
+    out = []
+    for b in backups:
+        if b.error:
+            out.append(Finding(Severity.WARNING, "backup-unreadable", b.name, b.error))
+        elif b.overdue:
+            age = "never" if b.age_hours is None else f"{b.age_hours:.1f} h ago"
+            out.append(
+                Finding(
+                    Severity.CRITICAL if b.what == "db" else Severity.WARNING,
+                    "backup-overdue",
+                    b.name,
+                    f"newest archive {age}; due every {b.max_age_hours:g} h ({b.schedule})",
+                )
+            )
+        if b.retention_ok is False and not b.error:
+            out.append(Finding(Severity.WARNING, "backup-retention", b.name, b.retention))
+    return out
+
+
+def _dns_findings(dns: tuple[DnsCheck, ...], lb: LoadBalancer | None) -> list[Finding]:
+    out = []
+    for d in dns:
+        if not d.ok:
+            got = ", ".join(d.answers) or d.error or "no answer"
+            out.append(
+                Finding(Severity.WARNING, "dns-mismatch", f"{d.name} {d.type}", f"{got} (want {d.expected})")
+            )
+        elif d.type == "A" and lb is not None and lb.public_ipv4 not in d.answers:
+            out.append(
+                Finding(
+                    Severity.CRITICAL,
+                    "dns-not-load-balancer",
+                    d.name,
+                    f"resolves to {', '.join(d.answers)}, the load balancer is {lb.public_ipv4}",
+                )
+            )
+    return out
+
+
+def _firewall_findings(store: ClusterStore, config: Config) -> list[Finding]:
+    """The API port's exposure, from the live firewall (Hetzner) when seen, else from config."""
+    live = (store.extra.get("hetzner") or {}).get("firewall")
+    rules = live["rules"] if live else [r.model_dump() for r in config.hetzner.firewall.rules]
+    name = live["name"] if live else config.hetzner.firewall.name
+    out = []
+    for rule in rules:
+        if rule.get("direction") != "in" or rule.get("port") != "6443":
+            continue
+        sources = rule.get("source_ips") or []
+        if any(ip in ("0.0.0.0/0", "::/0") for ip in sources):
+            out.append(Finding(Severity.CRITICAL, "api-port-exposed", name, "6443 is open to the Internet"))
+            continue
+        public = [ip for ip in sources if not ip.startswith(("10.", "192.168.", "172.", "fd", "fc"))]
+        if public:
+            out.append(
+                Finding(
+                    Severity.INFO,
+                    "api-port-exposed",
+                    name,
+                    f"6443 open to {', '.join(public)} (the CI runner) besides the private network",
+                )
+            )
+    return out
 
 
 def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime) -> tuple[Finding, ...]:
@@ -264,19 +411,14 @@ def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime)
                 else Severity.WARNING
             )
             add(Finding(sev, "database-degraded", db.cluster, f"{db.cluster}: {db.phase}"))
-        last = _ts(db.last_backup)
-        max_age = next((r.max_age_hours for r in config.backups.repositories if r.what == "db"), 6)
-        if last is None or (now - last).total_seconds() > max_age * 3600 * 1.5:
-            add(
-                Finding(
-                    Severity.WARNING,
-                    "backup-overdue",
-                    db.cluster,
-                    f"last database backup {db.last_backup or 'never'} (every {max_age:g} h)",
-                )
-            )
         if len({m.node for m in db.members if m.node}) < len(db.members):
             add(Finding(Severity.WARNING, "db-single-node", db.cluster, "database instances share a node"))
+        out.extend(_replication_findings(db.replication, config))
+    out.extend(_backup_findings(snap.backups))
+    out.extend(_dns_findings(snap.dns, snap.load_balancer))
+    for h in snap.ha:
+        if h.holds is False:
+            add(Finding(Severity.WARNING, "ha-drift", h.subject, f"{h.name}: {'; '.join(h.drift)}"))
     for c in snap.certificates:
         if c.days_left is not None and c.days_left < 7:
             add(
@@ -313,18 +455,6 @@ def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime)
                     f"all ready replicas run on {w.nodes[0]}",
                 )
             )
-    coredns = next(
-        (w for w in snap.workloads if w.namespace == config.namespaces.system and w.name == "coredns"), None
-    )
-    if coredns is not None and coredns.desired < 3:
-        add(
-            Finding(
-                Severity.WARNING,
-                "ha-drift",
-                "kube-system/coredns",
-                f"CoreDNS runs {coredns.desired} replica(s); the seed's HA patch wants 3",
-            )
-        )
     if "poddisruptionbudgets" in store.objects and not store.items("poddisruptionbudgets"):
         add(
             Finding(
@@ -349,21 +479,7 @@ def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime)
                 f"the password in {config.database.credentials_secret} is trivially guessable",
             )
         )
-    for rule in config.hetzner.firewall.rules:
-        public = [
-            ip
-            for ip in rule.source_ips
-            if ip.endswith("/32") and not ip.startswith(("10.", "192.168.", "172."))
-        ]
-        if rule.port == "6443" and public:
-            add(
-                Finding(
-                    Severity.INFO,
-                    "api-port-exposed",
-                    config.hetzner.firewall.name,
-                    f"6443 open to {', '.join(public)} (the CI runner) besides the private network",
-                )
-            )
+    out.extend(_firewall_findings(store, config))
     for s in snap.sources:
         if s.state.value in ("stale", "unreachable", "pending") and not s.name.startswith("kube:"):
             # Not seeing the cluster at all is not "healthy".

@@ -50,10 +50,13 @@ class ClusterStore:
         self.extra[name] = value
         self._touch(name)
 
-    def set_source(self, name: str, state: SourceState, error: str | None = None) -> None:
+    def set_source(
+        self, name: str, state: SourceState, error: str | None = None, at: float | None = None
+    ) -> None:
+        """Record a source's outcome; ``at`` is when its data was taken, if not now (a cached answer)."""
         prev = self.sources.get(name)
         if state is SourceState.OK:
-            status = SourceStatus(name, state, time.time(), None)
+            status = SourceStatus(name, state, at or time.time(), None)
         else:
             if (
                 prev is not None

@@ -244,9 +244,15 @@ def main(argv: list[str]) -> int:
     f_part = fsub.add_parser("partition", help="cut a node off from the cluster (or --heal it)")
     f_part.add_argument("node")
     f_part.add_argument("--heal", action="store_true")
-    f_box = fsub.add_parser("storagebox", help="make the Storage Box unreachable, or hold a repository lock")
-    f_box.add_argument("action", choices=("unreachable", "reachable", "lock", "unlock"))
-    f_box.add_argument("repo", nargs="?", help="k3s-db or k3s-cluster, for lock/unlock")
+    f_box = fsub.add_parser(
+        "storagebox",
+        help="make the Storage Box unreachable, hold a repository lock, or miss recent backups",
+    )
+    f_box.add_argument("action", choices=("unreachable", "reachable", "lock", "unlock", "miss"))
+    f_box.add_argument("repo", nargs="?", help="k3s-db or k3s-cluster, for lock/unlock/miss")
+    f_box.add_argument(
+        "--hours", type=float, default=12.0, help="miss: delete the archives of the last HOURS (default 12)"
+    )
     f_k3s = fsub.add_parser("k3s", help="stop/start k3s on a node, or 'restarted' (stock manifests back)")
     f_k3s.add_argument("action", choices=("stop", "start", "restarted"))
     f_k3s.add_argument("node", nargs="?")
@@ -314,12 +320,12 @@ def main(argv: list[str]) -> int:
                 )
             )
         elif args.fault == "storagebox":
-            if args.action in ("lock", "unlock") and not args.repo:
+            if args.action in ("lock", "unlock", "miss") and not args.repo:
                 raise LabError(f"storagebox {args.action} needs a repository (k3s-db or k3s-cluster)")
-            box_body = (
+            box_body: dict[str, Any] = (
                 {"reachable": args.action == "reachable"}
                 if args.action in ("reachable", "unreachable")
-                else {args.action: args.repo}
+                else {args.action: args.repo, "hours": args.hours}
             )
             print(json.dumps(control(running, "POST", "/storagebox", box_body)))
         elif args.fault == "k3s":

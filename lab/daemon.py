@@ -65,6 +65,7 @@ def _console_config(
     token_file: Path,
     kubeconfig: Path,
     lb_address: str | None = None,
+    dns_port: int | None = None,
 ) -> Path:
     """config.toml with the lab's endpoints and secret references; what `--lab` points the console at."""
     raw: dict[str, Any] = tomllib.loads(config_path.read_text())
@@ -82,6 +83,16 @@ def _console_config(
         for key in ("prod_url", "staging_url"):
             raw["health"][key] = raw["health"][key].replace("https://", "http://", 1)
         raw["health"]["resolve"] = {h: lb_address for h in ("docfast.dev", "staging.docfast.dev")}
+    if dns_port:
+        raw["health"]["dns_servers"] = [f"127.0.0.1:{dns_port}"]
+    # The node aliases and the Storage Box resolve through the lab's own OpenSSH client config.
+    raw["ssh"] = {**raw.get("ssh", {}), "config": str(lab_dir / "ssh" / "config")}
+    account = raw["backups"]["storage_box"].split("@", 1)[0]
+    raw["backups"]["storage_box"] = f"{account}@storagebox"
+    raw["backups"].pop("passphrase_env", None)
+    raw["backups"]["passcommand"] = f"cat {lab_dir / 'secrets' / 'borg-passphrase'}"
+    # The lab's PostgreSQL listens on loopback without TLS (CNPG's would demand it).
+    raw["database"]["sslmode"] = "disable"
     raw["lab"] = {"dir": str(lab_dir)}
     out = lab_dir / "console.toml"
     header = "# Written by `opsconsole lab up`: the seed's cluster, pointed at the lab on loopback.\n"
@@ -157,6 +168,10 @@ async def serve(
     kubeconfig = lab_dir / "kubeconfig"
     write_kubeconfig(kube, kubeconfig, kube_url, config.namespaces.prod)
     lb_port = await kube.dataplane.start_lb(config.hetzner.load_balancer.id) if scenario != "empty" else 0
+    from lab.dns import LabDns
+
+    lab_dns = LabDns(config.dns)
+    dns_port = await lab_dns.start()
 
     env_file = lab_dir / "hcloud.env"
     fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -169,6 +184,7 @@ async def serve(
         token_file,
         kubeconfig,
         f"{LOOPBACK}:{lb_port}" if lb_port else None,
+        dns_port,
     )
 
     lbc = config.hetzner.load_balancer
@@ -214,6 +230,7 @@ async def serve(
         if churn is not None:
             churn.cancel()
         await project.close()
+        lab_dns.close()
         await nodes.close()
         await kube.cluster.close()
         if cnpg is not None:

@@ -211,6 +211,9 @@ class NodeServices:
                     await self.box.lock(body["lock"])
                 if body.get("unlock"):
                     await self.box.unlock(body["unlock"])
+                if body.get("miss"):
+                    deleted = await self.box.miss(body["miss"], float(body.get("hours", 12)))
+                    return web.json_response({**self.box.status(), "deleted": deleted})
             return web.json_response({**self.box.status(), "reachable": self.ssh.storagebox_up})
 
         async def partition(request: web.Request) -> web.Response:

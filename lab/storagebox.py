@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -129,6 +130,9 @@ class StorageBox:
         return out.decode()
 
     async def init(self) -> None:
+        """Repositories that went missing after seeding start empty; unseeded ones appear when seeded."""
+        if not (self.lab_dir / "storagebox" / "seeded").exists():
+            return
         for name in REPOS:
             if not (self.repo(name) / "config").exists():
                 await self.borg("init", "--encryption=repokey", str(self.repo(name)))
@@ -145,6 +149,13 @@ class StorageBox:
                 }
                 return
             now = now or datetime.now(UTC)
+            # Seeded out of sight and moved into place when complete: a client never sees a repository
+            # with half its history (whose newest archive would look days overdue).
+            staging = self.home / ".seeding"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            for name in REPOS:
+                await self.borg("init", "--encryption=repokey", str(staging / name))
             plan: list[tuple[str, datetime, Path]] = []
             self.seeded_times = {
                 "k3s-db": seeded_history(now, 6, 0),
@@ -161,10 +172,14 @@ class StorageBox:
                     stamp,
                     "--compression",
                     "lz4",
-                    f"{self.repo(repo)}::{prefix}-{when.strftime('%Y-%m-%dT%H:%M')}",
+                    f"{staging / repo}::{prefix}-{when.strftime('%Y-%m-%dT%H:%M')}",
                     ".",
                     cwd=src,
                 )
+            for name in REPOS:
+                shutil.rmtree(self.repo(name), ignore_errors=True)
+                os.rename(staging / name, self.repo(name))
+            staging.rmdir()
             marker.write_text(
                 json.dumps({k: [t.isoformat() for t in v] for k, v in self.seeded_times.items()})
             )
@@ -199,6 +214,23 @@ class StorageBox:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)
             await proc.wait()
+
+    async def miss(self, repo: str, hours: float) -> list[str]:
+        """Delete the archives taken in the last ``hours``: as if those backups had never run.
+
+        The repository is then overdue by the clock, exactly as a stopped CronJob would leave it; the
+        archives are gone for real (``borg delete``), so every reader — the console, ``borg list`` — agrees.
+        """
+        listing = json.loads(await self.borg("list", "--json", str(self.repo(repo))))
+        cutoff = datetime.now(UTC) - timedelta(hours=hours)
+        names = [
+            a["name"]
+            for a in listing.get("archives", [])
+            if datetime.fromisoformat(a["start"]).replace(tzinfo=UTC) > cutoff
+        ]
+        for name in names:
+            await self.borg("delete", f"{self.repo(repo)}::{name}")
+        return names
 
     async def close(self) -> None:
         for repo in list(self.locks):

@@ -1,33 +1,55 @@
-"""The Textual app: mounts the dashboard, binds keys, runs the sources as workers — and owns no logic.
+"""The Textual app: mounts the dashboard, binds keys, runs the sources as a worker — and owns no logic.
 
 Data flows one way: sources -> :class:`~console.store.ClusterStore` -> coalesced notification ->
 snapshot -> the panels that depend on what changed.  The only timer refreshes the panels' "N s ago"
 labels; data is never redrawn on a clock.
+
+Keys: ``tab``/``shift+tab`` or ``1``–``9`` move between panels, ``/`` filters every panel's rows, ``?``
+shows help, ``ctrl+p`` opens the command palette (every action; mutating ones are hidden and refused in a
+read-only session), ``r`` looks again at the slow sources (Borg, PostgreSQL), ``q`` quits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from console.config import Config
 from console.model import Snapshot
 from console.snapshot import build
 from console.store import ClusterStore
+from screens.help import HelpScreen
 from screens.panels import PANELS, Panel
 
-HELP = (
-    "tab/shift+tab move between panels · ↑/↓ move in a panel · ctrl+p command palette · ? this help · q quit"
-)
+# Store keys that are not Kubernetes kinds, by the source that writes them.
+EXTRA_SOURCES = {
+    "probes": "http",
+    "dns": "dns",
+    "replication": "postgres",
+    "backups": "borg",
+    "hetzner": "hetzner",
+    "journal": "console",
+}
 
 
 class Banner(Static):
-    DEFAULT_CSS = "Banner { height: 1; background: $accent; color: $text; padding: 0 1; }"
+    DEFAULT_CSS = """
+    Banner { height: 1; background: $accent; color: $text; padding: 0 1; }
+    Banner.-real { background: $error; }
+    """
+
+
+class FilterInput(Input):
+    DEFAULT_CSS = (
+        "FilterInput { display: none; height: 3; margin: 0 1; } FilterInput.-shown { display: block; }"
+    )
 
 
 class Dashboard(App[None]):
@@ -36,8 +58,12 @@ class Dashboard(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
         Binding("question_mark", "help", "help"),
+        Binding("slash", "filter", "filter"),
+        Binding("r", "refresh", "refresh"),
+        Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("tab", "focus_next", "next panel", show=False),
         Binding("shift+tab", "focus_previous", "previous panel", show=False),
+        *[Binding(str(i + 1), f"panel({i})", show=False) for i in range(len(PANELS))],
     ]
 
     def __init__(self, config: Config, read_only: bool = False, start_sources: bool = True) -> None:
@@ -47,16 +73,21 @@ class Dashboard(App[None]):
         self.store = ClusterStore()
         self.snapshot: Snapshot | None = None
         self.start_sources = start_sources
-        self._sources: list[Any] = []
-        self._kube_api: Any = None
+        self.filter_text = ""
+        self.live: Any = None
+
+    # ---- layout ---------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         kind = "LAB" if self.config.lab else "REAL CLUSTER"
         mode = "read-only" if self.read_only else "read-write"
-        yield Banner(
+        banner = Banner(
             f"{kind} · {self.config.cluster.name} · context {self.config.kubernetes.context} · {mode}",
             id="banner",
         )
+        banner.set_class(not self.config.lab, "-real")
+        yield banner
+        yield FilterInput(placeholder="filter rows (Enter keeps it, Escape clears)", id="filter")
         with VerticalScroll():
             for panel_id in PANELS:
                 yield Panel(panel_id)
@@ -65,6 +96,7 @@ class Dashboard(App[None]):
     def on_mount(self) -> None:
         self.store.subscribe(self._changed)
         self.set_interval(1.0, self._ages)  # age labels only
+        self.query(Panel).first().table.focus()
         if self.start_sources:
             self.run_worker(
                 self._run_sources(),
@@ -75,52 +107,115 @@ class Dashboard(App[None]):
             )
 
     async def _run_sources(self) -> None:
-        # Imported here, off the first paint's critical path (kubernetes.aio and hcloud are heavy).
-        from console.model import SourceState
-        from console.sources.hetzner import HetznerSource
-        from console.sources.http import HttpSource
-        from console.sources.kube import KubeSource, api_client
+        # Imported here, off the first paint's critical path (kubernetes.aio, hcloud, asyncssh are heavy).
+        from console.live import LiveSources
 
-        kube_api = self._kube_api = await api_client(
-            self.config.kubernetes.kubeconfig or None, self.config.kubernetes.context
-        )
-        self._sources = [KubeSource(self.store, kube_api), HttpSource(self.store, self.config)]
-        try:
-            self._sources.append(HetznerSource(self.store, self.config))
-        except Exception as exc:
-            self.store.set_source("hetzner", SourceState.UNREACHABLE, str(exc))
-        for source in self._sources:
-            source.start()
-        from console.sources.kube import weak_db_credentials
+        self.live = LiveSources(self.store, self.config)
+        await self.live.start()
 
-        self.store.set_extra("weak_db_credentials", await weak_db_credentials(kube_api, self.config))
+    # ---- data -> panels -------------------------------------------------------------------------------
 
     def _changed(self, changed: set[str]) -> None:
+        keys = set()
+        for c in changed:
+            if c.startswith("source:"):
+                keys.add(c.removeprefix("source:"))
+            elif c in EXTRA_SOURCES:
+                keys.add(EXTRA_SOURCES[c])
+            else:
+                keys.add(f"kube:{c}")
         self.snapshot = build(self.store, self.config, self.config.kubernetes.context)
+        self._show(keys)
+
+    def _show(self, keys: set[str] | None) -> None:
+        """Re-render the panels whose sources changed (``None``: all of them, e.g. a new filter)."""
+        if self.snapshot is None:
+            return
         sources = {s.name: s for s in self.snapshot.sources}
         with self.batch_update():
             for panel in self.query(Panel):
-                if (
-                    not panel.sources
-                    or any(s in changed or f"source:{s}" in changed for s in panel.sources)
-                    or ("kube:pods" in panel.sources and "probes" in changed)
-                ):
-                    panel.show(self.snapshot, sources)
+                if keys is None or not panel.sources or any(s in keys for s in panel.sources):
+                    panel.show(self.snapshot, sources, self.filter_text)
 
     def _ages(self) -> None:
         for panel in self.query(Panel):
             if panel.updated_at is not None:
                 panel.refresh_age()
 
+    # ---- keys -----------------------------------------------------------------------------------------
+
     def action_help(self) -> None:
-        self.notify(HELP, title="keys", timeout=8)
+        self.push_screen(HelpScreen(self.read_only))
+
+    def action_panel(self, index: int) -> None:
+        panels = list(self.query(Panel))
+        if 0 <= index < len(panels):
+            panels[index].table.focus()
+            panels[index].scroll_visible()
+
+    def action_filter(self) -> None:
+        box = self.query_one(FilterInput)
+        box.add_class("-shown")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one(FilterInput)
+        if box.has_class("-shown") or self.filter_text:
+            box.value = ""
+            box.remove_class("-shown")
+            self.filter_text = ""
+            self._show(None)
+            self.query(Panel).first().table.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip().lower()
+        self._show(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.remove_class("-shown")
+        self.query(Panel).first().table.focus()
+
+    def action_refresh(self) -> None:
+        if self.live is not None:
+            for name in ("borg", "postgres"):
+                self.live.refresh(name)
+            self.notify("looking again at Borg and PostgreSQL", timeout=3)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette: every action this session may run, and the panels."""
+        yield from super().get_system_commands(screen)
+        from actions.registry import ACTIONS
+
+        for action in ACTIONS.values():
+            if action.mutating and self.read_only:
+                continue  # a read-only session neither shows nor runs it
+            yield SystemCommand(action.title, action.description, lambda a=action.name: self.start_action(a))
+        for i, (panel_id, spec) in enumerate(PANELS.items()):
+            yield SystemCommand(
+                f"Go to {spec[0].split(' (')[0]}",
+                f"panel {i + 1} ({panel_id})",
+                lambda i=i: self.action_panel(i),
+            )
+        yield SystemCommand("Filter rows", "type to filter every panel (/)", self.action_filter)
+        yield SystemCommand(
+            "Refresh slow sources", "look again at Borg and PostgreSQL now (r)", self.action_refresh
+        )
+
+    def start_action(self, name: str) -> None:
+        from actions.registry import ACTIONS, refused
+
+        reason = refused(ACTIONS[name], self.read_only)
+        if reason:
+            self.notify(reason, severity="error", timeout=6)
+            return
+        if name == "status":
+            self.action_refresh()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             self.notify(f"{event.worker.description}: {event.worker.error}", severity="error", timeout=10)
 
     async def on_unmount(self) -> None:
-        for source in self._sources:
-            await source.stop()
-        if self._kube_api is not None:
-            await self._kube_api.close()
+        if self.live is not None:
+            await self.live.stop()

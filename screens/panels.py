@@ -49,34 +49,89 @@ def workloads_rows(s: Snapshot) -> list[tuple[str, Row]]:
     out: list[tuple[str, Row]] = []
     for w in s.workloads:
         spread = " ".join(f"{nm.rsplit('-', 1)[-1]}:{w.nodes.count(nm)}" for nm in names)
+        if w.kind == "daemonset" or w.desired < 2:
+            holds = "-"
+        else:
+            holds = "spread" if len(set(w.nodes)) == len(w.nodes) and len(w.nodes) > 1 else "STACKED"
         out.append(
-            (f"{w.namespace}/{w.name}", (w.namespace, w.name, w.kind, f"{w.ready}/{w.desired}", spread))
+            (
+                f"{w.namespace}/{w.name}",
+                (w.namespace, w.name, w.kind, f"{w.ready}/{w.desired}", spread, holds),
+            )
         )
     return out
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return str(n)
 
 
 def database_rows(s: Snapshot) -> list[tuple[str, Row]]:
     db = s.database
     if db is None:
         return []
-    rows: list[tuple[str, Row]] = [
-        (
-            m.name,
-            (
-                m.name,
-                m.role,
-                m.node or "-",
-                "ready" if m.ready else "NOT READY",
-                f"timeline {db.timeline}" if m.role == "primary" else "",
-            ),
-        )
-        for m in db.members
-    ]
+    repl = {r.instance: r for r in db.replication}
+    rows: list[tuple[str, Row]] = []
+    for m in db.members:
+        r = repl.get(m.name)
+        if r is None:
+            wal, lag = "", ""
+        elif r.role == "primary":
+            wal, lag = f"primary, timeline {db.timeline}", f"LSN {r.lsn}"
+        elif r.role == "replica":
+            secs = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
+            wal, lag = r.state, f"{_bytes(r.lag_bytes)}{secs}"
+        else:
+            wal, lag = "unreachable", r.error or ""
+        rows.append((m.name, (m.name, m.role, m.node or "-", "ready" if m.ready else "NOT READY", wal, lag)))
     rows += [
-        (p.name, (p.name, "pooler", p.node or "-", "ready" if p.ready else "NOT READY", ""))
+        (p.name, (p.name, "pooler", p.node or "-", "ready" if p.ready else "NOT READY", "", ""))
         for p in db.poolers
     ]
     return rows
+
+
+def backups_rows(s: Snapshot) -> list[tuple[str, Row]]:
+    out: list[tuple[str, Row]] = []
+    for b in s.backups:
+        if b.error:
+            out.append((b.name, (b.name, b.schedule, "?", "?", b.error)))
+            continue
+        age = "never" if b.age_hours is None else f"{b.age_hours:.1f} h"
+        state = "OVERDUE" if b.overdue else "ok"
+        out.append((b.name, (b.name, b.schedule, f"{age} / {b.max_age_hours:g} h", state, b.retention)))
+    return out
+
+
+def ha_rows(s: Snapshot) -> list[tuple[str, Row]]:
+    return [
+        (
+            h.name,
+            (
+                h.name,
+                h.subject,
+                "holds" if h.holds else ("?" if h.holds is None else "DRIFTED"),
+                "; ".join(h.drift) or h.description,
+            ),
+        )
+        for h in s.ha
+    ]
+
+
+def timeline_rows(s: Snapshot) -> list[tuple[str, Row]]:
+    return [
+        (
+            f"{t.at}:{t.subject}:{t.reason}:{i}",
+            (t.at[11:19] or t.at, t.source, t.subject, ("! " if t.warning else "") + t.reason, t.message),
+        )
+        for i, t in enumerate(s.timeline)
+    ]
 
 
 def lb_rows(s: Snapshot) -> list[tuple[str, Row]]:
@@ -103,6 +158,25 @@ def cert_rows(s: Snapshot) -> list[tuple[str, Row]]:
     ]
 
 
+def endpoints_rows(s: Snapshot) -> list[tuple[str, Row]]:
+    rows: list[tuple[str, Row]] = []
+    for p in s.probes:
+        state = f"HTTP {p.status}" if p.status else (p.error or "no answer")
+        latency = "" if p.latency_ms is None else f"{p.latency_ms:.0f} ms"
+        rows.append(
+            (f"probe:{p.name}", (p.name, p.url, "ok" if p.ok else "FAILING", f"{state} {latency}".strip()))
+        )
+    lb_ip = s.load_balancer.public_ipv4 if s.load_balancer else None
+    for d in s.dns:
+        answers = ", ".join(d.answers) or d.error or "no answer"
+        ok = d.ok and (d.type != "A" or lb_ip is None or lb_ip in d.answers)
+        note = " (the load balancer)" if d.type == "A" and lb_ip in d.answers else ""
+        rows.append(
+            (f"dns:{d.name}:{d.type}", (f"DNS {d.type}", d.name, "ok" if ok else "WRONG", answers + note))
+        )
+    return rows
+
+
 def findings_rows(s: Snapshot) -> list[tuple[str, Row]]:
     marks = {Severity.CRITICAL: "!!", Severity.WARNING: "!", Severity.INFO: "i"}
     return [(f"{f.code}:{f.subject}", (marks[f.severity], f.code, f.subject, f.message)) for f in s.findings]
@@ -118,25 +192,53 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
     ),
     "workloads": (
         "Workloads (ready/desired, pods per node)",
-        ("namespace", "name", "kind", "ready", "spread"),
+        ("namespace", "name", "kind", "ready", "pods per node", "HA"),
         workloads_rows,
         ("kube:deployments", "kube:daemonsets", "kube:pods", "kube:nodes"),
     ),
     "database": (
         "Database",
-        ("instance", "role", "node", "state", ""),
+        ("instance", "role", "node", "pod", "WAL", "lag / position"),
         database_rows,
-        ("kube:clusters", "kube:pods"),
+        ("kube:clusters", "kube:pods", "postgres"),
     ),
     "lb": ("Load balancer", ("target", "port 80", "port 443"), lb_rows, ("hetzner",)),
+    "endpoints": (
+        "Endpoints (health URLs and DNS)",
+        ("check", "target", "state", "answer"),
+        endpoints_rows,
+        ("http", "dns", "hetzner"),
+    ),
     "certs": (
         "Certificates",
         ("namespace", "hosts", "days left", "ready"),
         cert_rows,
         ("kube:certificates",),
     ),
+    "backups": (
+        "Backups (Borg on the Storage Box)",
+        ("repository", "schedule", "newest / due", "state", "retention"),
+        backups_rows,
+        ("borg",),
+    ),
+    "ha": (
+        "HA drift (the seed's runtime patches)",
+        ("patch", "object", "state", "detail"),
+        ha_rows,
+        ("kube:deployments", "kube:poolers"),
+    ),
     "findings": ("Findings", ("", "code", "subject", "message"), findings_rows, ()),
+    "timeline": (
+        "Timeline (events and console actions)",
+        ("time", "from", "subject", "reason", "message"),
+        timeline_rows,
+        ("kube:events",),
+    ),
 }
+
+
+# Panels whose row order carries meaning (severity, time): rebuilt when it changes; the rest update in place.
+ORDERED = {"findings", "timeline"}
 
 
 class Panel(Vertical):
@@ -174,12 +276,14 @@ class Panel(Vertical):
     def table(self) -> DataTable[str]:
         return self.query_one(DataTable)
 
-    def show(self, snapshot: Snapshot, sources: dict[str, SourceStatus]) -> None:
+    def show(self, snapshot: Snapshot, sources: dict[str, SourceStatus], filter_text: str = "") -> None:
         table = self.table
         rows = dict(self.rows_fn(snapshot))
+        if filter_text:
+            rows = {k: v for k, v in rows.items() if filter_text in " ".join(v).lower()}
         present = {k.value for k in table.rows}
-        if self.panel_id == "findings" and set(rows) != present:
-            table.clear()  # severity order matters more than keeping rows: a few rows, rebuilt on change
+        if self.panel_id in ORDERED and list(rows) != [k.value for k in table.rows]:
+            table.clear()  # order matters more than keeping rows: a few rows, rebuilt on change
             present = set()
         for stale in [k for k in table.rows if k.value not in rows]:
             table.remove_row(stale)
@@ -189,7 +293,7 @@ class Panel(Vertical):
             if row_key in present:
                 for i, value in enumerate(padded):
                     if table.get_cell(row_key, str(i)) != value:
-                        table.update_cell(row_key, str(i), value)
+                        table.update_cell(row_key, str(i), value, update_width=True)
             else:
                 table.add_row(*padded, key=row_key)
         states = [sources[s] for s in self.sources if s in sources]

@@ -23,6 +23,14 @@ from lab.state import LabState, port_open, read_state
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The console's state (journal, reports, the Borg answer cache) goes to a directory of this run's
+    own, never the operator's ``~/.local/state/opsconsole``."""
+    import tempfile
+
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="opsconsole-test-state-")
+
+
 def opsconsole(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -1,8 +1,9 @@
 """Hetzner poller: servers and the load balancer (per-target, per-port health), within a budget.
 
 The ``hcloud`` library is synchronous, so each poll runs in a thread.  The live view may spend at most
-``poll_budget_fraction`` of the project's hourly requests (10 % of 3600 = 360/h): with two requests a poll,
-that is one poll every 20 s.  ``RateLimit-Remaining`` below a fifth of the limit doubles the interval, and
+``poll_budget_fraction`` of the project's hourly requests (10 % of 3600 = 360/h): with three requests a
+poll (servers, the load balancer, the firewall), that is one poll every 30 s.  ``RateLimit-Remaining``
+below a fifth of the limit doubles the interval, and
 a 429 waits for ``RateLimit-Reset`` — the rest of the budget belongs to actions.  The load balancer is
 fetched once with its targets' IDs; server names come from the same poll's server list, never from the
 partial ``LoadBalancerTarget.server`` objects (each of which would cost a GET).
@@ -20,7 +21,7 @@ from console.config import Config
 from console.model import SourceState
 from console.store import ClusterStore
 
-REQUESTS_PER_POLL = 2
+REQUESTS_PER_POLL = 3
 
 
 class HetznerSource:
@@ -69,8 +70,17 @@ class HetznerSource:
                         "health": health,
                     }
                 )
+        fw = self.client.firewalls.get_by_id(self.config.hetzner.firewall.id)
+        firewall = {
+            "name": fw.name,
+            "rules": [
+                {"direction": r.direction, "protocol": r.protocol, "port": r.port, "source_ips": r.source_ips}
+                for r in fw.rules or []
+            ],
+        }
         return {
             "servers": servers,
+            "firewall": firewall,
             "load_balancer": None
             if lb is None
             else {

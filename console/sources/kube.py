@@ -30,6 +30,7 @@ class Watched:
     group: str = ""
     version: str = "v1"
     plural: str = ""
+    field_selector: str = ""
 
     @property
     def custom(self) -> bool:
@@ -45,7 +46,12 @@ WATCHED = (
     Watched("networkpolicies", "networking.k8s.io", "v1", "networkpolicies"),
     Watched("clusters", "postgresql.cnpg.io", "v1", "clusters"),
     Watched("poolers", "postgresql.cnpg.io", "v1", "poolers"),
+    Watched("backups", "postgresql.cnpg.io", "v1", "backups"),
     Watched("certificates", "cert-manager.io", "v1", "certificates"),
+    Watched("events", plural="events"),
+    # Node heartbeats (kube-node-lease) change every 10 s per node and say nothing the node watch does not;
+    # the leases worth seeing are the locks (the console's own, the operators' leader elections).
+    Watched("leases", "coordination.k8s.io", "v1", "leases", "metadata.namespace!=kube-node-lease"),
 )
 
 
@@ -66,6 +72,8 @@ def _lister(api: client.ApiClient, w: Watched) -> Callable[..., Awaitable[Any]]:
     path = f"/apis/{w.group}/{w.version}/{w.plural}" if w.group else f"/api/{w.version}/{w.plural}"
 
     async def call(**params: Any) -> Any:
+        if w.field_selector:
+            params["fieldSelector"] = w.field_selector
         query = [
             (
                 (

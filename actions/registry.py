@@ -1,0 +1,34 @@
+"""Every action the console offers, in one table: the CLI's ``--action`` choices, the command palette
+and the read-only gate all read it, so a read-only session can neither see nor run a mutating action."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    name: str
+    title: str
+    description: str
+    mutating: bool
+
+
+ACTIONS: dict[str, ActionInfo] = {
+    a.name: a
+    for a in (
+        ActionInfo(
+            "status",
+            "Status snapshot",
+            "the dashboard's snapshot; exit 1 when a critical finding holds",
+            mutating=False,
+        ),
+    )
+}
+
+
+def refused(action: ActionInfo, read_only: bool) -> str | None:
+    """Why ``action`` may not run in this session, or None."""
+    if action.mutating and read_only:
+        return f"{action.name} changes the cluster and this session is read-only (--read-only)"
+    return None

@@ -1,0 +1,1 @@
+"""Thin async adapters over the real client libraries and tools (asyncssh, the borg CLI)."""
