@@ -109,6 +109,7 @@ class CnpgTwin:
         self.pooler_conns: set[asyncio.StreamWriter] = set()
         self.stopped_by_lab: set[str] = set()  # instances whose process is down (node off, crash, fence)
         self.receiver_paused: set[str] = set()
+        self.primary_seen_ready = False
         self.former_primaries: set[str] = set()  # need pg_rewind before they can follow
         self.ground: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -533,7 +534,15 @@ class CnpgTwin:
         if self.primary in fenced:
             self.not_ready_since = None
             return  # a fenced primary is stopped on purpose: no failover
-        if pod is None or pod_ready(pod) or not pod.get("status", {}).get("startTime"):
+        if pod is not None and pod_ready(pod):
+            self.primary_seen_ready = True
+        if (
+            pod is None
+            or pod_ready(pod)
+            or not pod.get("status", {}).get("startTime")
+            # A primary that has not yet been Ready is starting, not failing (CNPG waits for it too).
+            or not self.primary_seen_ready
+        ):
             self.not_ready_since = None
             return
         now = time.monotonic()
@@ -585,9 +594,15 @@ class CnpgTwin:
         async with await psycopg.AsyncConnection.connect(self.instances[name].dsn(), autocommit=True) as conn:
             await conn.execute("SELECT pg_promote(true, 60)")
         self.primary = name
+        self.primary_seen_ready = False
         self.former_primaries.add(old)
         self.former_primaries.discard(name)
         self.not_ready_since = None
+        if reason == "failover" and old not in self.stopped_by_lab and await self.instances[old].running():
+            # The old primary may still run (only its readiness failed): its instance manager shuts it
+            # down at once, so two primaries never accept writes; reconcile rejoins it with pg_rewind.
+            await self.instances[old].stop("immediate")
+            self.stopped_by_lab.add(old)
         self.drop_pooler_connections()
         self._label(name, "primary")
         self._label(old, "replica")

@@ -9,6 +9,7 @@ from pathlib import Path
 from console.config import load_config
 from lab.state import LabState
 from screens.app import Dashboard
+from screens.help import HelpScreen
 from screens.panels import Panel
 from tests.conftest import kubectl
 
@@ -17,7 +18,9 @@ async def _until(pilot, predicate, timeout: float, what: str) -> None:  # type: 
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            app = pilot.app
+            seen = {p.panel_id: (p.state.value, p.error, _rows(app, p.panel_id)) for p in app.query(Panel)}
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; panels: {seen}")
         await pilot.pause(0.05)
 
 
@@ -57,20 +60,87 @@ async def test_panels_fill_and_follow_a_pod_change(lab: LabState) -> None:
             60,
             "staging back to one replica",
         )
-        await pilot.press("question_mark")
         await pilot.press("q")
         await asyncio.sleep(0)
+
+
+async def test_every_panel_fills_from_its_source(lab: LabState) -> None:
+    """Each panel's rows come from its own live source: watches, Hetzner, PostgreSQL over SSH, Borg, DNS."""
+    app = Dashboard(load_config(Path(lab.files["console_config"])))
+    async with app.run_test(size=(160, 60)) as pilot:
+        await _until(
+            pilot,
+            lambda: any(r[4] == "streaming" for r in _rows(app, "database").values()),
+            60,
+            "the replica streaming, as PostgreSQL reports it",
+        )
+        primary = next(r for r in _rows(app, "database").values() if r[1] == "primary")
+        assert primary[4].startswith("primary, timeline") and primary[5].startswith("LSN ")
+        await _until(pilot, lambda: len(_rows(app, "backups")) == 2, 90, "both Borg repositories")
+        await _until(
+            pilot,
+            lambda: all(r[3] == "ok" for r in _rows(app, "backups").values()),
+            90,
+            "fresh backups (the Storage Box seeds its history in the background)",
+        )
+        assert {r[0] for r in _rows(app, "backups").values()} == {"k3s-db", "k3s-cluster"}
+        assert all("kept" in r[4] for r in _rows(app, "backups").values())
+        await _until(pilot, lambda: len(_rows(app, "ha")) == 4, 30, "the four HA patches")
+        assert all(r[2] == "holds" for r in _rows(app, "ha").values()), _rows(app, "ha")
+        await _until(pilot, lambda: len(_rows(app, "endpoints")) == 5, 30, "two probes and three DNS records")
+        endpoints = _rows(app, "endpoints")
+        assert (
+            endpoints["dns:docfast.dev:A"][2] == "ok" and "load balancer" in endpoints["dns:docfast.dev:A"][3]
+        )
+        assert endpoints["probe:prod"][2] == "ok"
+        await _until(pilot, lambda: len(_rows(app, "timeline")) > 5, 30, "events in the timeline")
+        assert len(_rows(app, "certs")) == 2
+        workloads = _rows(app, "workloads")
+        assert workloads["docfast/docfast"][5] == "spread"
+        assert workloads["kube-system/coredns"][4] == "mgr:1 w1:1 w2:1"
+        for panel in app.query(Panel):
+            assert panel.state.value == "ok", (panel.panel_id, panel.state, panel.error)
+            assert "s ago" in str(panel.query_one(".panel-meta").render())
+
+        # "/" filters every panel at once; Escape clears it.
+        await pilot.press("slash", *"k3s-w1")
+        await _until(pilot, lambda: list(_rows(app, "nodes")) == ["k3s-w1"], 5, "the filter to leave k3s-w1")
+        assert all("k3s-w1" in " ".join(r).lower() for r in _rows(app, "database").values())
+        await pilot.press("enter", "escape")
+        await _until(pilot, lambda: len(_rows(app, "nodes")) == 3, 5, "the filter cleared")
+
+        # "?" shows help over the dashboard; Escape returns.
+        await pilot.press("question_mark")
+        await _until(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the help screen")
+        assert "filter" in str(app.screen.query_one("#help-text").render())
+        await pilot.press("escape")
+        await _until(pilot, lambda: not isinstance(app.screen, HelpScreen), 5, "help to close")
+
+        # Number keys jump between panels.
+        await pilot.press("3")
+        assert app.focused is app.query_one("#panel-database", Panel).table
+
+        # The command palette lists the actions and the panels.
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Status snapshot" in titles and "Go to Backups" in titles and "Filter rows" in titles
+        await pilot.press("q")
 
 
 async def test_forbidden_panels_for_the_deployer(lab: LabState, tmp_path: Path) -> None:
     text = Path(lab.files["console_config"]).read_text().replace('context = "admin"', 'context = "deployer"')
     path = tmp_path / "deployer.toml"
     path.write_text(text)
-    app = Dashboard(load_config(path))
+    app = Dashboard(load_config(path), read_only=True)
     async with app.run_test(size=(160, 60)) as pilot:
+        assert "read-only" in str(app.query_one("#banner").render())
         nodes = app.query_one("#panel-nodes", Panel)
         await _until(pilot, lambda: nodes.state.value == "forbidden", 30, "the nodes panel to say forbidden")
         assert nodes.has_class("-forbidden")
         meta = str(nodes.query_one(".panel-meta").render())
         assert "forbidden" in meta
+        # The deployer may not read the database's secrets: the replication panel says so, the app runs.
+        database = app.query_one("#panel-database", Panel)
+        await _until(pilot, lambda: database.state.value == "forbidden", 30, "the database panel forbidden")
+        workloads = app.query_one("#panel-workloads", Panel)
+        assert workloads.state.value in ("forbidden", "ok")
         await pilot.press("q")

@@ -106,6 +106,9 @@ def judge(repo: BorgRepository, archives: list[dict[str, Any]], now: datetime) -
     )
 
 
+RETRY_S = 10.0
+
+
 class BorgSource:
     name = "borg"
 
@@ -173,6 +176,7 @@ class BorgSource:
 
     async def _loop(self) -> None:
         use_cache = True  # the first look may reuse a recent answer; later ones are due by the clock
+        retry = RETRY_S
         while True:
             try:
                 await self.poll(use_cache=use_cache and not self._wake.is_set())
@@ -183,7 +187,16 @@ class BorgSource:
                 self.store.set_source(self.name, SourceState.UNREACHABLE, str(exc).splitlines()[0][:200])
             self.synced.set()
             self._wake.clear()
+            # A failed look (unreachable box, missing repository) is retried sooner, backing off to the
+            # interval; a good one waits the whole interval.
+            failed = any(b.error for b in self.store.extra.get("backups") or ())
+            wait = (
+                min(retry, self.config.backups.poll_interval_s)
+                if failed
+                else self.config.backups.poll_interval_s
+            )
+            retry = retry * 2 if failed else RETRY_S
             try:
-                await asyncio.wait_for(self._wake.wait(), self.config.backups.poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass

@@ -1,0 +1,214 @@
+"""SVG snapshot tests of the dashboard and the help screen at a fixed terminal size (pytest-textual-snapshot).
+
+The store is filled with a fixed cluster state (the seed's, with one drifted patch, a lagging replica and
+an overdue backup) and the panels' clock is frozen, so the picture changes only when the rendering does.
+Live data is covered by the Pilot tests against the lab; this guards layout, columns and colours.
+Update after an intended change with ``pytest tests/test_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import types
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import console.snapshot
+import screens.panels
+from console.config import load_config
+from console.model import BackupRepo, DnsCheck, Probe, Replication, SourceState
+from screens.app import Dashboard
+from tests.conftest import ROOT
+
+NOW = 1_800_000_000.0
+SIZE = (150, 100)
+
+
+def _node(name: str, ip: str, role: str | None) -> dict[str, Any]:
+    labels = {f"node-role.kubernetes.io/{role}": "true"} if role else {}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}
+        if role
+        else {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": "InternalIP", "address": ip}],
+            "nodeInfo": {"kubeletVersion": "v1.34.4+k3s1"},
+        },
+    }
+
+
+def _pod(ns: str, name: str, node: str, owner: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": ns,
+            "name": name,
+            "labels": labels or {},
+            "ownerReferences": [{"name": owner}],
+        },
+        "spec": {"nodeName": node},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def _deployment(ns: str, name: str, replicas: int, **template: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": name}], **template}}},
+        "status": {"readyReplicas": replicas},
+    }
+
+
+def fill(app: Dashboard) -> None:
+    """The seed's cluster at one fixed moment."""
+    s = app.store
+    s.replace("nodes", [_node("k3s-mgr", "10.0.1.5", "control-plane"), _node("k3s-w1", "10.0.1.6", None),
+                        _node("k3s-w2", "10.0.1.7", None)])  # fmt: skip
+    s.replace(
+        "pods",
+        [
+            _pod("docfast", "docfast-5d9c-a1", "k3s-w1", "docfast-5d9c"),
+            _pod("docfast", "docfast-5d9c-b2", "k3s-w2", "docfast-5d9c"),
+            _pod("postgres", "main-db-1", "k3s-w1", "main-db", {"role": "primary"}),
+            _pod("postgres", "main-db-2", "k3s-w2", "main-db", {"role": "replica"}),
+            _pod("postgres", "main-db-pooler-77f-x1", "k3s-w1", "main-db-pooler-77f"),
+            _pod("postgres", "main-db-pooler-77f-y2", "k3s-w2", "main-db-pooler-77f"),
+        ],
+    )
+    s.replace(
+        "deployments",
+        [
+            _deployment("docfast", "docfast", 2),
+            _deployment("kube-system", "coredns", 1),  # the stock manifest is back: drift
+            _deployment(
+                "cnpg-system",
+                "cnpg-controller-manager",
+                2,
+                topologySpreadConstraints=[
+                    {"topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
+                ],
+            ),
+        ],
+    )
+    s.replace("daemonsets", [])
+    s.replace("poolers", [])
+    s.replace("poddisruptionbudgets", [])
+    s.replace("networkpolicies", [])
+    s.replace(
+        "clusters",
+        [
+            {
+                "metadata": {"namespace": "postgres", "name": "main-db"},
+                "status": {
+                    "phase": "Cluster in healthy state",
+                    "currentPrimary": "main-db-1",
+                    "timelineID": 1,
+                    "instances": 2,
+                    "readyInstances": 2,
+                    "instanceNames": ["main-db-1", "main-db-2"],
+                },
+            }
+        ],
+    )
+    not_after = (datetime.now(UTC) + timedelta(days=60, hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    s.replace(
+        "certificates",
+        [
+            {
+                "metadata": {"namespace": "docfast", "name": "docfast.dev-tls"},
+                "spec": {"dnsNames": ["docfast.dev"]},
+                "status": {"notAfter": not_after, "conditions": [{"type": "Ready", "status": "True"}]},
+            }
+        ],
+    )
+    s.replace(
+        "events",
+        [
+            {
+                "lastTimestamp": "2026-11-29T10:00:00Z",
+                "involvedObject": {"kind": "Pod", "namespace": "postgres", "name": "main-db-2"},
+                "reason": "Started",
+                "message": "Started container postgres",
+                "type": "Normal",
+            }
+        ],
+    )
+    s.set_extra(
+        "hetzner",
+        {
+            "servers": {121365837: {"name": "k3s-mgr", "status": "running"},
+                        121365839: {"name": "k3s-w1", "status": "running"},
+                        121365840: {"name": "k3s-w2", "status": "running"}},
+            "load_balancer": {
+                "name": "k3s-lb",
+                "ip": "46.225.37.135",
+                "targets": [
+                    {"server_id": 121365839, "name": "k3s-w1", "health": [(80, "healthy"), (443, "healthy")]},
+                    {"server_id": 121365840, "name": "k3s-w2", "health": [(80, "healthy"), (443, "healthy")]},
+                ],
+                "health_check": (15, 10, 3),
+            },
+            "rate": {"RateLimit-Limit": 3600, "RateLimit-Remaining": 3571},
+        },
+    )  # fmt: skip
+    s.set_extra(
+        "probes",
+        (
+            Probe("prod", "https://docfast.dev/health", True, 200, 41.0),
+            Probe("staging", "https://staging.docfast.dev/health", True, 200, 44.0),
+        ),
+    )
+    s.set_extra("dns", (DnsCheck("docfast.dev", "A", "46.225.37.135", ("46.225.37.135",), True),))
+    s.set_extra(
+        "replication",
+        (
+            Replication("main-db-1", "primary", "primary", "0/5000060", 0, 0.0),
+            Replication("main-db-2", "replica", "streaming", "0/4000000", 16 * 1048576 + 96, 2.5),
+        ),
+    )
+    s.set_extra(
+        "backups",
+        (
+            BackupRepo("k3s-db", "db", "0 */6 * * *", 6, 15, "db-2026-11-29T00:00", "2026-11-29T00:00:00Z",
+                       9.5, True, True, "15 kept (7 daily + 4 weekly)"),
+            BackupRepo("k3s-cluster", "cluster", "0 3 * * *", 24, 11, "cluster-2026-11-29T03:00",
+                       "2026-11-29T03:00:00Z", 6.5, False, True, "11 kept (7 daily + 4 weekly)"),
+        ),
+    )  # fmt: skip
+    s.extra["weak_db_credentials"] = True
+    for name in (
+        "kubernetes",
+        "http",
+        "dns",
+        "postgres",
+        "borg",
+        "hetzner",
+        *(f"kube:{k}" for k in s.objects),
+    ):
+        s.set_source(name, SourceState.OK, at=NOW - 5)
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = types.SimpleNamespace(time=lambda: NOW)
+    monkeypatch.setattr(screens.panels, "time", clock)
+    monkeypatch.setattr(console.snapshot, "time", clock)
+
+
+def _app() -> Dashboard:
+    return Dashboard(load_config(Path(ROOT / "config.toml")), start_sources=False)
+
+
+def test_dashboard_snapshot(snap_compare: Any, frozen_clock: None) -> None:
+    async def before(pilot: Any) -> None:
+        fill(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_help_snapshot(snap_compare: Any, frozen_clock: None) -> None:
+    assert snap_compare(_app(), terminal_size=(120, 40), press=["question_mark"])
