@@ -65,10 +65,6 @@ class LabDns:
                 except Exception:  # a malformed query gets no answer, as from a real server
                     log.debug("bad DNS query from %s", addr)
 
-        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(LOOPBACK, 0))
-        self._udp = transport
-        self.port = int(transport.get_extra_info("sockname")[1])
-
         async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 size = struct.unpack("!H", await reader.readexactly(2))[0]
@@ -80,8 +76,18 @@ class LabDns:
             finally:
                 writer.close()
 
-        self._tcp = await asyncio.start_server(tcp, LOOPBACK, self.port)
-        return self.port
+        # UDP and TCP on one port number: a free UDP port may be taken for TCP, so try again if it is.
+        for _ in range(20):
+            transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(LOOPBACK, 0))
+            port = int(transport.get_extra_info("sockname")[1])
+            try:
+                self._tcp = await asyncio.start_server(tcp, LOOPBACK, port)
+            except OSError:
+                transport.close()
+                continue
+            self._udp, self.port = transport, port
+            return port
+        raise OSError("no port free for both UDP and TCP on loopback")
 
     def close(self) -> None:
         if self._udp is not None:

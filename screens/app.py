@@ -11,6 +11,8 @@ read-only session), ``r`` looks again at the slow sources (Borg, PostgreSQL), ``
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -18,6 +20,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
@@ -37,6 +40,24 @@ EXTRA_SOURCES = {
     "hetzner": "hetzner",
     "journal": "console",
 }
+
+
+MIN_BUILD_INTERVAL_S = 0.05
+
+
+def _import_clients() -> None:
+    import importlib
+
+    for name in (
+        "console.sources.kube",
+        "console.sources.hetzner",
+        "console.sources.pg",
+        "console.sources.borg",
+        "console.sources.dns",
+        "console.sources.http",
+        "console.live",
+    ):
+        importlib.import_module(name)
 
 
 class Banner(Static):
@@ -75,6 +96,9 @@ class Dashboard(App[None]):
         self.start_sources = start_sources
         self.filter_text = ""
         self.live: Any = None
+        self._pending_keys: set[str] = set()
+        self._build_timer: Timer | None = None
+        self._last_build = 0.0
 
     # ---- layout ---------------------------------------------------------------------------------------
 
@@ -107,7 +131,9 @@ class Dashboard(App[None]):
             )
 
     async def _run_sources(self) -> None:
-        # Imported here, off the first paint's critical path (kubernetes.aio, hcloud, asyncssh are heavy).
+        # The client libraries take ~1.5 s to import (kubernetes.aio, hcloud, asyncssh, psycopg): in a
+        # thread, after the first paint, so the event loop keeps answering keys meanwhile.
+        await asyncio.to_thread(_import_clients)
         from console.live import LiveSources
 
         self.live = LiveSources(self.store, self.config)
@@ -116,14 +142,30 @@ class Dashboard(App[None]):
     # ---- data -> panels -------------------------------------------------------------------------------
 
     def _changed(self, changed: set[str]) -> None:
-        keys = set()
+        """Coalesce: at most one snapshot per ``MIN_BUILD_INTERVAL_S``; changes meanwhile join the next.
+
+        One change on a quiet cluster renders at once; 200 pod updates a second on 10,000 pods become
+        twenty builds a second, so keys stay answered and the view stays well under a second behind.
+        """
         for c in changed:
             if c.startswith("source:"):
-                keys.add(c.removeprefix("source:"))
+                self._pending_keys.add(c.removeprefix("source:"))
             elif c in EXTRA_SOURCES:
-                keys.add(EXTRA_SOURCES[c])
+                self._pending_keys.add(EXTRA_SOURCES[c])
             else:
-                keys.add(f"kube:{c}")
+                self._pending_keys.add(f"kube:{c}")
+        if self._build_timer is not None:
+            return
+        wait = self._last_build + MIN_BUILD_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            self._build_timer = self.set_timer(wait, self._rebuild)
+        else:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._build_timer = None
+        self._last_build = time.monotonic()
+        keys, self._pending_keys = self._pending_keys, set()
         self.snapshot = build(self.store, self.config, self.config.kubernetes.context)
         self._show(keys)
 
