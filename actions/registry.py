@@ -23,6 +23,18 @@ ACTIONS: dict[str, ActionInfo] = {
             "the dashboard's snapshot; exit 1 when a critical finding holds",
             mutating=False,
         ),
+        ActionInfo(
+            "drill",
+            "Failover drill",
+            "a failover drill (--scenario, --target): preflight, probes, fault, recovery, rollback, report",
+            mutating=True,
+        ),
+        ActionInfo(
+            "recover",
+            "Recover an unfinished action",
+            "roll back what a killed console left applied (from the journal), then wait for steady state",
+            mutating=True,
+        ),
     )
 }
 

@@ -14,7 +14,7 @@ import sys
 from enum import IntEnum
 from pathlib import Path
 
-from actions.registry import ACTIONS
+from actions.registry import ACTIONS, refused
 from console.config import Config, ConfigError, default_config_path, load_config
 
 
@@ -49,6 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="with --action: machine-readable output on stdout")
     p.add_argument("--read-only", action="store_true", help="refuse every mutating action")
+    drill = p.add_argument_group("drills (--action drill)")
+    drill.add_argument(
+        "--scenario",
+        choices=["node-down", "node-drain", "db-switchover", "db-primary-kill", "pooler-kill"],
+        help="what to break",
+    )
+    drill.add_argument("--target", help="node, instance or pooler pod (default: the scenario's usual one)")
+    drill.add_argument(
+        "--mode", choices=["hard", "graceful"], default="hard", help="node-down: power off or shut down"
+    )
+    drill.add_argument("--force", action="store_true", help="run past failed non-critical checks (logged)")
+    p.add_argument("--yes", action="store_true", help="with a mutating --action: confirm it (scripts)")
+    p.add_argument("--dry-run", action="store_true", help="with --action: preflight and plan only")
     return p
 
 
@@ -81,17 +94,36 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def run_action(name: str, config: Config, as_json: bool) -> int:
+def run_action(name: str, config: Config, args: argparse.Namespace) -> int:
     import asyncio
 
-    from console.headless import print_status
+    from console.headless import EventPrinter, print_status
 
+    as_json = bool(args.json)
+    info = ACTIONS[name]
+    if info.mutating and args.read_only:
+        print(f"opsconsole: {refused(info, True)}", file=sys.stderr)
+        return ExitCode.REFUSED
     if name == "status":
         from actions.status import collect
 
         snap = asyncio.run(collect(config))
         print_status(snap, as_json)
         return int(ExitCode.FAILED if snap.critical else ExitCode.OK)
+    if name == "drill":
+        from actions.drill import DrillRequest, run_headless
+
+        if not args.scenario:
+            print("opsconsole: --action drill needs --scenario (see --help)", file=sys.stderr)
+            return ExitCode.USAGE
+        request = DrillRequest(args.scenario, args.target, args.mode, bool(args.force))
+        return asyncio.run(
+            run_headless(config, request, EventPrinter(as_json), bool(args.yes), bool(args.dry_run))
+        )
+    if name == "recover":
+        from actions.recover import recover
+
+        return asyncio.run(recover(config, EventPrinter(as_json), bool(args.yes)))
     return int(ExitCode.USAGE)
 
 
@@ -140,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OK
     if args.action:
         try:
-            return run_action(str(args.action), config, bool(args.json))
+            return run_action(str(args.action), config, args)
         except ConfigError as exc:
             print(f"opsconsole: {exc}", file=sys.stderr)
             return ExitCode.USAGE

@@ -201,6 +201,22 @@ class SloConfig(_Model):
     health_checks_required: int = 4
 
 
+class DrillConfig(_Model):
+    """How drills probe and lock.  The lock is a Lease in ``lock_namespace`` (every console of this cluster
+    must agree on it); a holder that stops renewing loses it after ``lease_duration_s``."""
+
+    probe_interval_s: float = Field(0.5, gt=0, le=5)
+    probe_timeout_s: float = Field(3.0, gt=0, le=30)
+    lock_namespace: str = "kube-system"
+    lock_name: str = "opsconsole-lock"
+    lease_duration_s: int = Field(15, ge=5, le=300)
+    # How long the cluster may take to return to full steady state after the rollback.
+    steady_timeout_s: float = Field(300.0, gt=0)
+    # While a drill runs, the Hetzner poller looks every this many seconds (the action's budget, not the
+    # live view's): load-balancer target health is part of the observation.
+    hetzner_poll_s: float = Field(5.0, ge=1)
+
+
 class SshConfig(_Model):
     """The operator's own OpenSSH client config: node aliases (``nodes[].ssh_host``) resolve through it."""
 
@@ -264,6 +280,7 @@ class Config(_Model):
     ssh: SshConfig = SshConfig()
     ha: HaConfig = HaConfig()
     release: ReleaseConfig = ReleaseConfig()
+    drill: DrillConfig = DrillConfig()
     lab: LabMarker | None = None
 
     @model_validator(mode="after")

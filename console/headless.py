@@ -76,3 +76,63 @@ def print_status(snap: Snapshot, as_json: bool, out: TextIO = sys.stdout) -> Non
     for f in snap.findings:
         w(f"{f.severity.value:<9}  {f.code} {f.subject}: {f.message}\n")
     w("verdict:   " + ("CRITICAL" if snap.critical else "healthy") + "\n")
+
+
+class EventPrinter:
+    """Prints an action's events: JSON lines (``--json``: every event, the report last) or human text.
+
+    Human text shows probe samples only when a probe changes state (DOWN at …, UP after …), so a drill's
+    600 samples read as a handful of lines.
+    """
+
+    def __init__(self, as_json: bool, out: TextIO = sys.stdout) -> None:
+        self.as_json = as_json
+        self.out = out
+        self._probe_state: dict[str, tuple[bool, float]] = {}
+
+    def __call__(self, event: Any) -> None:
+        if self.as_json:
+            doc = {"kind": event.kind, **to_jsonable(event)}
+            self.out.write(json.dumps(doc, default=str) + "\n")
+            self.out.flush()
+            return
+        text = self._human(event)
+        if text:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def _human(self, e: Any) -> str | None:
+        kind = e.kind
+        if kind == "Check":
+            mark = "ok  " if e.ok else ("FAIL" if e.critical else "warn")
+            return f"preflight {mark} {e.name}: {e.why}"
+        if kind == "ProbeSample":
+            prev = self._probe_state.get(e.probe)
+            if prev is None or prev[0] != e.ok:
+                self._probe_state[e.probe] = (e.ok, e.at)
+                if prev is None:
+                    return None if e.ok else f"probe {e.probe} failing: {e.error}"
+                if e.ok:
+                    return f"probe {e.probe} UP after {e.at - prev[1]:.1f} s"
+                return f"probe {e.probe} DOWN: {e.error}"
+            return None
+        if kind == "Observation":
+            return f"observed  {e.subject}: {e.what}"
+        if kind == "StepStarted":
+            return f"step      {e.step}: {e.title}"
+        if kind == "StepFinished":
+            return f"step      {e.step}: {'done' if e.ok else 'FAILED'} — {e.detail}"
+        if kind == "Log":
+            return f"{e.level:<9} {e.message}"
+        if kind == "Finished":
+            lines = [f"verdict   {e.verdict}: {e.summary}"]
+            for s in e.report.get("slos", []):
+                unit = s.get("unit", "s")
+                measured = "—" if s["measured"] is None else f"{s['measured']} {unit}"
+                lines.append(
+                    f"slo       {s['verdict']:<4} {s['slo']}: {measured} (bound {s['bound']} {unit})"
+                )
+            if e.report_path:
+                lines.append(f"report    {e.report_path}")
+            return "\n".join(lines)
+        return None

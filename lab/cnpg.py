@@ -111,6 +111,9 @@ class CnpgTwin:
         self.receiver_paused: set[str] = set()
         self.primary_seen_ready = False
         self.former_primaries: set[str] = set()  # need pg_rewind before they can follow
+        # Instances whose pod is terminating or deleted: their container (PostgreSQL) is gone until a
+        # re-created pod starts (CNPG re-creates it on the same PVC, so on the same node).
+        self.pod_gone: set[str] = set()
         self.ground: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -121,6 +124,7 @@ class CnpgTwin:
             "secrets": ("", "v1", "secrets"),
             "services": ("", "v1", "services"),
             "pods": ("", "v1", "pods"),
+            "nodes": ("", "v1", "nodes"),
             "deployments": ("apps", "v1", "deployments"),
         }.items():
             res = registry.get(g, v, p)
@@ -226,14 +230,7 @@ class CnpgTwin:
             },
         )
         self.cluster_uid = cluster["metadata"]["uid"]
-        owner = {
-            "apiVersion": "postgresql.cnpg.io/v1",
-            "kind": "Cluster",
-            "name": self.name,
-            "uid": self.cluster_uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
+        owner = self._owner()
         for suffix, selector in (
             ("rw", {"cnpg.io/cluster": self.name, "role": "primary"}),
             ("ro", {"cnpg.io/cluster": self.name, "role": "replica"}),
@@ -256,56 +253,7 @@ class CnpgTwin:
                 },
             )
         for name, node in self.nodes.items():
-            role = "primary" if name == self.primary else "replica"
-            s.create(
-                self.res["pods"],
-                {
-                    "metadata": {
-                        "name": name,
-                        "namespace": self.ns,
-                        "ownerReferences": [owner],
-                        "labels": {
-                            "cnpg.io/cluster": self.name,
-                            "cnpg.io/instanceName": name,
-                            "cnpg.io/instanceRole": role,
-                            "role": role,
-                            "cnpg.io/podRole": "instance",
-                        },
-                    },
-                    "spec": {
-                        "nodeName": node,
-                        "containers": [
-                            {
-                                "name": "postgres",
-                                "image": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
-                                "ports": [{"containerPort": 5432, "name": "postgresql"}],
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/readyz", "port": 8000},
-                                    "periodSeconds": 10,
-                                    "failureThreshold": 3,
-                                    "timeoutSeconds": 5,
-                                },
-                            }
-                        ],
-                        "terminationGracePeriodSeconds": 1800,
-                        "tolerations": [
-                            {
-                                "key": "node.kubernetes.io/not-ready",
-                                "operator": "Exists",
-                                "effect": "NoExecute",
-                                "tolerationSeconds": 300,
-                            },
-                            {
-                                "key": "node.kubernetes.io/unreachable",
-                                "operator": "Exists",
-                                "effect": "NoExecute",
-                                "tolerationSeconds": 300,
-                            },
-                        ],
-                    },
-                    "status": {"phase": "Pending"},
-                },
-            )
+            s.create(self.res["pods"], self._instance_pod(name, node, pinned=True))
         pooler = s.create(
             self.res["poolers"],
             {
@@ -354,6 +302,32 @@ class CnpgTwin:
                 }
             ]
             s.update(self.res["deployments"], deploy, force=True)
+        # CNPG serves each Pooler through a Service of the Pooler's name (what applications connect to).
+        s.create(
+            self.res["services"],
+            {
+                "metadata": {
+                    "name": db.pooler,
+                    "namespace": self.ns,
+                    "labels": {"cnpg.io/poolerName": db.pooler},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "postgresql.cnpg.io/v1",
+                            "kind": "Pooler",
+                            "name": db.pooler,
+                            "uid": pooler["metadata"]["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "spec": {
+                    "type": "ClusterIP",
+                    "selector": {"cnpg.io/poolerName": db.pooler},
+                    "ports": [{"name": "pgbouncer", "port": 5432, "targetPort": 5432, "protocol": "TCP"}],
+                },
+            },
+        )
         s.update(
             self.res["poolers"],
             {
@@ -370,6 +344,88 @@ class CnpgTwin:
             subresource="status",
             force=True,
         )
+
+    def _owner(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "postgresql.cnpg.io/v1",
+            "kind": "Cluster",
+            "name": self.name,
+            "uid": self.cluster_uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def _instance_pod(self, name: str, node: str, pinned: bool) -> dict[str, Any]:
+        """An instance pod as CNPG creates it.  Its PVC is local-path storage on ``node``: the first pod is
+        placed there directly; a re-created pod carries the volume's node affinity and goes through the
+        scheduler, so it stays Pending while that node is cordoned or gone (as on the real cluster)."""
+        db = self.config.database
+        role = "primary" if name == self.primary else "replica"
+        owner = self._owner()
+        pod: dict[str, Any] = {
+            "metadata": {
+                "name": name,
+                "namespace": self.ns,
+                "ownerReferences": [owner],
+                "labels": {
+                    "cnpg.io/cluster": self.name,
+                    "cnpg.io/instanceName": name,
+                    "cnpg.io/instanceRole": role,
+                    "role": role,
+                    "cnpg.io/podRole": "instance",
+                },
+            },
+            "spec": {
+                "nodeName": node,
+                "containers": [
+                    {
+                        "name": "postgres",
+                        "image": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
+                        "ports": [{"containerPort": 5432, "name": "postgresql"}],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/readyz", "port": 8000},
+                            "periodSeconds": 10,
+                            "failureThreshold": 3,
+                            "timeoutSeconds": 5,
+                        },
+                    }
+                ],
+                "terminationGracePeriodSeconds": 1800,
+                "tolerations": [
+                    {
+                        "key": "node.kubernetes.io/not-ready",
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": 300,
+                    },
+                    {
+                        "key": "node.kubernetes.io/unreachable",
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": 300,
+                    },
+                ],
+            },
+            "status": {"phase": "Pending"},
+        }
+        if pinned:
+            pod["spec"]["nodeName"] = node
+        else:
+            pod["spec"].pop("nodeName", None)
+            pod["spec"]["affinity"] = {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            }
+        return pod
 
     # ---- data plane hooks ----------------------------------------------------------------------------
 
@@ -483,12 +539,58 @@ class CnpgTwin:
             return set()
         return set(self.instances) if "*" in names else names
 
+    def _track_pods(self) -> None:
+        """Follow instance pods: a deleted or terminating pod stops its PostgreSQL; a deleted one is
+        re-created (Pending until its node is schedulable); a re-created one that started brings it back."""
+        for name, node in self.nodes.items():
+            pod = self.store.find(self.res["pods"], self.ns, name)
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
+                if name not in self.pod_gone:
+                    self.pod_gone.add(name)
+                    self.ground.append({"at": time.time(), "event": "pod-gone", "instance": name})
+                if pod is None:
+                    self.store.create(self.res["pods"], self._instance_pod(name, node, pinned=False))
+            elif name in self.pod_gone and pod.get("status", {}).get("startTime"):
+                self.pod_gone.discard(name)
+
+    def _maybe_switchover_from_cordoned(self) -> None:
+        """The maintenance path: a primary on a cordoned node is switched over to a replica on a
+        schedulable node, so a drain can then evict it (CNPG does this ahead of the drain; its primary
+        PodDisruptionBudget holds the eviction meanwhile)."""
+        status = self._cluster_obj().get("status") or {}
+        if status.get("phase") != HEALTHY or status.get("targetPrimary") not in (None, self.primary):
+            return
+        node = self.store.find(self.res["nodes"], None, self.nodes[self.primary])
+        if node is None or not node["spec"].get("unschedulable"):
+            return
+        for name, host in self.nodes.items():
+            other = self.store.find(self.res["nodes"], None, host)
+            pod = self.store.find(self.res["pods"], self.ns, name)
+            if (
+                name != self.primary
+                and other is not None
+                and not other["spec"].get("unschedulable")
+                and pod is not None
+                and pod_ready(pod)
+                and name not in self.stopped_by_lab
+            ):
+                self._status_patch(
+                    {
+                        "targetPrimary": name,
+                        "targetPrimaryTimestamp": now_iso(),
+                        "phase": SWITCHOVER,
+                        "phaseReason": f"primary node {self.nodes[self.primary]} is unschedulable",
+                    }
+                )
+                return
+
     async def reconcile(self) -> None:
         fenced = self.fenced()
-        # Processes follow their node's power and the fencing annotation.
+        self._track_pods()
+        # Processes follow their node's power, their pod and the fencing annotation.
         for name, inst in self.instances.items():
             node_ok = self.dataplane.node_alive(self.nodes[name])
-            want_up = node_ok and name not in fenced
+            want_up = node_ok and name not in fenced and name not in self.pod_gone
             if not want_up and name not in self.stopped_by_lab:
                 await inst.stop("immediate" if not node_ok else "fast")
                 self.stopped_by_lab.add(name)
@@ -504,6 +606,7 @@ class CnpgTwin:
                     log.exception("%s did not come back; retrying on the next pass", name)
                     continue
                 self.stopped_by_lab.discard(name)
+        self._maybe_switchover_from_cordoned()
         obj = self._cluster_obj()
         target = obj.get("status", {}).get("targetPrimary")
         if target and target not in (self.primary, "pending") and target in self.instances:
@@ -536,7 +639,8 @@ class CnpgTwin:
             return  # a fenced primary is stopped on purpose: no failover
         if pod is not None and pod_ready(pod):
             self.primary_seen_ready = True
-        if (
+        gone = self.primary in self.pod_gone  # deleted (e.g. --grace-period=1): failed at once
+        if not gone and (
             pod is None
             or pod_ready(pod)
             or not pod.get("status", {}).get("startTime")

@@ -306,6 +306,13 @@ class DataPlane:
         del self.lb_log[:-20000]
         lb = self.project.load_balancers.get(self.lb_id)
         try:
+            # The request's first bytes name its virtual host, so the truth tells prod from staging even
+            # for connections that never reached a target (port 80 speaks HTTP: the client talks first).
+            try:
+                head = await asyncio.wait_for(reader.read(65536), 2.0)
+            except (TimeoutError, ConnectionError, OSError):
+                head = b""
+            record["host"] = _host_header(head)
             if lb is None:
                 return
             healthy = [
@@ -336,6 +343,8 @@ class DataPlane:
                 record["error"] = "target refused"
                 return
             first = True
+            if head:
+                up_w.write(head)
 
             async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, sniff: bool) -> None:
                 nonlocal first
@@ -373,3 +382,14 @@ class DataPlane:
         self.ingress.clear()
         if self._http is not None:
             await self._http.close()
+
+
+def _host_header(request: bytes) -> str | None:
+    """The Host of an HTTP request's first bytes (ground truth per virtual host: prod vs staging)."""
+    for line in request.split(b"\r\n")[1:]:
+        if not line:
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"host":
+            return value.strip().decode(errors="replace").split(":")[0]
+    return None

@@ -12,6 +12,7 @@ partial ``LoadBalancerTarget.server`` objects (each of which would cost a GET).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -37,6 +38,9 @@ class HetznerSource:
         self.requests = 0
         self.synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # An action (a drill) may look faster for its own duration: that is the action's budget.
+        self.boost_s: float | None = None
 
     def _headers(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self.requests += 1
@@ -50,7 +54,14 @@ class HetznerSource:
         limit = self.rate.get("RateLimit-Limit", hz.requests_per_hour)
         if self.rate.get("RateLimit-Remaining", limit) < limit / 5:
             return base * 2
+        if self.boost_s is not None:
+            return min(base, self.boost_s)
         return base
+
+    def boost(self, interval_s: float | None) -> None:
+        """Poll every ``interval_s`` (None: back to the live view's budget), starting now."""
+        self.boost_s = interval_s
+        self._wake.set()
 
     def poll_once(self) -> dict[str, Any]:
         """One poll (blocking; run in a thread): servers and the configured load balancer."""
@@ -129,8 +140,12 @@ class HetznerSource:
             while True:
                 started = time.monotonic()
                 await self.poll()
-                # One-shot re-arm after the poll finished, so polls never overlap.
-                await asyncio.sleep(max(0.0, self.interval() - (time.monotonic() - started)))
+                # One-shot re-arm after the poll finished, so polls never overlap; boost() wakes it.
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), max(0.0, self.interval() - (time.monotonic() - started))
+                    )
 
         self._task = asyncio.ensure_future(loop())
 

@@ -1,0 +1,83 @@
+"""Writes to the Kubernetes API as raw JSON requests through ``kubernetes.aio``'s own request path.
+
+Why raw: the typed API classes cost seconds of import and model set-up, and the console needs only a few
+verbs.  Every patch names its content type on purpose (a dict sent as strategic-merge-patch is refused
+with 415 by a real API server for custom resources; CNPG objects take merge-patch), and every failure is
+raised as :class:`KubeError` carrying the API's own ``Status`` reason and message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+
+
+class KubeError(Exception):
+    """A refused or failed request: HTTP status, the Status ``reason`` and the server's message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+async def request(
+    api: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    content_type: str = "application/json",
+    query: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One request; the decoded JSON answer, or :class:`KubeError` (status 0 when unreachable)."""
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    try:
+        method, url, hdrs, data, post = await api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = await api.call_api(method, url, hdrs, data, post, _preload_content=False)
+        raw = await resp.read()
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise KubeError(0, "Unreachable", f"{type(exc).__name__}: {exc}") from None
+    try:
+        doc: dict[str, Any] = json.loads(raw) if raw else {}
+    except ValueError:
+        doc = {}
+    if resp.status >= 400:
+        raise KubeError(resp.status, str(doc.get("reason") or ""), str(doc.get("message") or raw[:200]))
+    return doc
+
+
+async def patch(api: Any, path: str, body: Any, content_type: str = MERGE_PATCH) -> dict[str, Any]:
+    return await request(api, "PATCH", path, body, content_type)
+
+
+async def delete(api: Any, path: str, grace_period_s: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+    if grace_period_s is not None:
+        body["gracePeriodSeconds"] = grace_period_s
+    return await request(api, "DELETE", path, body)
+
+
+async def evict(api: Any, namespace: str, name: str) -> dict[str, Any]:
+    """The Eviction subresource (honours PodDisruptionBudgets: 429 while a budget forbids it)."""
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+    return await request(api, "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body)
