@@ -115,6 +115,7 @@ class Drill:
         self.emit = emit
         self.live = live
         self._own_live = live is None
+        self._own_journal = journal is None
         self.journal = journal or Journal()
         self.target: str | None = request.target
         self.checks: list[CheckResult] = []
@@ -210,6 +211,10 @@ class Drill:
     async def prepare(self) -> bool:
         """Sources up, target resolved, plan and preflight emitted; True when the drill may run."""
         await self.start_sources()
+        return await self.check()
+
+    async def check(self) -> bool:
+        """The preflight and the plan, from the live state now (the TUI calls it again on every change)."""
         snap = self.snapshot()
         if self.target is None:
             valid = targets(self.scenario, snap, self.config)
@@ -624,9 +629,14 @@ class Drill:
             self.emit(Log("warning", f"{name}: restart refused: {exc.message}"))
 
     async def close(self) -> None:
-        if self.live is not None and self._own_live:
-            await self.live.stop()
-        self.journal.close()
+        if self.live is not None:
+            self.live.store.unsubscribe(self._on_store)
+            if self._own_live:
+                await self.live.stop()
+        for task in self._tasks:
+            task.cancel()
+        if self._own_journal:
+            self.journal.close()
 
 
 async def undo(config: Config, api: Any, data: dict[str, Any], emit: Callable[[Event], None]) -> None:

@@ -171,6 +171,11 @@ class SteadyProbes:
         # force_close: a new connection per probe, as a new user would open (and the load balancer
         # chooses a target per connection).
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        # aiohttp (3.10+) silently resends an idempotent request once when the server closes without an
+        # answer — exactly what a black-holed target does.  One sample is one attempt, or the probe would
+        # report a failed request as a success 2 s later; there is no public switch, hence the attribute.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         next_at = time.monotonic()
         while True:
             sent = time.time()

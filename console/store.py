@@ -77,6 +77,10 @@ class ClusterStore:
     def subscribe(self, callback: Subscriber) -> None:
         self._subscribers.append(callback)
 
+    def unsubscribe(self, callback: Subscriber) -> None:
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+
     def _touch(self, kind: str) -> None:
         self._changed.add(kind)
         if self._pending or not self._subscribers:

@@ -12,6 +12,7 @@ read-only session), ``r`` looks again at the slow sources (Borg, PostgreSQL), ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
@@ -67,6 +69,16 @@ class Banner(Static):
     """
 
 
+class LastDrill(Static):
+    """The newest drill report's one-line summary (hidden until there is one)."""
+
+    DEFAULT_CSS = """
+    LastDrill { height: 1; padding: 0 1; display: none; }
+    LastDrill.-shown { display: block; }
+    LastDrill.-fail { color: $error; }
+    """
+
+
 class FilterInput(Input):
     DEFAULT_CSS = (
         "FilterInput { display: none; height: 3; margin: 0 1; } FilterInput.-shown { display: block; }"
@@ -81,6 +93,7 @@ class Dashboard(App[None]):
         Binding("question_mark", "help", "help"),
         Binding("slash", "filter", "filter"),
         Binding("r", "refresh", "refresh"),
+        Binding("d", "drill", "drill"),
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("tab", "focus_next", "next panel", show=False),
         Binding("shift+tab", "focus_previous", "previous panel", show=False),
@@ -111,6 +124,7 @@ class Dashboard(App[None]):
         )
         banner.set_class(not self.config.lab, "-real")
         yield banner
+        yield LastDrill(id="last-drill")
         yield FilterInput(placeholder="filter rows (Enter keeps it, Escape clears)", id="filter")
         with VerticalScroll():
             for panel_id in PANELS:
@@ -119,6 +133,8 @@ class Dashboard(App[None]):
 
     def on_mount(self) -> None:
         self.store.subscribe(self._changed)
+        self.show_last_drill()
+        self._offer_recovery()
         self.set_interval(1.0, self._ages)  # age labels only
         self.query(Panel).first().table.focus()
         if self.start_sources:
@@ -174,15 +190,16 @@ class Dashboard(App[None]):
         if self.snapshot is None:
             return
         sources = {s.name: s for s in self.snapshot.sources}
-        with self.batch_update():
+        with self.batch_update(), contextlib.suppress(NoMatches):  # NoMatches: shutting down
             for panel in self.query(Panel):
                 if keys is None or not panel.sources or any(s in keys for s in panel.sources):
                     panel.show(self.snapshot, sources, self.filter_text)
 
     def _ages(self) -> None:
-        for panel in self.query(Panel):
-            if panel.updated_at is not None:
-                panel.refresh_age()
+        with contextlib.suppress(NoMatches):  # shutting down: the panels' children are already gone
+            for panel in self.query(Panel):
+                if panel.updated_at is not None:
+                    panel.refresh_age()
 
     # ---- keys -----------------------------------------------------------------------------------------
 
@@ -253,11 +270,54 @@ class Dashboard(App[None]):
             return
         if name == "status":
             self.action_refresh()
+        elif name in ("drill", "recover"):
+            if self.live is None:
+                self.notify("the live sources are still starting: try again in a moment", timeout=4)
+                return
+            if name == "drill":
+                from screens.drill import DrillScreen
+
+                self.push_screen(DrillScreen(self.config, self.live))
+            else:
+                self._offer_recovery()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             self.notify(f"{event.worker.description}: {event.worker.error}", severity="error", timeout=10)
 
+    # ---- drills and recovery --------------------------------------------------------------------------
+
+    def show_last_drill(self) -> None:
+        from actions.drill_report import latest_report
+
+        report = latest_report()
+        line = self.query_one(LastDrill)
+        if report is None:
+            return
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(report.get("started", 0)))
+        line.update(
+            f"last drill {when}: {report.get('verdict')} — {report.get('summary')} · {report.get('path')}"
+        )
+        line.add_class("-shown")
+        line.set_class(report.get("verdict") != "PASS", "-fail")
+
+    def _offer_recovery(self) -> None:
+        from console.journal import Journal
+
+        journal = Journal()
+        try:
+            unfinished = journal.unfinished()
+        finally:
+            journal.close()
+        if unfinished:
+            from screens.recover import RecoverScreen
+
+            self.push_screen(RecoverScreen(self.config, unfinished, self.read_only))
+
+    def action_drill(self) -> None:
+        self.start_action("drill")
+
     async def on_unmount(self) -> None:
+        self.store.unsubscribe(self._changed)
         if self.live is not None:
             await self.live.stop()
