@@ -30,6 +30,31 @@ ACTIONS: dict[str, ActionInfo] = {
             mutating=True,
         ),
         ActionInfo(
+            "backup", "Back up now", "pg_dump and/or cluster backup into Borg (--what db|cluster|all)", True
+        ),
+        ActionInfo(
+            "prune", "Prune backups", "borg prune per retention (--dry-run previews), then compact", True
+        ),
+        ActionInfo("backup-check", "Check backups", "borg check of every repository (--verify-data)", False),
+        ActionInfo(
+            "verify-restore",
+            "Verify a restore",
+            "restore the latest dump into a scratch database, compare row counts, find the sentinel",
+            True,
+        ),
+        ActionInfo(
+            "restore",
+            "Restore a database",
+            "restore --db from --archive (latest) --into a database (staging by default)",
+            True,
+        ),
+        ActionInfo(
+            "restore-cluster",
+            "Restore the cluster",
+            "K3s cluster reset from the etcd snapshot in a k3s-cluster archive",
+            True,
+        ),
+        ActionInfo(
             "recover",
             "Recover an unfinished action",
             "roll back what a killed console left applied (from the journal), then wait for steady state",

@@ -13,6 +13,7 @@ import argparse
 import sys
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 from actions.registry import ACTIONS, refused
 from console.config import Config, ConfigError, default_config_path, load_config
@@ -60,6 +61,19 @@ def _parser() -> argparse.ArgumentParser:
         "--mode", choices=["hard", "graceful"], default="hard", help="node-down: power off or shut down"
     )
     drill.add_argument("--force", action="store_true", help="run past failed non-critical checks (logged)")
+    backup = p.add_argument_group("backups (--action backup|prune|backup-check|verify-restore|restore…)")
+    backup.add_argument(
+        "--what", choices=["db", "cluster", "all"], default="db", help="backup: what to back up"
+    )
+    backup.add_argument("--verify-data", action="store_true", help="backup-check: read every chunk")
+    backup.add_argument("--db", default=None, help="restore: the database whose dump to restore")
+    backup.add_argument(
+        "--archive", default="latest", help="restore, restore-cluster: archive name or latest"
+    )
+    backup.add_argument("--into", default=None, help="restore: target database (default: staging)")
+    backup.add_argument(
+        "--i-mean-production", action="store_true", help="restore: allow the production database as target"
+    )
     p.add_argument("--yes", action="store_true", help="with a mutating --action: confirm it (scripts)")
     p.add_argument("--dry-run", action="store_true", help="with --action: preflight and plan only")
     return p
@@ -124,7 +138,44 @@ def run_action(name: str, config: Config, args: argparse.Namespace) -> int:
         from actions.recover import recover
 
         return asyncio.run(recover(config, EventPrinter(as_json), bool(args.yes)))
-    return int(ExitCode.USAGE)
+    return run_backup_action(name, config, args, EventPrinter(as_json))
+
+
+def run_backup_action(name: str, config: Config, args: argparse.Namespace, emit: Any) -> int:
+    """The backup family; a refusal (lock, unfinished action) is exit 3, a Borg or pg error exit 1."""
+    import asyncio
+
+    from actions import backup, restore
+    from console.clients.borg import BorgError
+    from console.clients.pgtools import PgToolError
+    from console.runner import Refused
+
+    calls = {
+        "backup": lambda: backup.run_backup(config, emit, args.what),
+        "prune": lambda: backup.run_prune(config, emit, bool(args.dry_run)),
+        "backup-check": lambda: backup.run_check(config, emit, bool(args.verify_data)),
+        "verify-restore": lambda: restore.run_verify_restore(config, emit),
+        "restore": lambda: restore.run_restore_db(
+            config,
+            emit,
+            args.db or config.database.databases[0],
+            args.archive,
+            args.into,
+            bool(args.yes),
+            bool(args.i_mean_production),
+        ),
+        "restore-cluster": lambda: restore.run_restore_cluster(config, emit, args.archive, bool(args.yes)),
+    }
+    if name not in calls:
+        return int(ExitCode.USAGE)
+    try:
+        return int(asyncio.run(calls[name]()))
+    except Refused as exc:
+        print(f"opsconsole: {name} refused: {exc}", file=sys.stderr)
+        return int(ExitCode.REFUSED)
+    except (BorgError, PgToolError) as exc:
+        print(f"opsconsole: {name} failed: {exc}", file=sys.stderr)
+        return int(ExitCode.FAILED)
 
 
 def summary(config: Config) -> str:

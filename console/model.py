@@ -162,6 +162,8 @@ class BackupRepo:
     retention_ok: bool | None
     retention: str  # words: "11 kept (7 daily + 4 weekly)"
     error: str | None = None
+    checked: str | None = None  # the last `borg check`: "ok 2026-11-29 17:20" (from --action backup-check)
+    verified: str | None = None  # db: the last verify-restore receipt, "ok, RTO 4.4 s, RPO 0.1 h, …"
 
 
 @dataclass(frozen=True)

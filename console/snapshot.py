@@ -52,23 +52,37 @@ def _ts(text: str | None) -> datetime | None:
 
 
 def pods(store: ClusterStore) -> tuple[Pod, ...]:
+    """Every pod as a :class:`Pod`.  Converted once per object version: a watch event replaces the
+    object, so an identity check against the memo finds the few that changed among 10,000."""
+    memo: dict[tuple[str, str], tuple[dict[str, Any], Pod]] = store.memo.setdefault("pods", {})
+    table = store.objects.get("pods", {})
+    for gone in [k for k in memo if k not in table]:
+        del memo[gone]
     out = []
-    for p in store.items("pods"):
-        meta, st = p["metadata"], p.get("status") or {}
-        owner = ((meta.get("ownerReferences") or [{}])[0]).get("name", "")
-        out.append(
-            Pod(
-                meta.get("namespace", ""),
-                meta["name"],
-                (p.get("spec") or {}).get("nodeName"),
-                st.get("phase", "Unknown"),
-                _ready(p),
-                sum(int(c.get("restartCount", 0)) for c in st.get("containerStatuses") or []),
-                bool(meta.get("deletionTimestamp")),
-                owner,
-            )
-        )
+    for key, p in table.items():
+        hit = memo.get(key)
+        if hit is not None and hit[0] is p:
+            out.append(hit[1])
+            continue
+        pod = _pod(p)
+        memo[key] = (p, pod)
+        out.append(pod)
     return tuple(sorted(out, key=lambda p: (p.namespace, p.name)))
+
+
+def _pod(p: dict[str, Any]) -> Pod:
+    meta, st = p["metadata"], p.get("status") or {}
+    owner = ((meta.get("ownerReferences") or [{}])[0]).get("name", "")
+    return Pod(
+        meta.get("namespace", ""),
+        meta["name"],
+        (p.get("spec") or {}).get("nodeName"),
+        st.get("phase", "Unknown"),
+        _ready(p),
+        sum(int(c.get("restartCount", 0)) for c in st.get("containerStatuses") or []),
+        bool(meta.get("deletionTimestamp")),
+        owner,
+    )
 
 
 def nodes(store: ClusterStore, config: Config, all_pods: tuple[Pod, ...]) -> tuple[Node, ...]:
@@ -324,6 +338,16 @@ def _backup_findings(backups: tuple[BackupRepo, ...]) -> list[Finding]:
             )
         if b.retention_ok is False and not b.error:
             out.append(Finding(Severity.WARNING, "backup-retention", b.name, b.retention))
+        if b.checked and not b.checked.startswith("ok"):
+            out.append(
+                Finding(Severity.WARNING, "backup-check-failed", b.name, f"last borg check: {b.checked}")
+            )
+        if b.verified and b.verified.startswith("FAILED"):
+            out.append(
+                Finding(
+                    Severity.CRITICAL, "restore-verify-failed", b.name, f"last restore test: {b.verified}"
+                )
+            )
     return out
 
 

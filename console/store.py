@@ -22,6 +22,7 @@ class ClusterStore:
         self.objects: dict[str, dict[Key, dict[str, Any]]] = {}
         self.sources: dict[str, SourceStatus] = {}
         self.extra: dict[str, Any] = {}  # non-Kubernetes data (Hetzner, probes), by source name
+        self.memo: dict[str, Any] = {}  # views' caches keyed by object identity (snapshot.pods)
         self._subscribers: list[Subscriber] = []
         self._changed: set[str] = set()
         self._pending = False

@@ -18,6 +18,7 @@ KEYS = [
     ("↑ ↓ pgup pgdn", "move within a panel"),
     ("/", "filter every panel's rows (Escape clears)"),
     ("r", "look again at the slow sources now (Borg, PostgreSQL)"),
+    ("d", "failover drill: ↑↓ scenario, ←→ target, Enter arms, type the target, Escape/a aborts"),
     ("ctrl+p", "command palette: every action and panel"),
     ("?", "this help (Escape closes)"),
     ("q", "quit"),

@@ -105,7 +105,12 @@ def backups_rows(s: Snapshot) -> list[tuple[str, Row]]:
             continue
         age = "never" if b.age_hours is None else f"{b.age_hours:.1f} h"
         state = "OVERDUE" if b.overdue else "ok"
-        out.append((b.name, (b.name, b.schedule, f"{age} / {b.max_age_hours:g} h", state, b.retention)))
+        notes = (
+            b.retention
+            + (f"; check {b.checked}" if b.checked else "")
+            + (f"; restore verified {b.verified}" if b.verified else "")
+        )
+        out.append((b.name, (b.name, b.schedule, f"{age} / {b.max_age_hours:g} h", state, notes)))
     return out
 
 

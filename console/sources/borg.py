@@ -64,6 +64,10 @@ def _parse(ts: str) -> datetime:
 
 
 def judge(repo: BorgRepository, archives: list[dict[str, Any]], now: datetime) -> BackupRepo:
+    # Only the schedule's own archives count: not a safety archive taken before a restore, not an
+    # interrupted create's ".checkpoint".
+    prefix = "db-" if repo.what == "db" else "cluster-"
+    archives = [a for a in archives if a["name"].startswith(prefix) and not a["name"].endswith(".checkpoint")]
     times = sorted((_parse(a.get("start") or a["time"]), a["name"]) for a in archives)
     if not times:
         return BackupRepo(
@@ -107,6 +111,35 @@ def judge(repo: BorgRepository, archives: list[dict[str, Any]], now: datetime) -
 
 
 RETRY_S = 10.0
+
+
+def _with_receipts(repo: BackupRepo) -> BackupRepo:
+    """The repository with the console's own last `borg check` and (db) verify-restore receipt."""
+    import dataclasses
+    import json
+
+    from console.paths import state_home
+
+    checked = verified = None
+    try:
+        check = json.loads((state_home() / "backup-check.json").read_text())
+        result = check["results"].get(repo.name)
+        if result:
+            checked = f"{result} {datetime.fromtimestamp(check['at'], UTC):%Y-%m-%d %H:%M}"
+    except (OSError, ValueError, KeyError):
+        pass
+    if repo.what == "db":
+        receipts = sorted((state_home() / "receipts").glob("verify-*.json"))
+        if receipts:
+            try:
+                r = json.loads(receipts[-1].read_text())
+                verified = (
+                    f"{'ok' if r['ok'] else 'FAILED'} {datetime.fromtimestamp(r['at'], UTC):%Y-%m-%d %H:%M}, "
+                    f"RTO {r['rto_s']} s, RPO {r['rpo_s'] / 3600:.1f} h"
+                )
+            except (OSError, ValueError, KeyError):
+                pass
+    return dataclasses.replace(repo, checked=checked, verified=verified)
 
 
 class BorgSource:
@@ -162,7 +195,7 @@ class BorgSource:
                 )  # fmt: skip
 
         # Each repository has its own lock on the Storage Box: list them at once.
-        results = list(await asyncio.gather(*(one(r) for r in b.repositories)))
+        results = [_with_receipts(r) for r in await asyncio.gather(*(one(r) for r in b.repositories))]
         _write_cache(cache)
         prev = self.store.extra.get("backups") or ()
         if errors and len(errors) == len(b.repositories):

@@ -1,0 +1,166 @@
+"""PostgreSQL's own tools against the cluster's primary: pg_dump, pg_restore, SQL — through an SSH tunnel.
+
+The primary is reached as applications reach it, through CNPG's ``<cluster>-rw`` Service (its cluster IP,
+forwarded by ``ssh -L`` from ``database.tunnel_via``), as the superuser from CNPG's secret.  The password
+goes to the tools through ``PGPASSWORD`` in their environment only — never a command line, never a log.
+``pg_dump`` must be at least the server's major version (the seed runs PostgreSQL 17; the lab 15): the
+newest installed client is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import glob
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from console.clients.kube import request
+from console.clients.ssh import Tunnel
+from console.config import Config
+
+TERMINATE = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+)
+
+
+class PgToolError(Exception):
+    """A failed pg_dump/pg_restore/SQL step, with the tool's own last line."""
+
+
+def tool(name: str) -> str:
+    """The newest installed ``pg_dump``/``pg_restore`` (Debian keeps each major under /usr/lib/postgresql)."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if path is None:
+        raise PgToolError(f"{name} is not installed (Debian package postgresql-client)")
+    return path
+
+
+class Primary:
+    def __init__(self, config: Config, api: Any) -> None:
+        self.config = config
+        self.api = api
+        self.tunnel = Tunnel(config.database.tunnel_via, config.ssh)
+        self._creds: tuple[str, str] | None = None
+        self._port: int | None = None
+
+    async def connect_info(self) -> tuple[int, str, str]:
+        db = self.config.database
+        if self._creds is None:
+            secret = await request(
+                self.api, "GET", f"/api/v1/namespaces/{db.namespace}/secrets/{db.superuser_secret}"
+            )
+            data = secret.get("data") or {}
+            self._creds = (
+                base64.b64decode(data.get("username", "")).decode() or "postgres",
+                base64.b64decode(data.get("password", "")).decode(),
+            )
+        svc = await request(self.api, "GET", f"/api/v1/namespaces/{db.namespace}/services/{db.cluster}-rw")
+        port = await self.tunnel.port_for(svc["spec"]["clusterIP"], db.port)
+        return port, self._creds[0], self._creds[1]
+
+    def _env(self, port: int, user: str, password: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(port),
+            "PGUSER": user,
+            "PGPASSWORD": password,
+            "PGSSLMODE": self.config.database.sslmode,
+            "PGCONNECT_TIMEOUT": "10",
+        }
+
+    async def sql(self, dbname: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        port, user, password = await self.connect_info()
+        async with await psycopg.AsyncConnection.connect(
+            host="127.0.0.1",
+            port=port,
+            user=user,
+            password=password,
+            dbname=dbname,
+            sslmode=self.config.database.sslmode,
+            connect_timeout=10,
+            autocommit=True,
+            application_name="opsconsole-backup",
+        ) as conn:
+            cur = await conn.execute(query.encode(), params)
+            return list(await cur.fetchall()) if cur.description else []
+
+    async def row_counts(self, dbname: str) -> dict[str, int]:
+        tables = await self.sql(
+            dbname,
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(relname) "
+            "FROM pg_stat_user_tables ORDER BY 1",
+        )
+        counts = {}
+        for (name,) in tables:
+            rows = await self.sql(dbname, f"SELECT count(*) FROM {name}")
+            counts[str(name)] = int(rows[0][0])
+        return counts
+
+    async def dump(self, dbname: str, path: Path) -> None:
+        port, user, password = await self.connect_info()
+        proc = await asyncio.create_subprocess_exec(
+            tool("pg_dump"),
+            "-Fc",
+            "-f",
+            str(path),
+            dbname,
+            env=self._env(port, user, password),
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise PgToolError(f"pg_dump {dbname}: {_last(err)}")
+
+    async def restore(self, dbname: str, dump: Path, owner: str) -> None:
+        port, user, password = await self.connect_info()
+        proc = await asyncio.create_subprocess_exec(
+            tool("pg_restore"),
+            "--no-owner",
+            f"--role={owner}",
+            "--exit-on-error",
+            "-d",
+            dbname,
+            str(dump),
+            env=self._env(port, user, password),
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise PgToolError(f"pg_restore into {dbname}: {_last(err)}")
+
+    async def recreate(self, dbname: str, owner: str) -> None:
+        """Drop (after ending its sessions) and create ``dbname`` owned by ``owner``."""
+        await self.sql(
+            "postgres",
+            TERMINATE,
+            (dbname,),
+        )
+        await self.sql("postgres", f'DROP DATABASE IF EXISTS "{dbname}"')
+        await self.sql("postgres", f'CREATE DATABASE "{dbname}" OWNER "{owner}"')
+
+    async def drop(self, dbname: str) -> None:
+        await self.sql(
+            "postgres",
+            TERMINATE,
+            (dbname,),
+        )
+        await self.sql("postgres", f'DROP DATABASE IF EXISTS "{dbname}"')
+
+    async def close(self) -> None:
+        await self.tunnel.close()
+
+
+def _last(err: bytes) -> str:
+    lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip()[:200] if lines else "failed"

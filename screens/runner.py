@@ -1,0 +1,122 @@
+"""The action runner screen: one action's plan, a typed confirmation when it changes data, its live
+steps and Borg's progress, and the result — rendering the same events ``--action … --json`` prints.
+
+Destructive actions (restore, restore-cluster, prune) start only after the operator typed the name of
+what they replace (the target database, ``k3s-cluster``, ``prune``); the others start at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Input, RichLog, Static
+
+from actions.registry import ACTIONS
+from console.config import Config
+from console.events import Event, Finished, Log, StepFinished, StepStarted
+
+Runner = Callable[[Config, Callable[[Event], None]], Awaitable[int]]
+
+
+def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
+    """Action name -> (the word to type before it runs, or None; how to run it)."""
+    from actions import backup, restore
+
+    staging = config.database.databases[-1]
+    return {
+        "backup": (None, lambda c, e: backup.run_backup(c, e, "all")),
+        "backup-check": (None, lambda c, e: backup.run_check(c, e, False)),
+        "verify-restore": (None, restore.run_verify_restore),
+        "prune": ("prune", lambda c, e: backup.run_prune(c, e, False)),
+        "restore": (
+            staging,
+            lambda c, e: restore.run_restore_db(c, e, staging, "latest", staging, True, False),
+        ),
+        "restore-cluster": ("k3s-cluster", lambda c, e: restore.run_restore_cluster(c, e, "latest", True)),
+    }
+
+
+class RunnerScreen(Screen[None]):
+    DEFAULT_CSS = """
+    #runner-title { height: auto; padding: 0 1; text-style: bold; }
+    #runner-confirm { margin: 0 1; }
+    #runner-progress { height: 1; padding: 0 1; color: $text-muted; }
+    #runner-result { height: auto; padding: 0 1; }
+    #runner-log { height: 1fr; border: round $panel; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "back")]
+
+    def __init__(self, config: Config, name: str) -> None:
+        super().__init__()
+        self.config = config
+        self.action_name = name
+        self.word, self.run_fn = runners(config)[name]
+        self.running = False
+        self.result: Finished | None = None
+
+    def compose(self) -> ComposeResult:
+        info = ACTIONS[self.action_name]
+        yield Static(f"{info.title}: {info.description}", id="runner-title")
+        if self.word:
+            yield Input(placeholder=f"type {self.word} to run it (Escape: back)", id="runner-confirm")
+        yield Static(id="runner-progress")
+        yield Static(id="runner-result")
+        yield RichLog(id="runner-log", wrap=True, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.word:
+            self.query_one(Input).focus()
+        else:
+            self._start()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value.strip() != self.word:
+            self.notify(f"type {self.word} exactly: nothing ran", severity="warning")
+            return
+        event.input.disabled = True
+        self._start()
+
+    def _start(self) -> None:
+        self.running = True
+        self.run_worker(self._run(), exclusive=True, group="runner", exit_on_error=False)
+
+    async def _run(self) -> None:
+        from console.clients.borg import BorgError
+        from console.clients.pgtools import PgToolError
+        from console.runner import Refused
+
+        try:
+            await self.run_fn(self.config, self._event)
+        except (Refused, BorgError, PgToolError, RuntimeError) as exc:
+            self._event(Finished("FAIL", 1, f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.running = False
+
+    def _event(self, e: Event) -> None:
+        log = self.query_one(RichLog)
+        stamp = time.strftime("%H:%M:%S", time.localtime(e.at))
+        if isinstance(e, Log) and e.level == "progress":
+            self.query_one("#runner-progress", Static).update(e.message)
+        elif isinstance(e, StepStarted):
+            log.write(f"{stamp}  ▶ {e.title}")
+        elif isinstance(e, StepFinished):
+            log.write(f"{stamp}  {'✔' if e.ok else '✘'} {e.detail}")
+        elif isinstance(e, Log):
+            log.write(f"{stamp}  {e.level}: {e.message}")
+        elif isinstance(e, Finished):
+            self.result = e
+            extra = f"\n{e.report_path}" if e.report_path else ""
+            self.query_one("#runner-result", Static).update(f"{e.verdict}: {e.summary}{extra}\nEscape: back")
+
+    def action_back(self) -> None:
+        if self.running:
+            self.notify("the action is running: it finishes (or rolls back) on its own", timeout=4)
+            return
+        self.dismiss(None)

@@ -1,0 +1,211 @@
+"""Backup and restore against the lab's Storage Box (real Borg over SSH) and real PostgreSQL.
+
+One lab of its own: these tests write archives, restore databases and reset the cluster.  The real
+`borg` CLI (the lab's borg.env) is the witness of what landed on the Storage Box.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from lab.cli import control
+from lab.state import LabState
+from lab.storagebox import retained
+from tests.conftest import ROOT, env_file, kubectl, kubectl_json, opsconsole, start_lab, wait_for
+
+
+@pytest.fixture(scope="module")
+def box_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+    lab_dir = tmp_path_factory.mktemp("backup-lab")
+    state = start_lab(lab_dir)
+    wait_for(lambda: control(state, "GET", "/storagebox").get("ready"), 90, "the Storage Box seeded")
+    yield state
+    opsconsole("lab", "down", "--dir", str(lab_dir))
+
+
+def _action(lab: LabState, *args: str, timeout: float = 300) -> tuple[int, list[dict[str, Any]], str]:
+    proc = opsconsole(
+        "--config", lab.files["console_config"], "--action", *args, "--json", check=False, timeout=timeout
+    )
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return proc.returncode, events, proc.stdout + proc.stderr
+
+
+def _borg(lab: LabState, *args: str) -> Any:
+    """The real borg CLI with the lab's environment (a client cache of its own)."""
+    env = {**os.environ, **{k: v.strip("'") for k, v in env_file(lab.files["borg_env"]).items()}}
+    env["BORG_BASE_DIR"] = os.path.join(lab.dir, "witness-borg")
+    out = subprocess.run(["borg", *args], env=env, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout) if "--json" in args or "--json-lines" in args else out.stdout
+
+
+def _db_repo(lab: LabState) -> str:
+    return env_file(lab.files["borg_env"])["BORG_DB_REPO"].strip("'")
+
+
+def _pooler(lab: LabState, dbname: str) -> psycopg.Connection[Any]:
+    port = next(iter(control(lab, "GET", "/db")["poolers"].values()))
+    return psycopg.connect(
+        host="127.0.0.1", port=port, user="docfast", password="docfast", dbname=dbname, autocommit=True
+    )
+
+
+def test_backup_db_lands_both_dumps_in_a_new_archive(box_lab: LabState) -> None:
+    before = _borg(box_lab, "list", "--json", "--last", "1", _db_repo(box_lab))["archives"][0]["name"]
+    code, events, output = _action(box_lab, "backup", "--what", "db")
+    assert code == 0, output[-3000:]
+    archive = events[-1]["report"]["backups"][0]["archive"]
+    assert archive != before
+    assert events[-1]["report"]["backups"][0]["primary"] == "main-db-1"
+    latest = _borg(box_lab, "list", "--json", "--last", "1", _db_repo(box_lab))["archives"][0]["name"]
+    assert latest == archive
+    files = set(_borg(box_lab, "list", "--short", f"{_db_repo(box_lab)}::{archive}").split())
+    assert {"docfast.dump", "docfast_staging.dump", "meta.json"} <= files
+
+
+def test_verify_restore_matches_counts_and_finds_the_sentinel(box_lab: LabState) -> None:
+    code, events, output = _action(box_lab, "verify-restore")
+    assert code == 0, output[-3000:]
+    receipt = events[-1]["report"]
+    assert (
+        receipt["ok"] and receipt["sentinel_found"] and not receipt["mismatched"] and receipt["tables"] >= 3
+    )
+    assert receipt["rto_s"] > 0 and receipt["rpo_s"] >= 0
+    assert Path(events[-1]["report_path"]).exists()
+    # The scratch database is gone again.
+    with _pooler(box_lab, "docfast") as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'opsconsole_verify_%'"
+        ).fetchall()
+    assert rows == []
+
+
+def test_deleted_staging_rows_come_back_and_production_needs_confirmation(box_lab: LabState) -> None:
+    code, _, output = _action(box_lab, "backup", "--what", "db")
+    assert code == 0, output[-2000:]
+    with _pooler(box_lab, "docfast_staging") as conn:
+        before = conn.execute("SELECT count(*) FROM customers").fetchone()
+        conn.execute("DELETE FROM usage_events")
+        conn.execute("DELETE FROM documents")
+        conn.execute("DELETE FROM api_keys")
+        conn.execute("DELETE FROM customers")
+    code, _, output = _action(
+        box_lab, "restore", "--db", "docfast_staging", "--into", "docfast_staging", "--yes"
+    )
+    assert code == 0, output[-3000:]
+    with _pooler(box_lab, "docfast_staging") as conn:
+        assert conn.execute("SELECT count(*) FROM customers").fetchone() == before
+    code, _, output = _action(box_lab, "restore", "--db", "docfast", "--into", "docfast", "--yes")
+    assert code == 2 and "--i-mean-production" in output
+
+
+def test_storage_box_unreachable_mid_backup(box_lab: LabState) -> None:
+    latest = _borg(box_lab, "list", "--json", "--last", "1", _db_repo(box_lab))["archives"][0]["name"]
+    proc = subprocess.Popen(
+        [
+            "python",
+            "-m",
+            "console",
+            "--config",
+            box_lab.files["console_config"],
+            "--action",
+            "backup",
+            "--what",
+            "db",
+            "--json",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the dumps are taken: now the Storage Box goes away
+            if '"StepFinished"' in line and '"dump"' in line:
+                control(box_lab, "POST", "/storagebox", {"reachable": False})
+                break
+        out, err = proc.communicate(timeout=120)
+    finally:
+        control(box_lab, "POST", "/storagebox", {"reachable": True})
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out[-2000:] + err
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and "unreachable" in lines[0].lower() and "Traceback" not in err
+    wait_for(lambda: control(box_lab, "GET", "/storagebox").get("reachable"), 10, "the Storage Box back")
+    assert _borg(box_lab, "list", "--json", "--last", "1", _db_repo(box_lab))["archives"][0]["name"] == latest
+
+
+def test_cluster_backup_then_restore_brings_a_deleted_deployment_back(box_lab: LabState) -> None:
+    code, _, output = _action(box_lab, "backup", "--what", "cluster")
+    assert code == 0, output[-3000:]
+    kubectl(box_lab, "delete", "deployment", "-n", "docfast-staging", "docfast")
+    assert (
+        kubectl(box_lab, "get", "deployment", "-n", "docfast-staging", "docfast", check=False).returncode != 0
+    )
+    code, events, output = _action(box_lab, "restore-cluster", "--yes")
+    assert code == 0, output[-3000:]
+    assert set(events[-1]["report"]["timings_s"]) == {"extract", "upload", "stop", "reset", "start"}
+    deploy = kubectl_json(box_lab, "get", "deployment", "-n", "docfast-staging", "docfast")
+    assert deploy["metadata"]["name"] == "docfast"
+    wait_for(
+        lambda: (
+            kubectl_json(box_lab, "get", "deployment", "-n", "docfast-staging", "docfast")["status"].get(
+                "readyReplicas"
+            )
+            == 1
+        ),
+        60,
+        "staging ready again",
+    )
+
+
+async def test_tui_restore_needs_the_typed_name(box_lab: LabState) -> None:
+    from console.config import load_config
+    from screens.app import Dashboard
+    from screens.runner import RunnerScreen
+    from tests.test_dashboard import _until
+
+    app = Dashboard(load_config(Path(box_lab.files["console_config"])))
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.start_action("restore")
+        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 10, "the runner screen")
+        screen = app.screen
+        assert isinstance(screen, RunnerScreen)
+        await pilot.press(*"docfast", "enter")  # the wrong name: nothing runs
+        await pilot.pause(0.2)
+        assert screen.result is None and not screen.running
+        screen.query_one("#runner-confirm").value = ""  # type: ignore[attr-defined]
+        await pilot.press(*"docfast_staging", "enter")
+        await _until(pilot, lambda: screen.result is not None, 180, "the restore's result")
+        assert screen.result is not None and screen.result.verdict == "DONE", screen.result
+
+
+def test_prune_keeps_exactly_seven_daily_and_four_weekly(box_lab: LabState) -> None:
+    archives = _borg(box_lab, "list", "--json", "--glob-archives", "db-*", _db_repo(box_lab))["archives"]
+    times = {datetime.fromisoformat(a["start"]).replace(tzinfo=UTC): a["name"] for a in archives}
+    expected = {times[t] for t in retained(list(times), 7, 4)}
+    code, events, output = _action(box_lab, "prune", "--dry-run")
+    assert code == 0, output[-3000:]
+    plan = events[-1]["report"]["prune"]["k3s-db"]
+    assert set(plan["keep"]) == expected and set(plan["prune"]) == set(times.values()) - expected
+    code, events, output = _action(box_lab, "prune")
+    assert code == 0, output[-3000:]
+    left = {
+        a["name"]
+        for a in _borg(box_lab, "list", "--json", "--glob-archives", "db-*", _db_repo(box_lab))["archives"]
+    }
+    assert left == expected
+    code, events, output = _action(box_lab, "backup-check")
+    assert code == 0 and "k3s-db: ok" in events[-1]["summary"], output[-2000:]
