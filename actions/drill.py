@@ -410,6 +410,14 @@ class Drill:
                     self.timeline.add(at, key, what)
                     self.emit(Observation(key, what))
             prev = now
+            if (
+                "target_down" not in self.marks
+                and "fault" in self.marks
+                and self.scenario.name == "node-down"
+            ):
+                node = next((n for n in snap.nodes if n.name == self.target), None)
+                if node is not None and not node.ready:
+                    self.marks["target_down"] = at
             db = snap.database
             if (
                 "new_primary" not in self.marks
@@ -551,11 +559,17 @@ class Drill:
         if db is None:
             return False
         primary_ready = any(m.name == db.primary and m.ready for m in db.members)
+        # Node scenarios recover when production is back at full capacity elsewhere, not merely answering:
+        # that is what the pods' NoExecute tolerations decide (10 s patched, 300 s stock).
+        prod = self.config.namespaces.prod
+        capacity = all(w.ready >= w.desired for w in snap.workloads if w.namespace == prod)
         if s == "node-down":
+            # Not before the failure has shown: a node is recovered from only once it was seen lost.
+            seen_down = self.marks.get("target_down") is not None
             on_target = old_primary and any(m.name == old_primary and m.node == target for m in db.members)
-            return primary_ready and (not on_target or db.primary != old_primary)
+            return seen_down and primary_ready and capacity and (not on_target or db.primary != old_primary)
         if s == "node-drain":
-            return primary_ready and not self._evictable(target or "")
+            return primary_ready and capacity and not self._evictable(target or "")
         if s == "db-switchover":
             return db.primary == target and primary_ready and "switchover" not in db.phase.lower()
         if s == "db-primary-kill":

@@ -105,6 +105,7 @@ def build_report(drill: Drill, t0: float, verdict_hint: str) -> dict[str, Any]:
         }
     )
     passed = all(s["verdict"] in ("PASS", "n/a") for s in slos)
+    recovered_at = drill.marks.get("recovered")
     counts = {
         p: {
             "ok": sum(1 for s in samples if s.probe == p and s.ok),
@@ -148,6 +149,7 @@ def build_report(drill: Drill, t0: float, verdict_hint: str) -> dict[str, Any]:
         "preflight": [c.__dict__ for c in drill.checks],
         "forced": drill.forced,
         "slos": slos,
+        "time_to_recovery_s": round(recovered_at - fault, 2) if fault and recovered_at else None,
         "probes": counts,
         "outages": windows,
         "probe_interval_s": cfg.drill.probe_interval_s,

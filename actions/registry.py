@@ -55,6 +55,13 @@ ACTIONS: dict[str, ActionInfo] = {
             True,
         ),
         ActionInfo(
+            "ha",
+            "Re-apply the HA patches",
+            "the seed's runtime HA patches: --dry-run shows the drift (exit 1), --yes applies and verifies",
+            mutating=True,
+        ),
+        ActionInfo("ha-export", "Export HA as code", "the desired HA state as manifests in --dir", False),
+        ActionInfo(
             "recover",
             "Recover an unfinished action",
             "roll back what a killed console left applied (from the journal), then wait for steady state",

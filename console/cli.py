@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument(
         "--i-mean-production", action="store_true", help="restore: allow the production database as target"
     )
+    p.add_argument("--dir", type=Path, default=None, help="ha-export: where to write the manifests")
     p.add_argument("--yes", action="store_true", help="with a mutating --action: confirm it (scripts)")
     p.add_argument("--dry-run", action="store_true", help="with --action: preflight and plan only")
     return p
@@ -138,7 +139,40 @@ def run_action(name: str, config: Config, args: argparse.Namespace) -> int:
         from actions.recover import recover
 
         return asyncio.run(recover(config, EventPrinter(as_json), bool(args.yes)))
+    if name in ("ha", "ha-export"):
+        return run_ha_action(name, config, args, EventPrinter(as_json))
     return run_backup_action(name, config, args, EventPrinter(as_json))
+
+
+def run_ha_action(name: str, config: Config, args: argparse.Namespace, emit: Any) -> int:
+    import asyncio
+
+    from actions import ha
+    from console.clients.kube import KubeError
+    from console.runner import Refused
+
+    try:
+        if name == "ha-export":
+            if args.dir is None:
+                print("opsconsole: --action ha-export needs --dir DIR", file=sys.stderr)
+                return int(ExitCode.USAGE)
+            return int(asyncio.run(ha.run_export(config, emit, args.dir)))
+        if args.dry_run:
+            return int(asyncio.run(ha.run_dry_run(config, emit)))
+        if not args.yes:
+            print(
+                "opsconsole: ha changes the cluster: add --yes (or --dry-run to see the drift)",
+                file=sys.stderr,
+            )
+            return int(ExitCode.USAGE)
+        return int(asyncio.run(ha.run_apply(config, emit)))
+    except Refused as exc:
+        print(f"opsconsole: {name} refused: {exc}", file=sys.stderr)
+        return int(ExitCode.REFUSED)
+    except KubeError as exc:
+        code = ExitCode.REFUSED if exc.status in (401, 403) else ExitCode.FAILED
+        print(f"opsconsole: {name}: the Kubernetes API refused: {exc.message}", file=sys.stderr)
+        return int(code)
 
 
 def run_backup_action(name: str, config: Config, args: argparse.Namespace, emit: Any) -> int:

@@ -173,6 +173,7 @@ class HaCheck:
     subject: str  # Kind namespace/name
     holds: bool | None  # None: the object cannot be seen (forbidden or not listed yet)
     drift: tuple[str, ...]
+    since: float | None = None  # when the console first saw the current verdict
 
 
 @dataclass(frozen=True)

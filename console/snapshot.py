@@ -199,7 +199,12 @@ def ha_checks(store: ClusterStore, config: Config) -> tuple[HaCheck, ...]:
             continue
         obj = store.objects[kind].get((patch.namespace, patch.object))
         problems = tuple(drift(patch, obj))
-        out.append(HaCheck(patch.name, patch.description, subject, not problems, problems))
+        # Since when: the first snapshot that saw the current verdict (kept across builds in the memo).
+        since: dict[str, tuple[bool, float]] = store.memo.setdefault("ha_since", {})
+        holds = not problems
+        if since.get(patch.name, (None, 0.0))[0] is not holds:
+            since[patch.name] = (holds, time.time())
+        out.append(HaCheck(patch.name, patch.description, subject, holds, problems, since[patch.name][1]))
     return tuple(out)
 
 

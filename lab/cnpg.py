@@ -584,9 +584,33 @@ class CnpgTwin:
                 )
                 return
 
+    def _sync_pooler(self) -> None:
+        """CNPG's Pooler controller: the Pooler's instances and pod template (affinity, tolerations)
+        drive its Deployment, so a patch to the Pooler rolls the pooler pods."""
+        db = self.config.database
+        pooler = self.store.find(self.res["poolers"], self.ns, db.pooler)
+        deploy = self.store.find(self.res["deployments"], self.ns, db.pooler)
+        if pooler is None or deploy is None:
+            return
+        want = pooler.get("spec") or {}
+        tmpl = (want.get("template") or {}).get("spec") or {}
+        new = copy.deepcopy(deploy)
+        new["spec"]["replicas"] = int(want.get("instances", 1))
+        pod_spec = new["spec"]["template"]["spec"]
+        if "affinity" in tmpl:  # the Pooler's affinity is the truth (the seed's HA lives there)
+            pod_spec["affinity"] = copy.deepcopy(tmpl["affinity"])
+        else:
+            pod_spec.pop("affinity", None)
+        for key in ("tolerations", "topologySpreadConstraints", "nodeSelector"):
+            if key in tmpl:
+                pod_spec[key] = copy.deepcopy(tmpl[key])
+        if new["spec"] != deploy["spec"]:
+            self.store.update(self.res["deployments"], new, force=True)
+
     async def reconcile(self) -> None:
         fenced = self.fenced()
         self._track_pods()
+        self._sync_pooler()
         # Processes follow their node's power, their pod and the fencing annotation.
         for name, inst in self.instances.items():
             node_ok = self.dataplane.node_alive(self.nodes[name])

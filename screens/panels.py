@@ -121,7 +121,15 @@ def ha_rows(s: Snapshot) -> list[tuple[str, Row]]:
             (
                 h.name,
                 h.subject,
-                "holds" if h.holds else ("?" if h.holds is None else "DRIFTED"),
+                "holds"
+                if h.holds
+                else (
+                    "?"
+                    if h.holds is None
+                    else f"DRIFTED since {time.strftime('%H:%M:%S', time.localtime(h.since))}"
+                    if h.since
+                    else "DRIFTED"
+                ),
                 "; ".join(h.drift) or h.description,
             ),
         )

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -23,12 +24,23 @@ from console.events import Event, Finished, Log, StepFinished, StepStarted
 Runner = Callable[[Config, Callable[[Event], None]], Awaitable[int]]
 
 
+def previews(config: Config) -> dict[str, Runner]:
+    """Shown before the confirmation: what the action would change (the HA diff, the prune list)."""
+    from actions import backup, ha
+
+    return {
+        "ha": ha.run_dry_run,
+        "prune": lambda c, e: backup.run_prune(c, e, True),
+    }
+
+
 def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
     """Action name -> (the word to type before it runs, or None; how to run it)."""
-    from actions import backup, restore
+    from actions import backup, ha, restore
 
     staging = config.database.databases[-1]
     return {
+        "ha": ("ha", ha.run_apply),
         "backup": (None, lambda c, e: backup.run_backup(c, e, "all")),
         "backup-check": (None, lambda c, e: backup.run_check(c, e, False)),
         "verify-restore": (None, restore.run_verify_restore),
@@ -57,7 +69,8 @@ class RunnerScreen(Screen[None]):
         self.action_name = name
         self.word, self.run_fn = runners(config)[name]
         self.running = False
-        self.result: Finished | None = None
+        self.result: Finished | None = None  # set once the action returned (lock released)
+        self._finished: Finished | None = None
 
     def compose(self) -> ComposeResult:
         info = ACTIONS[self.action_name]
@@ -72,8 +85,29 @@ class RunnerScreen(Screen[None]):
     def on_mount(self) -> None:
         if self.word:
             self.query_one(Input).focus()
+            preview = previews(self.config).get(self.action_name)
+            if preview is not None:
+                self.run_worker(self._preview(preview), group="preview", exit_on_error=False)
         else:
             self._start()
+
+    async def _preview(self, preview: Runner) -> None:
+        log = self.query_one(RichLog)
+        log.write("what would change:")
+
+        def show(e: Event) -> None:
+            if isinstance(e, Log) and e.level == "diff":
+                for line in e.message.splitlines():
+                    style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+                    log.write(Text(line, style=style))
+            elif isinstance(e, Log):
+                log.write(f"{e.level}: {e.message}")
+            elif isinstance(e, StepFinished):
+                log.write(e.detail)
+            elif isinstance(e, Finished):
+                log.write(f"{e.verdict}: {e.summary}")
+
+        await preview(self.config, show)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -98,6 +132,8 @@ class RunnerScreen(Screen[None]):
             self._event(Finished("FAIL", 1, f"{type(exc).__name__}: {exc}"))
         finally:
             self.running = False
+        # Only now — the action's session has released the lock and closed the journal entry — is it done.
+        self.result = self._finished
 
     def _event(self, e: Event) -> None:
         log = self.query_one(RichLog)
@@ -111,7 +147,7 @@ class RunnerScreen(Screen[None]):
         elif isinstance(e, Log):
             log.write(f"{stamp}  {e.level}: {e.message}")
         elif isinstance(e, Finished):
-            self.result = e
+            self._finished = e
             extra = f"\n{e.report_path}" if e.report_path else ""
             self.query_one("#runner-result", Static).update(f"{e.verdict}: {e.summary}{extra}\nEscape: back")
 

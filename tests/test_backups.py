@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,7 +113,7 @@ def test_storage_box_unreachable_mid_backup(box_lab: LabState) -> None:
     latest = _borg(box_lab, "list", "--json", "--last", "1", _db_repo(box_lab))["archives"][0]["name"]
     proc = subprocess.Popen(
         [
-            "python",
+            sys.executable,
             "-m",
             "console",
             "--config",

@@ -58,6 +58,8 @@ def test_health_through_the_load_balancer(lab: LabState) -> None:
     wait_for(lambda: _lb_get(lab, "docfast.dev")[0] == 200, 20, "docfast.dev/health through the LB")
     pods = {_lb_get(lab, "docfast.dev", "/version")[1]["pod"] for _ in range(6)}
     assert len(pods) == 2  # round robin reaches both replicas
+    # Staging's single pod may still be starting (its readiness is probed like prod's): wait for it.
+    wait_for(lambda: _lb_get(lab, "staging.docfast.dev")[0] == 200, 30, "staging.docfast.dev through the LB")
     status, body = _lb_get(lab, "staging.docfast.dev", "/version")
     assert status == 200 and body["namespace"] == "docfast-staging"
 
