@@ -62,6 +62,15 @@ ACTIONS: dict[str, ActionInfo] = {
         ),
         ActionInfo("ha-export", "Export HA as code", "the desired HA state as manifests in --dir", False),
         ActionInfo(
+            "promote",
+            "Promote a release",
+            "staging's exact image to production: gates, plan, watch, roll back",
+            True,
+        ),
+        ActionInfo(
+            "rollback", "Roll back production", "production back to its previous revision's image", True
+        ),
+        ActionInfo(
             "recover",
             "Recover an unfinished action",
             "roll back what a killed console left applied (from the journal), then wait for steady state",

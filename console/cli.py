@@ -139,6 +139,16 @@ def run_action(name: str, config: Config, args: argparse.Namespace) -> int:
         from actions.recover import recover
 
         return asyncio.run(recover(config, EventPrinter(as_json), bool(args.yes)))
+    if name in ("promote", "rollback"):
+        from actions import promote
+        from console.runner import Refused
+
+        fn = promote.run_promote if name == "promote" else promote.run_rollback
+        try:
+            return int(asyncio.run(fn(config, EventPrinter(as_json), bool(args.yes), bool(args.dry_run))))
+        except Refused as exc:
+            print(f"opsconsole: {name} refused: {exc}", file=sys.stderr)
+            return int(ExitCode.REFUSED)
     if name in ("ha", "ha-export"):
         return run_ha_action(name, config, args, EventPrinter(as_json))
     return run_backup_action(name, config, args, EventPrinter(as_json))

@@ -258,6 +258,13 @@ class ReleaseConfig(_Model):
     deployment: str = "docfast"
     container: str = "docfast"
     tag_pattern: str = r"^v\d+\.\d+\.\d+$"
+    # Promotion (actions/promote.py): the only route built is "image" (production's image set to the
+    # exact image staging runs); "tag" (push a v* tag, let CI deploy) is named here but refused for now.
+    route: Literal["image", "tag"] = "image"
+    soak_s: float = Field(600.0, ge=0)  # staging healthy on the exact image at least this long
+    max_backup_age_h: float = Field(6.0, gt=0)  # a database backup at most this old
+    rollout_timeout_s: float = Field(300.0, gt=0)  # production's rollout must finish within this
+    post_check_s: float = Field(60.0, ge=0)  # production health through the LB held this long afterwards
 
 
 class LabMarker(_Model):

@@ -1,8 +1,8 @@
 """The lab's data plane: real listeners on loopback for what users and probes actually reach.
 
 * Each DocFast pod is a small real HTTP server (``/health``, ``/version``) on its own loopback port; its
-  pod IP maps to that port.  An image tag ending in ``-broken`` answers ``/health`` with 503 (for
-  promotion drills).
+  pod IP maps to that port.  An image tag ending in ``-broken`` (or ``-broken-in-<namespace>``: in that
+  namespace only) answers ``/health`` with 503 (for promotion drills).
 * Each node runs an ingress (Traefik's role) while its server is up and its Traefik pod runs: an HTTP
   reverse proxy that routes by ``Host`` through the Ingress objects to the Service's *ready* endpoints.
 * The load balancer listens for its port-80 service and forwards TCP to a healthy target's ingress,
@@ -77,7 +77,7 @@ class PodServer:
         return response
 
     async def _health_answer(self) -> web.Response:
-        if self.version.endswith("-broken"):
+        if self.version.endswith("-broken") or self.version.endswith(f"-broken-in-{self.namespace}"):
             return web.json_response({"status": "error", "error": "release self-test failed"}, status=503)
         if self.health is not None:
             ok, detail = await self.health(self.__dict__)

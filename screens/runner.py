@@ -19,27 +19,31 @@ from textual.widgets import Footer, Input, RichLog, Static
 
 from actions.registry import ACTIONS
 from console.config import Config
-from console.events import Event, Finished, Log, StepFinished, StepStarted
+from console.events import Check, Event, Finished, Log, StepFinished, StepStarted
 
 Runner = Callable[[Config, Callable[[Event], None]], Awaitable[int]]
 
 
 def previews(config: Config) -> dict[str, Runner]:
     """Shown before the confirmation: what the action would change (the HA diff, the prune list)."""
-    from actions import backup, ha
+    from actions import backup, ha, promote
 
     return {
         "ha": ha.run_dry_run,
+        "promote": lambda c, e: promote.run_promote(c, e, False, True),
+        "rollback": lambda c, e: promote.run_rollback(c, e, False, True),
         "prune": lambda c, e: backup.run_prune(c, e, True),
     }
 
 
 def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
     """Action name -> (the word to type before it runs, or None; how to run it)."""
-    from actions import backup, ha, restore
+    from actions import backup, ha, promote, restore
 
     staging = config.database.databases[-1]
     return {
+        "promote": ("promote", lambda c, e: promote.run_promote(c, e, True, False)),
+        "rollback": ("rollback", lambda c, e: promote.run_rollback(c, e, True, False)),
         "ha": ("ha", ha.run_apply),
         "backup": (None, lambda c, e: backup.run_backup(c, e, "all")),
         "backup-check": (None, lambda c, e: backup.run_check(c, e, False)),
@@ -102,6 +106,8 @@ class RunnerScreen(Screen[None]):
                     log.write(Text(line, style=style))
             elif isinstance(e, Log):
                 log.write(f"{e.level}: {e.message}")
+            elif isinstance(e, Check):
+                log.write(Text(f"{'✔' if e.ok else '✘'} {e.name}: {e.why}", style="green" if e.ok else "red"))
             elif isinstance(e, StepFinished):
                 log.write(e.detail)
             elif isinstance(e, Finished):
@@ -140,6 +146,8 @@ class RunnerScreen(Screen[None]):
         stamp = time.strftime("%H:%M:%S", time.localtime(e.at))
         if isinstance(e, Log) and e.level == "progress":
             self.query_one("#runner-progress", Static).update(e.message)
+        elif isinstance(e, Check):
+            log.write(f"{stamp}  {'✔' if e.ok else '✘'} {e.name}: {e.why}")
         elif isinstance(e, StepStarted):
             log.write(f"{stamp}  ▶ {e.title}")
         elif isinstance(e, StepFinished):
