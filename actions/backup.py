@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from console.clients.borg import BorgError, borg_env
-from console.clients.borg_run import borg_run
+from console.clients.borg_run import BorgResult, borg_run
 from console.clients.kube import request
 from console.clients.pgtools import Primary
 from console.clients.ssh import connect
@@ -96,10 +96,30 @@ def progress_printer(emit: Callable[[Event], None], step: str) -> Callable[[dict
     return on
 
 
+async def borg_create(
+    config: Config, r: BorgRepository, name: str, paths: list[str], cwd: Path, emit: Callable[[Event], None]
+) -> BorgResult:
+    """``borg create`` of ``paths`` (relative to ``cwd``) as ``REPO::name``, with progress events."""
+    return await borg_run(
+        [
+            "create",
+            "--json",
+            "--progress",
+            "--log-json",
+            "--compression",
+            "lz4",
+            f"{config.backups.repo_url(r)}::{name}",
+            *paths,
+        ],
+        borg_env(config.backups, config.ssh),
+        progress_printer(emit, "upload"),
+        cwd=cwd,
+    )
+
+
 async def backup_db(s: ActionSession, emit: Callable[[Event], None]) -> dict[str, Any]:
     config = s.config
     r = repo(config, "db")
-    env = borg_env(config.backups, config.ssh)
     primary = Primary(config, s.api)
     work = _private_dir("db-")
     try:
@@ -142,21 +162,7 @@ async def backup_db(s: ActionSession, emit: Callable[[Event], None]) -> dict[str
         name = archive_name("db")
         emit(StepStarted("upload", f"borg create {r.name}::{name}"))
         files = [f"{d}.dump" for d in config.database.databases] + ["meta.json"]
-        result = await borg_run(
-            [
-                "create",
-                "--json",
-                "--progress",
-                "--log-json",
-                "--compression",
-                "lz4",
-                f"{config.backups.repo_url(r)}::{name}",
-                *files,
-            ],
-            env,
-            progress_printer(emit, "upload"),
-            cwd=work,
-        )
+        result = await borg_create(config, r, name, files, work, emit)
         stats = result.json().get("archive", {}).get("stats", {})
         emit(
             StepFinished(
@@ -210,7 +216,6 @@ async def export_resources(api: Any) -> dict[str, list[dict[str, Any]]]:
 async def backup_cluster(s: ActionSession, emit: Callable[[Event], None]) -> dict[str, Any]:
     config = s.config
     r = repo(config, "cluster")
-    env = borg_env(config.backups, config.ssh)
     server = next(n for n in config.nodes if n.role == "server")
     work = _private_dir("cluster-")
     try:
@@ -251,21 +256,7 @@ async def backup_cluster(s: ActionSession, emit: Callable[[Event], None]) -> dic
         emit(StepFinished("export", True, f"{count} objects"))
         archive = archive_name("cluster")
         emit(StepStarted("upload", f"borg create {r.name}::{archive}"))
-        result = await borg_run(
-            [
-                "create",
-                "--json",
-                "--progress",
-                "--log-json",
-                "--compression",
-                "lz4",
-                f"{config.backups.repo_url(r)}::{archive}",
-                ".",
-            ],
-            env,
-            progress_printer(emit, "upload"),
-            cwd=work,
-        )
+        result = await borg_create(config, r, archive, ["."], work, emit)
         emit(StepFinished("upload", True, f"{archive}: {result.verdict}"))
         s.step("upload", "done", {"archive": archive, "borg": result.verdict})
         return {"repository": r.name, "archive": archive, "borg": result.verdict, "objects": count}

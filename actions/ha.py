@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from console.clients.kube import KubeError, request
+from console.clients.kube import KubeError, request, update_fresh
 from console.config import Config, HaPatch
 from console.events import Event, Finished, Log, StepFinished, StepStarted
 from console.ha import drift
@@ -85,19 +85,13 @@ async def run_dry_run(config: Config, emit: Callable[[Event], None]) -> int:
 
 
 async def _apply_one(api: Any, p: HaPatch, emit: Callable[[Event], None]) -> dict[str, Any]:
-    """Patch one object (retrying a 409 on a fresh read); the object as it was before."""
-    for attempt in range(5):
-        obj = await _get(api, p)
-        if obj is None:
-            raise RuntimeError(f"{p.kind} {p.namespace}/{p.object} not found")
-        try:
-            await request(api, "PATCH", path(p), patch_body(p, obj), content_type(p))
-            return obj
-        except KubeError as exc:
-            if exc.status != 409 or attempt == 4:
-                raise
-            emit(Log("info", f"{p.name}: changed meanwhile (409), reading again"))
-    raise AssertionError("unreachable")
+    """Patch one object (a 409 re-reads and retries); the object as it was before."""
+    try:
+        return await update_fresh(api, path(p), lambda obj: ("PATCH", patch_body(p, obj), content_type(p)))
+    except KubeError as exc:
+        if exc.status == 404:
+            raise RuntimeError(f"{p.kind} {p.namespace}/{p.object} not found") from None
+        raise
 
 
 async def _verify(api: Any, config: Config, p: HaPatch, timeout: float) -> str | None:
@@ -138,17 +132,8 @@ async def _verify(api: Any, config: Config, p: HaPatch, timeout: float) -> str |
 
 
 async def _restore(api: Any, p: HaPatch, before: dict[str, Any]) -> None:
-    for attempt in range(5):
-        cur = await _get(api, p)
-        if cur is None:
-            return
-        body = {**cur, "spec": before["spec"]}
-        try:
-            await request(api, "PUT", path(p), body)
-            return
-        except KubeError as exc:
-            if exc.status != 409 or attempt == 4:
-                raise
+    """Put the old spec back (a PUT on the current resourceVersion)."""
+    await update_fresh(api, path(p), lambda cur: ("PUT", {**cur, "spec": before["spec"]}, "application/json"))
 
 
 async def run_apply(config: Config, emit: Callable[[Event], None], verify_timeout: float = 180.0) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 from console.clients.borg import BorgError, borg_env
 from console.clients.borg_run import borg_run
-from console.clients.kube import STRATEGIC_PATCH, KubeError, patch, request
+from console.clients.kube import STRATEGIC_PATCH, KubeError, request, update_fresh
 from console.config import Config
 from console.events import Check, Event, Finished, Log, Observation, ProbeSample, StepFinished, StepStarted
 from console.lock import ClusterLock
@@ -158,18 +158,16 @@ async def gates(config: Config, api: Any) -> list[Check]:
 
 async def _set_image(api: Any, config: Config, image: str) -> None:
     r, ns = config.release, config.namespaces
-    for attempt in range(5):
-        d = await request(api, "GET", _deploy_path(ns.prod, r.deployment))
-        body = {
-            "metadata": {"resourceVersion": d["metadata"]["resourceVersion"]},
-            "spec": {"template": {"spec": {"containers": [{"name": r.container, "image": image}]}}},
-        }
-        try:
-            await patch(api, _deploy_path(ns.prod, r.deployment), body, STRATEGIC_PATCH)
-            return
-        except KubeError as exc:
-            if exc.status != 409 or attempt == 4:
-                raise
+    container = {"spec": {"template": {"spec": {"containers": [{"name": r.container, "image": image}]}}}}
+    await update_fresh(
+        api,
+        _deploy_path(ns.prod, r.deployment),
+        lambda d: (
+            "PATCH",
+            {"metadata": {"resourceVersion": d["metadata"]["resourceVersion"]}, **container},
+            STRATEGIC_PATCH,
+        ),
+    )
 
 
 async def _watch_rollout(api: Any, config: Config, emit: Callable[[Event], None], timeout: float) -> bool:

@@ -6,6 +6,7 @@ OpenAPI spec; the session fixture fails the run if any response did not conform.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -76,6 +77,19 @@ def start_lab(lab_dir: Path) -> LabState:
     state = read_state(lab_dir)
     assert state is not None
     return state
+
+
+@contextlib.contextmanager
+def own_lab(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LabState]:
+    """A lab of a test module's own (for tests that disturb it), with the Storage Box's history seeded
+    (preflights and gates want a fresh backup); stopped afterwards."""
+    lab_dir = tmp_path_factory.mktemp(name)
+    state = start_lab(lab_dir)
+    try:
+        wait_for(lambda: control(state, "GET", "/storagebox").get("ready"), 90, "the Storage Box seeded")
+        yield state
+    finally:
+        opsconsole("lab", "down", "--dir", str(lab_dir))
 
 
 @pytest.fixture(scope="session")

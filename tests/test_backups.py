@@ -21,16 +21,13 @@ import pytest
 from lab.cli import control
 from lab.state import LabState
 from lab.storagebox import retained
-from tests.conftest import ROOT, env_file, kubectl, kubectl_json, opsconsole, start_lab, wait_for
+from tests.conftest import ROOT, env_file, kubectl, kubectl_json, opsconsole, own_lab, wait_for
 
 
 @pytest.fixture(scope="module")
 def box_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
-    lab_dir = tmp_path_factory.mktemp("backup-lab")
-    state = start_lab(lab_dir)
-    wait_for(lambda: control(state, "GET", "/storagebox").get("ready"), 90, "the Storage Box seeded")
-    yield state
-    opsconsole("lab", "down", "--dir", str(lab_dir))
+    with own_lab(tmp_path_factory, "backup-lab") as state:
+        yield state
 
 
 def _action(lab: LabState, *args: str, timeout: float = 300) -> tuple[int, list[dict[str, Any]], str]:

@@ -28,19 +28,15 @@ from lab.cli import control
 from lab.state import LabState
 from screens.app import Dashboard
 from screens.drill import DrillScreen
-from tests.conftest import ROOT, kubectl_json, opsconsole, start_lab, wait_for
+from tests.conftest import ROOT, kubectl_json, opsconsole, own_lab, wait_for
 
 SCENARIOS = ["node-down", "node-drain", "db-switchover", "db-primary-kill", "pooler-kill"]
 
 
 @pytest.fixture(scope="module")
 def drill_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
-    lab_dir = tmp_path_factory.mktemp("drill-lab")
-    state = start_lab(lab_dir)
-    # The Storage Box seeds its history in the background: the backup check wants it.
-    wait_for(lambda: control(state, "GET", "/storagebox").get("ready"), 60, "the Storage Box seeded")
-    yield state
-    opsconsole("lab", "down", "--dir", str(lab_dir))
+    with own_lab(tmp_path_factory, "drill-lab") as state:
+        yield state
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,10 @@ import tomli_w
 import yaml
 
 from console.config import load_config
-from lab.cli import control
 from lab.kube.validation import validate as validate_crd
 from lab.state import LabState
 from screens.app import Dashboard
-from tests.conftest import ROOT, kubectl, kubectl_json, opsconsole, start_lab, wait_for
+from tests.conftest import ROOT, kubectl, kubectl_json, opsconsole, own_lab, wait_for
 from tests.test_dashboard import _rows, _until
 
 RESET = {"coredns-spread", "cnpg-operator-spread"}
@@ -32,12 +31,8 @@ RESET = {"coredns-spread", "cnpg-operator-spread"}
 
 @pytest.fixture(scope="module")
 def ha_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
-    lab_dir = tmp_path_factory.mktemp("ha-lab")
-    state = start_lab(lab_dir)
-    # The drill's preflight wants a fresh database backup: the Storage Box seeds in the background.
-    wait_for(lambda: control(state, "GET", "/storagebox").get("ready"), 90, "the Storage Box seeded")
-    yield state
-    opsconsole("lab", "down", "--dir", str(lab_dir))
+    with own_lab(tmp_path_factory, "ha-lab") as state:
+        yield state
 
 
 @pytest.fixture()

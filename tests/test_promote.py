@@ -16,20 +16,16 @@ from typing import Any
 import pytest
 import tomli_w
 
-from lab.cli import control
 from lab.state import LabState
-from tests.conftest import ROOT, kubectl, kubectl_json, opsconsole, start_lab, wait_for
+from tests.conftest import ROOT, kubectl, kubectl_json, opsconsole, own_lab, wait_for
 
 IMAGE = "git.cloonar.com/openclawd/docfast"
 
 
 @pytest.fixture(scope="module")
 def rel_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
-    lab_dir = tmp_path_factory.mktemp("release-lab")
-    state = start_lab(lab_dir)
-    wait_for(lambda: control(state, "GET", "/storagebox").get("ready"), 90, "the Storage Box seeded")
-    yield state
-    opsconsole("lab", "down", "--dir", str(lab_dir))
+    with own_lab(tmp_path_factory, "release-lab") as state:
+        yield state
 
 
 @pytest.fixture(scope="module")

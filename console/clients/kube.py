@@ -9,6 +9,7 @@ raised as :class:`KubeError` carrying the API's own ``Status`` reason and messag
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -81,3 +82,24 @@ async def evict(api: Any, namespace: str, name: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
     }
     return await request(api, "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body)
+
+
+async def update_fresh(
+    api: Any,
+    path: str,
+    build: Callable[[dict[str, Any]], tuple[str, Any, str]],
+    attempts: int = 5,
+) -> dict[str, Any]:
+    """Read ``path``, send what ``build(current)`` returns — (method, body, content type), the body
+    carrying the read resourceVersion — and on 409 Conflict read again and retry.  The object as it was
+    read before the successful write."""
+    for attempt in range(attempts):
+        current = await request(api, "GET", path)
+        method, body, content = build(current)
+        try:
+            await request(api, method, path, body, content)
+            return current
+        except KubeError as exc:
+            if exc.status != 409 or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -141,20 +141,12 @@ class Primary:
 
     async def recreate(self, dbname: str, owner: str) -> None:
         """Drop (after ending its sessions) and create ``dbname`` owned by ``owner``."""
-        await self.sql(
-            "postgres",
-            TERMINATE,
-            (dbname,),
-        )
-        await self.sql("postgres", f'DROP DATABASE IF EXISTS "{dbname}"')
+        await self.drop(dbname)
         await self.sql("postgres", f'CREATE DATABASE "{dbname}" OWNER "{owner}"')
 
     async def drop(self, dbname: str) -> None:
-        await self.sql(
-            "postgres",
-            TERMINATE,
-            (dbname,),
-        )
+        """End ``dbname``'s sessions (the pooler's too), then drop it."""
+        await self.sql("postgres", TERMINATE, (dbname,))
         await self.sql("postgres", f'DROP DATABASE IF EXISTS "{dbname}"')
 
     async def close(self) -> None:
