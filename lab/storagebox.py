@@ -61,14 +61,15 @@ def schedule(now: datetime, every_hours: int, at_hour: int, days: int) -> list[d
 def seeded_history(
     now: datetime, every_hours: int, at_hour: int, daily: int = 7, weekly: int = 4
 ) -> list[datetime]:
-    """The archives a real box would hold now: pruned history plus the unpruned backups of the last day."""
+    """The archives a real box would hold now: the history as today's 03:00 prune left it, plus the backups
+    taken since (a prune keeps the newest per day, so yesterday's earlier backups are gone)."""
     full = schedule(now, every_hours, at_hour, 40)
     last_prune = now.replace(hour=3, minute=0, second=0, microsecond=0)
     if last_prune > now:
         last_prune -= timedelta(days=1)
     before = [t for t in full if t <= last_prune]
     kept = set(retained(before, daily, weekly))
-    recent = [t for t in full if t > last_prune - timedelta(days=1)]
+    recent = [t for t in full if t > last_prune]
     return sorted(kept | set(recent))
 
 

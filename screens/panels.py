@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -126,7 +127,7 @@ def ha_rows(s: Snapshot) -> list[tuple[str, Row]]:
                 else (
                     "?"
                     if h.holds is None
-                    else f"DRIFTED since {time.strftime('%H:%M:%S', time.localtime(h.since))}"
+                    else f"DRIFTED since {datetime.fromtimestamp(h.since).strftime('%H:%M:%S')}"
                     if h.since
                     else "DRIFTED"
                 ),

@@ -30,6 +30,13 @@ def box_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
         yield state
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Receipts, check results and the journal of this test's own (they show on every dashboard)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
 def _action(lab: LabState, *args: str, timeout: float = 300) -> tuple[int, list[dict[str, Any]], str]:
     proc = opsconsole(
         "--config", lab.files["console_config"], "--action", *args, "--json", check=False, timeout=timeout

@@ -84,7 +84,7 @@ async def test_every_panel_fills_from_its_source(lab: LabState) -> None:
             "fresh backups (the Storage Box seeds its history in the background)",
         )
         assert {r[0] for r in _rows(app, "backups").values()} == {"k3s-db", "k3s-cluster"}
-        assert all("kept" in r[4] for r in _rows(app, "backups").values())
+        assert all("kept" in r[4] for r in _rows(app, "backups").values()), _rows(app, "backups")
         await _until(pilot, lambda: len(_rows(app, "ha")) == 4, 30, "the four HA patches")
         assert all(r[2] == "holds" for r in _rows(app, "ha").values()), _rows(app, "ha")
         await _until(pilot, lambda: len(_rows(app, "endpoints")) == 5, 30, "two probes and three DNS records")
