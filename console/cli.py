@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         "--what", choices=["db", "cluster", "all"], default="db", help="backup: what to back up"
     )
     backup.add_argument("--verify-data", action="store_true", help="backup-check: read every chunk")
+    backup.add_argument(
+        "--lock-wait",
+        type=int,
+        default=None,
+        help="wait up to N s for a locked Borg repository (default: fail)",
+    )
     backup.add_argument("--db", default=None, help="restore: the database whose dump to restore")
     backup.add_argument(
         "--archive", default="latest", help="restore, restore-cluster: archive name or latest"
@@ -194,6 +200,10 @@ def run_backup_action(name: str, config: Config, args: argparse.Namespace, emit:
     from console.clients.pgtools import PgToolError
     from console.runner import Refused
 
+    if args.lock_wait is not None:
+        config = config.model_copy(
+            update={"backups": config.backups.model_copy(update={"lock_wait_s": max(0, args.lock_wait)})}
+        )
     calls = {
         "backup": lambda: backup.run_backup(config, emit, args.what),
         "prune": lambda: backup.run_prune(config, emit, bool(args.dry_run)),

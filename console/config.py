@@ -171,6 +171,9 @@ class BackupsConfig(_Model):
     # Borg over SSH costs a connection and a repository lock per look: every 5 minutes is plenty for a
     # 6-hourly schedule.
     poll_interval_s: float = Field(300.0, gt=0)
+    # How long an action's borg waits for a repository lock held by another borg (0: fail at once, with
+    # the advice to retry with --lock-wait).
+    lock_wait_s: int = Field(0, ge=0)
 
     def repo_url(self, repo: BorgRepository) -> str:
         path = repo.path.removeprefix("./")

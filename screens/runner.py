@@ -57,6 +57,20 @@ def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
     }
 
 
+GUIDES = {
+    "restore-cluster": (
+        "The seed's recovery procedure — this action is steps 2 (etcd snapshot) on the existing server:\n"
+        "  1. provision 3 fresh CAX11 nodes (#9)   2. install K3s, restore the etcd snapshot\n"
+        "  3. or: fresh K3s + re-apply the manifests from Borg   4. restore the database from pg_dump\n"
+        "  5. update DNS to the new LB IP   — estimated 15–30 minutes in all.\n"
+        "Here: stop k3s on the server, upload the snapshot, k3s server --cluster-reset, start k3s; each "
+        "step is timed below."
+    ),
+    "restore": "Restores staging from the latest dump; production only headless with --i-mean-production "
+    "after a safety archive.",
+}
+
+
 class RunnerScreen(Screen[None]):
     DEFAULT_CSS = """
     #runner-title { height: auto; padding: 0 1; text-style: bold; }
@@ -79,6 +93,8 @@ class RunnerScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         info = ACTIONS[self.action_name]
         yield Static(f"{info.title}: {info.description}", id="runner-title")
+        if self.action_name in GUIDES:
+            yield Static(GUIDES[self.action_name], id="runner-guide")
         if self.word:
             yield Input(placeholder=f"type {self.word} to run it (Escape: back)", id="runner-confirm")
         yield Static(id="runner-progress")

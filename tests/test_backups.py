@@ -152,6 +152,27 @@ def test_storage_box_unreachable_mid_backup(box_lab: LabState) -> None:
     assert _borg(box_lab, "list", "--json", "--last", "1", _db_repo(box_lab))["archives"][0]["name"] == latest
 
 
+def test_a_locked_repository_fails_clearly_or_is_waited_for(box_lab: LabState) -> None:
+    control(box_lab, "POST", "/storagebox", {"lock": "k3s-db"})
+    try:
+        code, _, output = _action(box_lab, "backup", "--what", "db")
+        assert code == 1 and "locked" in output and "--lock-wait" in output, output[-2000:]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "console", "--config", box_lab.files["console_config"], "--action",
+             "backup", "--what", "db", "--lock-wait", "120", "--json"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        )  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:  # borg create is waiting for the lock now: release it
+            if '"StepStarted"' in line and '"upload"' in line:
+                control(box_lab, "POST", "/storagebox", {"unlock": "k3s-db"})
+                break
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out[-2000:] + err
+    finally:
+        control(box_lab, "POST", "/storagebox", {"unlock": "k3s-db"})
+
+
 def test_cluster_backup_then_restore_brings_a_deleted_deployment_back(box_lab: LabState) -> None:
     code, _, output = _action(box_lab, "backup", "--what", "cluster")
     assert code == 0, output[-3000:]

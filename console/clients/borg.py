@@ -16,6 +16,8 @@ from typing import Any
 
 from console.config import BackupsConfig, SshConfig
 
+LOCK_WAIT_ENV = "OPSCONSOLE_BORG_LOCK_WAIT"
+
 
 class BorgError(Exception):
     """A borg failure: the repository and borg's own one-line reason."""
@@ -30,6 +32,8 @@ def borg_env(backups: BackupsConfig, ssh: SshConfig) -> dict[str, str]:
     env["BORG_RELOCATED_REPO_ACCESS_IS_OK"] = "no"
     env["BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK"] = "no"
     env["LC_ALL"] = "C.UTF-8"
+    if backups.lock_wait_s:
+        env[LOCK_WAIT_ENV] = str(backups.lock_wait_s)  # read by borg_run: becomes borg's --lock-wait
     if backups.passcommand:
         env["BORG_PASSCOMMAND"] = backups.passcommand
     elif backups.passphrase_env and os.environ.get(backups.passphrase_env):
@@ -77,7 +81,7 @@ def _reason(lines: list[str]) -> str:
         if "passphrase" in ln.lower():
             return "wrong or missing Borg passphrase"
         if "Failed to create/acquire the lock" in ln or ("lock" in ln.lower() and "timeout" in ln.lower()):
-            return "repository is locked (a backup may be running or hung)"
+            return "repository is locked (a backup may be running or hung): retry with --lock-wait SECONDS"
         if "Connection closed by remote host" in ln or "Connection refused" in ln:
             return "Storage Box unreachable over SSH"
         if "does not exist" in ln or "is not a valid repository" in ln:

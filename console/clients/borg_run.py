@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from console.clients.borg import BorgError, _reason
+from console.clients.borg import LOCK_WAIT_ENV, BorgError, _reason
 
 RESULT = {0: "ok", 1: "warning", 2: "error"}
 
@@ -48,6 +48,9 @@ async def borg_run(
     timeout: float = 3600.0,
 ) -> BorgResult:
     """Run ``borg ARGS`` with JSON logging; raise :class:`BorgError` (borg's reason) on exit code ≥ 2."""
+    wait = env.get(LOCK_WAIT_ENV)
+    if wait and args and args[0] in ("create", "extract", "prune", "compact", "check", "list", "delete"):
+        args = [args[0], "--lock-wait", wait, *args[1:]]
     try:
         proc = await asyncio.create_subprocess_exec(
             "borg",
