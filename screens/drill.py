@@ -21,8 +21,9 @@ from textual.widgets.option_list import Option
 from actions.drill import Drill, DrillRequest
 from actions.drill_checks import SCENARIOS, targets
 from console.config import Config
-from console.events import Check, Event, Finished, Log, Observation, ProbeSample, StepFinished, StepStarted
+from console.events import Check, Event, Finished, Observation, ProbeSample
 from console.snapshot import build
+from screens.event_text import line
 
 STRIP_PROBES = ("http-prod", "db-write", "http-staging")
 
@@ -241,14 +242,10 @@ class DrillScreen(Screen[None]):
         elif isinstance(e, Observation):
             log.write(f"{stamp}  {e.subject}: {e.what}")
             self._counters()
-        elif isinstance(e, StepStarted):
-            log.write(f"{stamp}  ▶ {e.title}")
-        elif isinstance(e, StepFinished):
-            log.write(f"{stamp}  {'✔' if e.ok else '✘'} {e.detail}")
-        elif isinstance(e, Log):
-            log.write(f"{stamp}  {e.level}: {e.message}")
         elif isinstance(e, Finished):
             self._finished(e)
+        elif (text := line(e)) is not None:
+            log.write(text)
 
     def _sample(self, s: ProbeSample) -> None:
         if s.probe in self.samples:

@@ -7,7 +7,6 @@ what they replace (the target database, ``k3s-cluster``, ``prune``); the others 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
@@ -19,7 +18,8 @@ from textual.widgets import Footer, Input, RichLog, Static
 
 from actions.registry import ACTIONS
 from console.config import Config
-from console.events import Check, Event, Finished, Log, StepFinished, StepStarted
+from console.events import Check, Event, Finished, Log, StepFinished
+from screens.event_text import line
 
 Runner = Callable[[Config, Callable[[Event], None]], Awaitable[int]]
 
@@ -159,21 +159,14 @@ class RunnerScreen(Screen[None]):
 
     def _event(self, e: Event) -> None:
         log = self.query_one(RichLog)
-        stamp = time.strftime("%H:%M:%S", time.localtime(e.at))
         if isinstance(e, Log) and e.level == "progress":
             self.query_one("#runner-progress", Static).update(e.message)
-        elif isinstance(e, Check):
-            log.write(f"{stamp}  {'✔' if e.ok else '✘'} {e.name}: {e.why}")
-        elif isinstance(e, StepStarted):
-            log.write(f"{stamp}  ▶ {e.title}")
-        elif isinstance(e, StepFinished):
-            log.write(f"{stamp}  {'✔' if e.ok else '✘'} {e.detail}")
-        elif isinstance(e, Log):
-            log.write(f"{stamp}  {e.level}: {e.message}")
         elif isinstance(e, Finished):
             self._finished = e
             extra = f"\n{e.report_path}" if e.report_path else ""
             self.query_one("#runner-result", Static).update(f"{e.verdict}: {e.summary}{extra}\nEscape: back")
+        elif (text := line(e)) is not None:
+            log.write(text)
 
     def action_back(self) -> None:
         if self.running:
