@@ -9,6 +9,12 @@
   back as it was (a PUT of the old spec on the current resourceVersion) and the action exits 1.
 * **Export** (``ha-export --dir DIR``): plain manifests with the desired state, a kustomization, and
   ``DURABILITY.md`` saying what survives a K3s restart and the durable form of each item.
+
+The opt-in policies (``[[ha.budgets]]``, ``[ha.network_policy]``, patch entries with ``enabled = false``
+such as resource limits) take part only once enabled in config: they are objects the console owns whole
+(:mod:`console.ha_policy`) — created when missing, their spec replaced when different, deleted again by a
+rollback if this run created them, and verified by their own health (a budget's controller status, a
+policy that selects pods).  Switched-off items are named in every report as "opt-in, off".
 """
 
 from __future__ import annotations
@@ -21,17 +27,37 @@ from typing import Any
 
 import yaml
 
-from console.clients.kube import KubeError, request, update_fresh
+from console import ha_patch, ha_policy
+from console.clients.kube import KubeError, delete, request, update_fresh
 from console.config import Config, HaPatch
 from console.events import Event, Finished, Log, StepFinished, StepStarted
-from console.ha import drift
-from console.ha_patch import content_type, desired_object, diff, patch_body, path, selector
+from console.ha import drift as patch_drift
+from console.ha_policy import OwnedObject
 from console.runner import ActionSession, Refused
 
+Item = HaPatch | OwnedObject
 
-async def _get(api: Any, patch: HaPatch) -> dict[str, Any] | None:
+
+def items(config: Config) -> list[Item]:
+    """Every enabled item of the desired HA state: the runtime patches, then the owned policies."""
+    return [*(p for p in config.ha.patches if p.enabled), *ha_policy.owned_objects(config)]
+
+
+def _path(item: Item) -> str:
+    return ha_patch.path(item) if isinstance(item, HaPatch) else item.path
+
+
+def _drift(item: Item, obj: dict[str, Any] | None) -> list[str]:
+    return patch_drift(item, obj) if isinstance(item, HaPatch) else ha_policy.drift(item, obj)
+
+
+def _diff(item: Item, obj: dict[str, Any] | None) -> str:
+    return ha_patch.diff(item, obj) if isinstance(item, HaPatch) else ha_policy.diff(item, obj)
+
+
+async def _get(api: Any, item: Item) -> dict[str, Any] | None:
     try:
-        return await request(api, "GET", path(patch))
+        return await request(api, "GET", _path(item))
     except KubeError as exc:
         if exc.status == 404:
             return None
@@ -40,14 +66,14 @@ async def _get(api: Any, patch: HaPatch) -> dict[str, Any] | None:
 
 async def plan(config: Config, api: Any) -> list[dict[str, Any]]:
     out = []
-    for p in config.ha.patches:
-        obj = await _get(api, p)
+    for item in items(config):
+        obj = await _get(api, item)
         out.append(
             {
-                "name": p.name,
-                "subject": f"{p.kind} {p.namespace}/{p.object}",
-                "drift": drift(p, obj),
-                "diff": diff(p, obj),
+                "name": item.name,
+                "subject": f"{item.kind} {item.namespace}/{item.object}",
+                "drift": _drift(item, obj),
+                "diff": _diff(item, obj),
             }
         )
     return out
@@ -58,10 +84,10 @@ async def run_dry_run(config: Config, emit: Callable[[Event], None]) -> int:
 
     api: Any = await api_client(config.kubernetes.kubeconfig or None, config.kubernetes.context)
     try:
-        items = await plan(config, api)
+        listed = await plan(config, api)
     finally:
         await api.close()
-    for item in items:
+    for item in listed:
         emit(
             Log(
                 "drift" if item["drift"] else "holds",
@@ -70,38 +96,87 @@ async def run_dry_run(config: Config, emit: Callable[[Event], None]) -> int:
         )
         if item["diff"]:
             emit(Log("diff", item["diff"]))
-    drifted = [i["name"] for i in items if i["drift"]]
+    off = ha_policy.opted_out(config)
+    if off:
+        emit(Log("info", f"opt-in, off (not checked): {', '.join(off)}"))
+    drifted = [i["name"] for i in listed if i["drift"]]
     emit(
         Finished(
             "DRIFT" if drifted else "CLEAN",
             1 if drifted else 0,
-            f"{len(drifted)} of {len(items)} patches drifted: {', '.join(drifted)}"
+            f"{len(drifted)} of {len(listed)} items drifted: {', '.join(drifted)}"
             if drifted
-            else f"all {len(items)} patches hold",
-            {"patches": items},
+            else f"all {len(listed)} items hold",
+            {"patches": listed, "opt_in_off": off},
         )
     )
     return 1 if drifted else 0
 
 
-async def _apply_one(api: Any, p: HaPatch, emit: Callable[[Event], None]) -> dict[str, Any]:
-    """Patch one object (a 409 re-reads and retries); the object as it was before."""
+async def _apply_one(api: Any, item: Item) -> dict[str, Any] | None:
+    """Write one object (a 409 re-reads and retries); the object as it was before (None: created)."""
+    if isinstance(item, OwnedObject):
+        if await _get(api, item) is None:
+            await request(api, "POST", item.collection, item.manifest)
+            return None
+        return await update_fresh(
+            api,
+            item.path,
+            lambda cur: (
+                "PUT",
+                {
+                    **cur,
+                    "metadata": {
+                        **cur["metadata"],
+                        "labels": {**cur["metadata"].get("labels", {}), **ha_policy.MANAGED},
+                    },
+                    "spec": item.manifest["spec"],
+                },
+                "application/json",
+            ),
+        )
+    p = item
     try:
-        return await update_fresh(api, path(p), lambda obj: ("PATCH", patch_body(p, obj), content_type(p)))
+        return await update_fresh(
+            api,
+            ha_patch.path(p),
+            lambda obj: ("PATCH", ha_patch.patch_body(p, obj), ha_patch.content_type(p)),
+        )
     except KubeError as exc:
         if exc.status == 404:
-            raise RuntimeError(f"{p.kind} {p.namespace}/{p.object} not found") from None
+            raise KubeError(404, "NotFound", f"{p.kind} {p.namespace}/{p.object} not found") from None
         raise
 
 
-async def _verify(api: Any, config: Config, p: HaPatch, timeout: float) -> str | None:
-    """None when the patch holds and its pods rolled out and spread; else why not."""
+async def _verify_owned(api: Any, item: OwnedObject, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    why = "not verified"
+    while time.monotonic() < deadline:
+        obj = await _get(api, item)
+        problems = ha_policy.drift(item, obj)
+        if obj is not None and not problems:
+            pods = await request(api, "GET", f"/api/v1/namespaces/{item.namespace}/pods")
+            trouble = ha_policy.health(item, obj, pods.get("items", []))
+            if trouble is None:
+                return None
+            why = trouble
+        else:
+            why = "; ".join(problems)
+        await asyncio.sleep(0.5)
+    return why
+
+
+async def _verify(api: Any, config: Config, item: Item, timeout: float) -> str | None:
+    """None when the item holds and does its job (a patch: rolled out and spread); else why not."""
+    if isinstance(item, OwnedObject):
+        return await _verify_owned(api, item, timeout)
+    p = item
     deadline = time.monotonic() + timeout
     why = "not verified"
     deploy_path = f"/apis/apps/v1/namespaces/{p.namespace}/deployments/{p.object}"
     while time.monotonic() < deadline:
         obj = await _get(api, p)
-        problems = drift(p, obj)
+        problems = patch_drift(p, obj)
         d = await request(api, "GET", deploy_path)
         st, want = d.get("status") or {}, int((d.get("spec") or {}).get("replicas", 1))
         rolled = (
@@ -110,7 +185,7 @@ async def _verify(api: Any, config: Config, p: HaPatch, timeout: float) -> str |
             and int(st.get("readyReplicas", 0)) == want
             and int(st.get("replicas", 0)) == want
         )
-        labels = ",".join(f"{k}={v}" for k, v in selector(p, obj or {}).items())
+        labels = ",".join(f"{k}={v}" for k, v in ha_patch.selector(p, obj or {}).items())
         pods = await request(
             api, "GET", f"/api/v1/namespaces/{p.namespace}/pods", query={"labelSelector": labels}
         )
@@ -131,35 +206,43 @@ async def _verify(api: Any, config: Config, p: HaPatch, timeout: float) -> str |
     return why
 
 
-async def _restore(api: Any, p: HaPatch, before: dict[str, Any]) -> None:
-    """Put the old spec back (a PUT on the current resourceVersion)."""
-    await update_fresh(api, path(p), lambda cur: ("PUT", {**cur, "spec": before["spec"]}, "application/json"))
+async def _restore(api: Any, item: Item, before: dict[str, Any] | None) -> None:
+    """Put the old spec back (a PUT on the current resourceVersion), or delete what this run created."""
+    if before is None:
+        await delete(api, _path(item))
+        return
+    await update_fresh(
+        api, _path(item), lambda cur: ("PUT", {**cur, "spec": before["spec"]}, "application/json")
+    )
 
 
 async def run_apply(config: Config, emit: Callable[[Event], None], verify_timeout: float = 180.0) -> int:
     async with ActionSession(config, "ha", {}, emit) as s:
-        items = await plan(config, s.api)
-        todo = [p for p, item in zip(config.ha.patches, items, strict=True) if item["drift"]]
+        listed = await plan(config, s.api)
+        todo = [it for it, row in zip(items(config), listed, strict=True) if row["drift"]]
         if not todo:
-            emit(Finished("CLEAN", 0, f"all {len(items)} patches hold: nothing to apply", {"patches": items}))
+            emit(Finished("CLEAN", 0, f"all {len(listed)} items hold: nothing to apply", {"patches": listed}))
             return 0
-        changed: list[tuple[HaPatch, dict[str, Any]]] = []
+        changed: list[tuple[Item, dict[str, Any] | None]] = []
         failure = None
         try:
             for p in todo:
                 emit(StepStarted("apply", f"{p.name}: {p.kind} {p.namespace}/{p.object}"))
                 try:
-                    before = await _apply_one(s.api, p, emit)
+                    before = await _apply_one(s.api, p)
                 except KubeError as exc:
                     failure = f"{p.name}: {exc.message}"
                     emit(StepFinished("apply", False, failure))
                     break
                 changed.append((p, before))
                 s.step("apply", "fault-applied", {"key": "ha", "patch": p.name})
-                emit(StepFinished("apply", True, f"{p.name} patched"))
+                emit(StepFinished("apply", True, f"{p.name} {'created' if before is None else 'patched'}"))
             if failure is None:
                 for p, _ in changed:
-                    emit(StepStarted("verify", f"{p.name}: rollout, spread, patch holds"))
+                    checks = (
+                        "rollout, spread, patch holds" if isinstance(p, HaPatch) else "holds and takes effect"
+                    )
+                    emit(StepStarted("verify", f"{p.name}: {checks}"))
                     why = await _verify(s.api, config, p, verify_timeout)
                     emit(StepFinished("verify", why is None, why or "verified"))
                     if why is not None:
@@ -169,7 +252,10 @@ async def run_apply(config: Config, emit: Callable[[Event], None], verify_timeou
             failure = exc.message
         if failure is not None:
             for p, before in reversed(changed):
-                emit(StepStarted("rollback", f"{p.name}: back to its previous spec"))
+                what = (
+                    "deleted again (this run created it)" if before is None else "back to its previous spec"
+                )
+                emit(StepStarted("rollback", f"{p.name}: {what}"))
                 await _restore(s.api, p, before)
                 s.step("rollback", "rolled-back", {"key": "ha", "patch": p.name})
                 emit(StepFinished("rollback", True, f"{p.name} restored"))
@@ -212,8 +298,11 @@ then leaves its packaged `coredns.yaml` alone) and keep `kube-system-deployment-
 """
 
 
-def _durability(p: HaPatch) -> str:
-    if p.namespace == "kube-system" and p.object == "coredns":
+def _durability(p: Item) -> str:
+    if isinstance(p, OwnedObject):
+        survives = "yes (created by the console, stored in etcd); lost on reinstall"
+        durable = "this manifest (the console's own object: nothing else manages it)"
+    elif p.namespace == "kube-system" and p.object == "coredns":
         survives = "**no** — K3s re-applies its packaged CoreDNS on start"
         durable = "this manifest + `coredns.yaml.skip` in the server manifests dir"
     elif p.kind == "Pooler":
@@ -252,15 +341,23 @@ async def run_export(config: Config, emit: Callable[[Event], None], directory: P
     files = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for p in config.ha.patches:
-            obj = await _get(api, p)
+        # Several patch items may own fields of one object (DocFast's failover settings and its resources):
+        # each is layered on the same object, which is written once.
+        wanted: dict[str, dict[str, Any]] = {}
+        for p in items(config):
+            name = f"{p.namespace}-{p.kind.lower()}-{p.object}.yaml"
+            if isinstance(p, OwnedObject):
+                wanted[name] = p.manifest
+                continue
+            obj = wanted.get(name) or await _get(api, p)
             if obj is None:
                 emit(Log("warning", f"{p.name}: {p.kind} {p.namespace}/{p.object} not found, not exported"))
                 continue
             obj.setdefault("apiVersion", "postgresql.cnpg.io/v1" if p.kind == "Pooler" else "apps/v1")
             obj.setdefault("kind", p.kind)
-            name = f"{p.namespace}-{p.kind.lower()}-{p.object}.yaml"
-            (directory / name).write_text(yaml.safe_dump(_clean(desired_object(p, obj)), sort_keys=False))
+            wanted[name] = _clean(ha_patch.desired_object(p, obj))
+        for name, manifest in wanted.items():
+            (directory / name).write_text(yaml.safe_dump(manifest, sort_keys=False))
             files.append(name)
     finally:
         await api.close()
@@ -274,7 +371,7 @@ async def run_export(config: Config, emit: Callable[[Event], None], directory: P
     extra.mkdir(exist_ok=True)
     (extra / "coredns.yaml.skip").write_text("")
     (directory / "DURABILITY.md").write_text(
-        DURABILITY.format(rows="\n".join(_durability(p) for p in config.ha.patches))
+        DURABILITY.format(rows="\n".join(_durability(p) for p in items(config)))
     )
     emit(
         Finished(

@@ -235,6 +235,11 @@ class ProbeTiming(_Model):
     failure_threshold: int = Field(gt=0)
 
 
+class ResourceSpec(_Model):
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+
 class HaPatch(_Model):
     """One of the seed's runtime HA patches, as the state that must hold (checked live, reapplied by #8)."""
 
@@ -249,11 +254,41 @@ class HaPatch(_Model):
     liveness: ProbeTiming | None = None
     # NoExecute tolerations for node.kubernetes.io/not-ready and /unreachable.
     toleration_seconds: int | None = Field(None, ge=0)
+    # Requests and limits for every container of the pod template (quantities compared by value).
+    resources: ResourceSpec | None = None
     description: str = ""
+    # False: an opt-in item from the seed's "Future Improvements" — listed, never checked or applied.
+    enabled: bool = True
+
+
+class HaBudget(_Model):
+    """A PodDisruptionBudget the console creates and owns (the seed's "at least 1 pod stays running")."""
+
+    name: str
+    namespace: str
+    object: str  # the PodDisruptionBudget's name
+    match_labels: dict[str, str] = Field(min_length=1)
+    min_available: int = Field(1, ge=0)
+    description: str = ""
+    enabled: bool = False
+
+
+class HaNetworkPolicy(_Model):
+    """The seed's "only DocFast -> PgBouncer, not direct to DB", as two NetworkPolicies in the database
+    namespace (built by :mod:`console.ha_policy` from the names elsewhere in this config)."""
+
+    name: str = "database-via-pooler"
+    description: str = "DocFast reaches PgBouncer, never PostgreSQL directly"
+    # Also allowed to reach PostgreSQL: these CIDRs (the nodes' private network: the console's SSH tunnel
+    # and `kubectl port-forward` arrive from a node, not from a pod).
+    allow_cidrs: list[str] = Field(default_factory=list)
+    enabled: bool = False
 
 
 class HaConfig(_Model):
     patches: list[HaPatch] = Field(default_factory=list)
+    budgets: list[HaBudget] = Field(default_factory=list)
+    network_policy: HaNetworkPolicy = HaNetworkPolicy()
 
 
 class ReleaseConfig(_Model):

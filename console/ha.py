@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from console.config import HaPatch, ProbeTiming
+from console.config import HaPatch, ProbeTiming, ResourceSpec
 
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -72,6 +72,32 @@ def _tolerations(want: int, spec: dict[str, Any]) -> list[str]:
     return out
 
 
+def same_quantity(a: str | None, b: str | None) -> bool:
+    """Kubernetes quantities by value ("1000m" is "1", "1024Mi" is "1Gi").  The parser comes from the
+    client library; it is imported on first use because it drags in the synchronous client (~0.6 s), and
+    only configs that opt into resource items need it."""
+    if a is None or b is None:
+        return a == b
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        return bool(parse_quantity(a) == parse_quantity(b))  # type: ignore[no-untyped-call]
+    except ValueError:
+        return a == b
+
+
+def _resources(want: ResourceSpec, containers: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for c in containers:
+        have = c.get("resources") or {}
+        for part, wanted in (("requests", want.requests), ("limits", want.limits)):
+            for key, value in wanted.items():
+                live = (have.get(part) or {}).get(key)
+                if not same_quantity(None if live is None else str(live), value):
+                    out.append(f"{c.get('name')}: {part}.{key} {live or 'unset'} (want {value})")
+    return out
+
+
 def drift(patch: HaPatch, obj: dict[str, Any] | None) -> list[str]:
     """What differs from the patch's state on ``obj``; an empty list means the patch holds."""
     if obj is None:
@@ -91,4 +117,6 @@ def drift(patch: HaPatch, obj: dict[str, Any] | None) -> list[str]:
         out += _probe(patch.liveness, containers, "livenessProbe", "liveness")
     if patch.toleration_seconds is not None:
         out += _tolerations(patch.toleration_seconds, spec)
+    if patch.resources is not None:
+        out += _resources(patch.resources, containers)
     return out

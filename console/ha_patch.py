@@ -2,7 +2,8 @@
 
 Only these fields are compared, shown and written: replicas (a Pooler's ``instances``), the pod
 anti-affinity on ``kubernetes.io/hostname``, the hostname topology spread, each container's readiness and
-liveness timing, and the NoExecute tolerations for ``not-ready``/``unreachable``.  Everything else on the
+liveness timing, the NoExecute tolerations for ``not-ready``/``unreachable``, and (opt-in) the named
+resource requests and limits of each container.  Everything else on the
 object belongs to whoever else manages it.
 
 Content types on purpose: a Deployment takes a strategic-merge patch (containers merge by name, so a
@@ -22,7 +23,7 @@ import yaml
 
 from console.clients.kube import MERGE_PATCH, STRATEGIC_PATCH
 from console.config import HaPatch
-from console.ha import NOT_READY, UNREACHABLE, pod_spec
+from console.ha import NOT_READY, UNREACHABLE, pod_spec, same_quantity
 
 HOSTNAME = "kubernetes.io/hostname"
 
@@ -88,6 +89,17 @@ def owned(patch: HaPatch, obj: dict[str, Any]) -> dict[str, Any]:
         out["tolerations"] = [
             t for t in spec.get("tolerations") or [] if t.get("key") in (NOT_READY, UNREACHABLE)
         ]
+    if patch.resources is not None:
+        for c in spec.get("containers") or []:
+            have = c.get("resources") or {}
+            out[f"{c['name']}.resources"] = {
+                part: {k: (have.get(part) or {}).get(k) for k in wanted}
+                for part, wanted in (
+                    ("requests", patch.resources.requests),
+                    ("limits", patch.resources.limits),
+                )
+                if wanted
+            }
     return out
 
 
@@ -122,6 +134,14 @@ def desired_object(patch: HaPatch, obj: dict[str, Any]) -> dict[str, Any]:
                 probe["failureThreshold"] = want.failure_threshold
     if patch.toleration_seconds is not None:
         tspec["tolerations"] = _tolerations(tspec.get("tolerations") or [], patch.toleration_seconds)
+    if patch.resources is not None:
+        for c in tspec.get("containers") or []:
+            res = c.setdefault("resources", {})
+            for part, wanted in (("requests", patch.resources.requests), ("limits", patch.resources.limits)):
+                for key, value in wanted.items():
+                    live = (res.get(part) or {}).get(key)
+                    if not same_quantity(None if live is None else str(live), value):  # keep "1" for "1000m"
+                        res.setdefault(part, {})[key] = value
     return new
 
 
@@ -135,10 +155,18 @@ def patch_body(patch: HaPatch, obj: dict[str, Any]) -> dict[str, Any]:
         body_tspec["affinity"] = {"podAntiAffinity": tspec["affinity"]["podAntiAffinity"]}
     if patch.topology_spread is not None:
         body_tspec["topologySpreadConstraints"] = tspec["topologySpreadConstraints"]
-    if patch.readiness is not None or patch.liveness is not None:
+    fields = [
+        f
+        for f, on in (
+            ("readinessProbe", patch.readiness),
+            ("livenessProbe", patch.liveness),
+            ("resources", patch.resources),
+        )
+        if on is not None
+    ]
+    if fields:
         body_tspec["containers"] = [
-            {"name": c["name"], **{f: c[f] for f in ("readinessProbe", "livenessProbe") if f in c}}
-            for c in tspec.get("containers") or []
+            {"name": c["name"], **{f: c[f] for f in fields if f in c}} for c in tspec.get("containers") or []
         ]
     if patch.toleration_seconds is not None:
         body_tspec["tolerations"] = tspec["tolerations"]

@@ -10,8 +10,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from console.config import Config
+from console.config import Config, HaPatch
 from console.ha import drift
+from console.ha_policy import OwnedObject, owned_objects
+from console.ha_policy import drift as owned_drift
 from console.model import (
     BackupRepo,
     Certificate,
@@ -191,14 +193,21 @@ def database(store: ClusterStore, config: Config, all_pods: tuple[Pod, ...]) -> 
 
 def ha_checks(store: ClusterStore, config: Config) -> tuple[HaCheck, ...]:
     out = []
-    for patch in config.ha.patches:
-        kind = "poolers" if patch.kind == "Pooler" else "deployments"
+    wanted: list[HaPatch | OwnedObject] = [
+        *(p for p in config.ha.patches if p.enabled),
+        *owned_objects(config),
+    ]
+    for patch in wanted:
+        if isinstance(patch, OwnedObject):
+            kind = patch.plural
+        else:
+            kind = "poolers" if patch.kind == "Pooler" else "deployments"
         subject = f"{patch.kind} {patch.namespace}/{patch.object}"
         if kind not in store.objects:
             out.append(HaCheck(patch.name, patch.description, subject, None, ("not visible",)))
             continue
         obj = store.objects[kind].get((patch.namespace, patch.object))
-        problems = tuple(drift(patch, obj))
+        problems = tuple(drift(patch, obj) if isinstance(patch, HaPatch) else owned_drift(patch, obj))
         # Since when: the first snapshot that saw the current verdict (kept across builds in the memo).
         since: dict[str, tuple[bool, float]] = store.memo.setdefault("ha_since", {})
         holds = not problems

@@ -239,7 +239,7 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
         "HA drift (the seed's runtime patches)",
         ("patch", "object", "state", "detail"),
         ha_rows,
-        ("kube:deployments", "kube:poolers"),
+        ("kube:deployments", "kube:poolers", "kube:poddisruptionbudgets", "kube:networkpolicies"),
     ),
     "findings": ("Findings", ("", "code", "subject", "message"), findings_rows, ()),
     "timeline": (

@@ -43,6 +43,11 @@ def _panel(app: Dashboard, name: str) -> Panel:
     return app.query_one(f"#panel-{name}", Panel)
 
 
+def _probes_ok(app: Dashboard) -> bool:
+    probes = [p for k, p in _rows(app, "endpoints").items() if k.startswith("probe:")]
+    return len(probes) == 2 and all(p[2] == "ok" for p in probes)
+
+
 def _findings(app: Dashboard) -> set[str]:
     return {k.split(":", 1)[0] for k in _rows(app, "findings")}
 
@@ -52,6 +57,8 @@ async def test_sources_failing_for_30_s_go_stale_then_recover(fresh_lab: LabStat
     async with app.run_test(size=(160, 60)) as pilot:
         await _until(pilot, lambda: len(_rows(app, "nodes")) == 3, 60, "three nodes")
         await _until(pilot, lambda: _panel(app, "lb").state.value == "ok", 60, "the load balancer")
+        # The app answers /health only once its pooler is up; a fresh lab may still be starting it.
+        await _until(pilot, lambda: _probes_ok(app), 60, "both health probes ok before the fault")
         failed_at = time.monotonic()
         _fault(fresh_lab, "kube", "--errors", "30", "--drop-watches")
         _fault(fresh_lab, "hetzner", "--errors", "30")
@@ -62,7 +69,7 @@ async def test_sources_failing_for_30_s_go_stale_then_recover(fresh_lab: LabStat
         assert "stale" in str(_panel(app, "nodes").query_one(".panel-meta").render())
         # Sources that did not fail keep going.
         assert app.store.sources["http"].state.value == "ok"
-        assert all(p[2] == "ok" for k, p in _rows(app, "endpoints").items() if k.startswith("probe:"))
+        assert _probes_ok(app), _rows(app, "endpoints")
         await _until(
             pilot,
             lambda: _panel(app, "nodes").state.value == "ok" and _panel(app, "lb").state.value == "ok",

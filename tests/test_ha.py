@@ -19,7 +19,9 @@ import pytest
 import tomli_w
 import yaml
 
+from actions.ha import run_apply
 from console.config import load_config
+from console.events import Event, Finished
 from lab.kube.validation import validate as validate_crd
 from lab.state import LabState
 from screens.app import Dashboard
@@ -169,3 +171,93 @@ def test_tolerations_payoff_in_a_node_down_drill(ha_lab: LabState, tmp_path: Pat
         f"with 10 s tolerations {with_patch:.1f} s"
     )
     assert without > 2 * with_patch and without - with_patch > 20
+
+
+OPT_IN = {
+    "docfast-prod-resources",
+    "docfast-prod-pdb",
+    "pooler-pdb",
+    "coredns-pdb",
+    "database-via-pooler-db",
+    "database-via-pooler-pooler",
+}
+MANAGED = "app.kubernetes.io/managed-by=opsconsole"
+
+
+def _opt_in(lab: LabState, tmp_path: Path, name: str, bad_budget: bool = False) -> Path:
+    """The lab's config with every opt-in item switched on (DocFast's CPU request raised to 250m, so the
+    resources item has something to change)."""
+    raw = tomllib.loads(Path(lab.files["console_config"]).read_text())
+    for p in raw["ha"]["patches"]:
+        p["enabled"] = True
+        if p["name"] == "docfast-prod-resources":
+            p["resources"]["requests"]["cpu"] = "0.25"
+    for b in raw["ha"]["budgets"]:
+        b["enabled"] = True
+    if bad_budget:
+        raw["ha"]["budgets"][0]["match_labels"] = {"app": "no-such-app"}
+    raw["ha"]["network_policy"]["enabled"] = True
+    path = tmp_path / name
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
+def _managed(lab: LabState) -> list[str]:
+    objs = kubectl_json(lab, "get", "pdb,netpol", "-A", "-l", MANAGED)["items"]
+    return sorted(f"{o['kind']}/{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objs)
+
+
+def _cpu_request(lab: LabState) -> str:
+    d = kubectl_json(lab, "get", "deploy", "docfast", "-n", "docfast")
+    return str(d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+
+
+async def test_opt_in_policies_apply_verify_and_roll_back(
+    ha_lab: LabState, tmp_path: Path, state_dir: Path
+) -> None:
+    # Off by default, and said to be off.
+    code, events, output = _ha(ha_lab, "ha", "--dry-run")
+    off = {n for n in OPT_IN if not n.startswith("database-via-pooler-")} | {"database-via-pooler"}
+    assert code == 0 and set(events[-1]["report"]["opt_in_off"]) == off, output[-2000:]
+    good = _opt_in(ha_lab, tmp_path, "opt-in.toml")
+    code, events, output = _ha(ha_lab, "ha", "--dry-run", config=str(good))
+    assert code == 1 and _drifted(events) == OPT_IN, output[-3000:]
+    assert _managed(ha_lab) == [] and _cpu_request(ha_lab) == "100m"
+
+    # A budget that selects no pod fails verification: everything the run created or changed is undone.
+    seen: list[Event] = []
+    code = await run_apply(load_config(_opt_in(ha_lab, tmp_path, "bad.toml", True)), seen.append, 3.0)
+    assert code == 1 and isinstance(seen[-1], Finished) and "selects no pods" in seen[-1].summary
+    assert _managed(ha_lab) == [] and _cpu_request(ha_lab) == "100m"
+
+    code, events, output = _ha(ha_lab, "ha", "--yes", config=str(good))
+    assert code == 0 and set(events[-1]["report"]["applied"]) == OPT_IN, output[-3000:]
+    assert len(_managed(ha_lab)) == 5 and _cpu_request(ha_lab) == "0.25"
+    budget = kubectl_json(ha_lab, "get", "pdb", "docfast", "-n", "docfast")
+    assert budget["status"]["currentHealthy"] == 2 and budget["status"]["disruptionsAllowed"] == 1
+    code, events, output = _ha(ha_lab, "ha", "--dry-run", config=str(good))
+    assert code == 0 and not _drifted(events), output[-2000:]
+
+    # The durable form validates against the Kubernetes schemas.
+    out = tmp_path / "export"
+    code, _, output = _ha(ha_lab, "ha-export", "--dir", str(out), config=str(good))
+    assert code == 0, output[-2000:]
+    kinds = set()
+    for name in yaml.safe_load((out / "kustomization.yaml").read_text())["resources"]:
+        obj = yaml.safe_load((out / name).read_text())
+        kinds.add(obj["kind"])
+        if obj["kind"] != "Pooler":
+            kubernetes_validate.validate(obj, "1.34", strict=True)
+    assert {"PodDisruptionBudget", "NetworkPolicy"} <= kinds
+    # Live on the dashboard: every item holds; a budget deleted behind the console's back shows at once.
+    app = Dashboard(load_config(good))
+    async with app.run_test(size=(160, 60)) as pilot:
+        await _until(
+            pilot,
+            lambda: len(_rows(app, "ha")) == 10 and all(r[2] == "holds" for r in _rows(app, "ha").values()),
+            60,
+            "ten HA items holding",
+        )
+        kubectl(ha_lab, "delete", "pdb", "coredns", "-n", "kube-system")
+        await _until(pilot, lambda: _rows(app, "ha")["coredns-pdb"][2] != "holds", 2.0, "the deleted budget")
+    kubectl(ha_lab, "delete", "pdb,netpol", "-A", "-l", MANAGED)
