@@ -433,23 +433,17 @@ class Drill:
 
     # ---- the faults and their rollbacks ---------------------------------------------------------------
 
-    def _server_id(self, node: str) -> int:
-        return next(n.hetzner_id for n in self.config.nodes if n.name == node)
-
     async def _fault(self) -> None:
-        from console.clients.hetzner import server_action  # hcloud only where it is used
+        from console.clients.hetzner import server_action, server_id  # hcloud only where it is used
 
         s, target = self.scenario.name, self.target or ""
         self.emit(StepStarted("fault", f"{self.scenario.fault} ({target})"))
         db = self.config.database
         if s == "node-down":
             action = "poweroff" if self.request.mode == "hard" else "shutdown"
-            self._step(
-                "fault",
-                "fault-applied",
-                {"key": "power", "node": target, "server_id": self._server_id(target)},
-            )
-            result = await server_action(self.config, self._server_id(target), action)
+            sid = await server_id(self.config, target)
+            self._step("fault", "fault-applied", {"key": "power", "node": target, "server_id": sid})
+            result = await server_action(self.config, sid, action)
             self.emit(StepFinished("fault", True, f"server {target}: {action} {result}"))
         elif s == "node-drain":
             self._step("fault", "fault-applied", {"key": "cordon", "node": target})

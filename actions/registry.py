@@ -71,6 +71,12 @@ ACTIONS: dict[str, ActionInfo] = {
             "rollback", "Roll back production", "production back to its previous revision's image", True
         ),
         ActionInfo(
+            "provision",
+            "Provision the cluster",
+            "Hetzner resources and K3s from config: --plan shows create/keep/change/delete, --yes applies",
+            mutating=True,
+        ),
+        ActionInfo(
             "recover",
             "Recover an unfinished action",
             "roll back what a killed console left applied (from the journal), then wait for steady state",

@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument(
         "--i-mean-production", action="store_true", help="restore: allow the production database as target"
     )
+    prov = p.add_argument_group("provisioning (--action provision)")
+    prov.add_argument("--plan", action="store_true", help="provision: show the plan only (changes nothing)")
+    prov.add_argument(
+        "--allow-delete", action="store_true", help="provision: also delete labelled resources not in config"
+    )
     p.add_argument("--dir", type=Path, default=None, help="ha-export: where to write the manifests")
     p.add_argument("--yes", action="store_true", help="with a mutating --action: confirm it (scripts)")
     p.add_argument("--dry-run", action="store_true", help="with --action: preflight and plan only")
@@ -155,6 +160,17 @@ def run_action(name: str, config: Config, args: argparse.Namespace) -> int:
         except Refused as exc:
             print(f"opsconsole: {name} refused: {exc}", file=sys.stderr)
             return int(ExitCode.REFUSED)
+    if name == "provision":
+        from actions import provision
+
+        if args.plan or args.dry_run:
+            return int(asyncio.run(provision.run_plan(config, EventPrinter(as_json))))
+        if not args.yes:
+            print("opsconsole: provision creates servers: add --yes (or --plan to see what)", file=sys.stderr)
+            return int(ExitCode.USAGE)
+        return int(
+            asyncio.run(provision.run_provision(config, EventPrinter(as_json), bool(args.allow_delete)))
+        )
     if name in ("ha", "ha-export"):
         return run_ha_action(name, config, args, EventPrinter(as_json))
     return run_backup_action(name, config, args, EventPrinter(as_json))

@@ -305,6 +305,29 @@ class ReleaseConfig(_Model):
     post_check_s: float = Field(60.0, ge=0)  # production health through the LB held this long afterwards
 
 
+class ProvisionConfig(_Model):
+    """What `--action provision` needs beyond the seed's tables (#9).
+
+    The seed names the SSH key (``openclaw``) but not a placement group; a ``spread`` group keeps the three
+    servers on different hosts, which is what an HA cluster of three wants.  The etcd schedule is the
+    seed's (daily at 03:00, 5 kept)."""
+
+    ssh_key_name: str = "openclaw"
+    ssh_public_key_file: str = "~/.ssh/id_ed25519.pub"
+    placement_group: str = "k3s-spread"
+    etcd_snapshot_cron: str = "0 3 * * *"
+    etcd_snapshot_retention: int = Field(5, ge=1)
+    action_timeout_s: float = Field(300.0, gt=0)  # one Hetzner action (server create, attach) at most
+    node_ready_timeout_s: float = Field(300.0, gt=0)
+
+    def public_key(self) -> str:
+        path = Path(self.ssh_public_key_file).expanduser()
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"provision.ssh_public_key_file: cannot read {path}: {exc.strerror}") from None
+
+
 class LabMarker(_Model):
     """Present only in the config `lab up` writes: tells the banner this is the twin, and where it lives."""
 
@@ -326,6 +349,7 @@ class Config(_Model):
     ha: HaConfig = HaConfig()
     release: ReleaseConfig = ReleaseConfig()
     drill: DrillConfig = DrillConfig()
+    provision: ProvisionConfig = ProvisionConfig()
     lab: LabMarker | None = None
 
     @model_validator(mode="after")

@@ -105,7 +105,11 @@ def up(
             cleanup_runtime(lab_dir)
             raise LabError(f"the lab exited during start-up (code {code}): " + " | ".join(tail))
         state = read_state(lab_dir)
-        if state is not None and state.pid == proc.pid and all(port_open(h, p) for h, p in state.listeners()):
+        if (
+            state is not None
+            and state.pid == proc.pid
+            and all(port_open(h, p) for h, p in state.api_listeners())
+        ):
             return state, True
         time.sleep(0.05)
     stop_pid(proc.pid)

@@ -93,6 +93,10 @@ def _console_config(
     raw["backups"]["passcommand"] = f"cat {lab_dir / 'secrets' / 'borg-passphrase'}"
     # The lab's PostgreSQL listens on loopback without TLS (CNPG's would demand it).
     raw["database"]["sslmode"] = "disable"
+    raw["provision"] = {
+        **raw.get("provision", {}),
+        "ssh_public_key_file": str(lab_dir / "ssh" / "id_ed25519.pub"),
+    }
     raw["lab"] = {"dir": str(lab_dir)}
     out = lab_dir / "console.toml"
     header = "# Written by `opsconsole lab up`: the seed's cluster, pointed at the lab on loopback.\n"
@@ -167,7 +171,9 @@ async def serve(
     kube.api.server_address = f"{LOOPBACK}:{kube_port}"
     kubeconfig = lab_dir / "kubeconfig"
     write_kubeconfig(kube, kubeconfig, kube_url, config.namespaces.prod)
-    lb_port = await kube.dataplane.start_lb(config.hetzner.load_balancer.id) if scenario != "empty" else 0
+    lb_port = await kube.dataplane.start_lb(
+        config.hetzner.load_balancer.id, config.hetzner.load_balancer.name
+    )
     from lab.dns import LabDns
 
     lab_dns = LabDns(config.dns)

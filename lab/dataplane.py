@@ -293,8 +293,11 @@ class DataPlane:
             await writer.wait_closed()
         return True
 
-    async def start_lb(self, lb_id: int) -> int:
+    async def start_lb(self, lb_id: int, name: str = "") -> int:
+        """The load balancer's public listener.  It serves the project's load balancer with this ID, or —
+        after a provision or a recovery created a new one — the one with this name."""
         self.lb_id = lb_id
+        self.lb_name = name
         self.lb_server = await asyncio.start_server(self._lb_conn, LOOPBACK, 0)
         self.lb_port = int(self.lb_server.sockets[0].getsockname()[1])
         return self.lb_port
@@ -304,7 +307,9 @@ class DataPlane:
         record: dict[str, Any] = {"at": started, "target": None, "ok": False}
         self.lb_log.append(record)
         del self.lb_log[:-20000]
-        lb = self.project.load_balancers.get(self.lb_id)
+        lb = self.project.load_balancers.get(self.lb_id) or next(
+            (b for b in self.project.load_balancers.values() if b["name"] == self.lb_name), None
+        )
         try:
             # The request's first bytes name its virtual host, so the truth tells prod from staging even
             # for connections that never reached a target (port 80 speaks HTTP: the client talks first).

@@ -108,3 +108,138 @@ def restore(store: Store, registry: Registry, path: Path) -> dict[str, int]:
                 store._commit(res, "MODIFIED" if k in table else "ADDED", fresh)
                 counts["restored"] += 1
     return counts
+
+
+# ---- installation (the get.k3s.io installer on a node) -------------------------------------------------
+
+TOKEN_FILE = "var/lib/rancher/k3s/server/node-token"
+KUBECONFIG_FILE = "etc/rancher/k3s/k3s.yaml"
+
+
+class InstallError(Exception):
+    """What the real installer or k3s would die with (printed on the node, exit 1)."""
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == f"--{name}" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _flags(args: list[str], name: str) -> list[str]:
+    out = []
+    for i, a in enumerate(args):
+        if a == f"--{name}" and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif a.startswith(f"--{name}="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def ensure_token(kube: Any, lab_dir: Path, server: str, force: bool = False) -> None:
+    """The server's join token file — for a seeded cluster (whose server runs) at start-up, or when the
+    first server is installed."""
+    import secrets
+
+    path = node_fs(lab_dir, server) / TOKEN_FILE
+    registered = kube.store.find(kube.registry.get("", "v1", "nodes"), None, server) is not None
+    if path.exists() or not (registered or force):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"K10{secrets.token_hex(32)}::server:{secrets.token_hex(16)}\n")
+    path.chmod(0o600)
+
+
+def install(
+    kube: Any,
+    config: Any,
+    lab_dir: Path,
+    node: str,
+    role: str,
+    args: list[str],
+    env: dict[str, str],
+    kubeconfig: Path,
+) -> str:
+    """``curl -sfL https://get.k3s.io | sh -s - server|agent …`` on ``node``: the node registers with the
+    twin's API server, as a real kubelet would.
+
+    * The first server (``--cluster-init`` on an empty cluster) creates the base namespaces and K3s's
+      packaged add-ons (stock CoreDNS, Traefik, local-path, metrics-server), writes the join token to
+      ``/var/lib/rancher/k3s/server/node-token`` and the admin kubeconfig to ``/etc/rancher/k3s/k3s.yaml``
+      (in the node's sandbox).
+    * An agent must name the server by ``K3S_URL=https://<server private IP>:6443`` and present the
+      server's token (``K3S_TOKEN``); otherwise it fails as K3s does and nothing registers.
+    * ``--node-ip`` must be the node's private address; ``--node-taint`` taints are applied at
+      registration; ``INSTALL_K3S_VERSION`` is the kubelet version the node reports.
+    Re-running the installer on a registered node is a no-op restart (as on a real node).
+    """
+    from lab.kube.seed import K3S_VERSION, _meta, coredns, node_object, workloads
+
+    store, registry = kube.store, kube.registry
+    node_res = registry.get("", "v1", "nodes")
+    ns_res = registry.get("", "v1", "namespaces")
+    server = next(n for n in config.nodes if n.role == "server")
+    me = next((n for n in config.nodes if n.name == node), None)
+    if me is None:
+        raise InstallError(f"{node} is not a node of this cluster")
+    node_ip = _flag(args, "node-ip")
+    if node_ip is not None and node_ip != me.private_ipv4:
+        raise InstallError(
+            f"--node-ip {node_ip}: not an address of this host (its private IP is {me.private_ipv4})"
+        )
+    token_path = node_fs(lab_dir, server.name) / TOKEN_FILE
+    if role == "agent":
+        url = env.get("K3S_URL", "")
+        if url != f"https://{server.private_ipv4}:6443":
+            raise InstallError(
+                f'failed to get CA certs: Get "{url or "(K3S_URL unset)"}/cacerts": connection refused'
+            )
+        if not token_path.exists() or env.get("K3S_TOKEN", "").strip() != token_path.read_text().strip():
+            raise InstallError(
+                "failed to validate token: token CA hash does not match the Cluster CA certificate hash"
+            )
+    elif not store.list(node_res) and "--cluster-init" not in args and not env.get("K3S_URL"):
+        raise InstallError("the first server needs --cluster-init (embedded etcd) in this cluster's design")
+    if store.find(node_res, None, node) is not None:
+        kube.dataplane.k3s_stopped.discard(node)
+        kube.dataplane.schedule_sync()
+        return f"[INFO]  systemd: Starting k3s{'-agent' if role == 'agent' else ''} (already installed)"
+    if role == "server" and not token_path.exists():
+        ensure_token(kube, lab_dir, server.name, force=True)
+        kc = node_fs(lab_dir, server.name) / KUBECONFIG_FILE
+        kc.parent.mkdir(parents=True, exist_ok=True)
+        kc.write_text(kubeconfig.read_text())
+        kc.chmod(0o600)
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            if store.find(ns_res, None, name) is None:
+                store.create(
+                    ns_res,
+                    {
+                        "metadata": _meta(name, labels={"kubernetes.io/metadata.name": name}),
+                        "spec": {"finalizers": ["kubernetes"]},
+                        "status": {"phase": "Active"},
+                    },
+                )
+        packaged = {"coredns", "local-path-provisioner", "metrics-server", "traefik"}
+        for obj in [coredns(replicas=1, ha=False), *workloads(config)]:
+            if obj["metadata"]["name"] in packaged and obj["metadata"].get("namespace") == "kube-system":
+                res = registry.by_kind(obj["apiVersion"], obj["kind"])
+                if store.find(res, "kube-system", obj["metadata"]["name"]) is None:
+                    store.create(res, obj)
+    index = [n.name for n in config.nodes].index(node)
+    taints = _flags(args, "node-taint")
+    server_obj = kube.dataplane.server_of(node)  # a provisioned server has its own public address
+    public_ip = ((server_obj or {}).get("public_net") or {}).get("ipv4", {}).get("ip") or me.public_ipv4
+    obj = node_object(node, role, me.private_ipv4, public_ip, index, taints)
+    version = env.get("INSTALL_K3S_VERSION") or K3S_VERSION
+    obj["status"]["nodeInfo"]["kubeletVersion"] = version
+    obj["metadata"]["annotations"]["k3s.io/node-args"] = json.dumps([role, *args])
+    obj["metadata"]["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    store.create(node_res, obj)
+    kube.dataplane.k3s_stopped.discard(node)
+    kube.dataplane.schedule_sync()
+    kube.cluster._wake.set()
+    return f"[INFO]  systemd: Starting k3s{'-agent' if role == 'agent' else ''}"

@@ -51,6 +51,7 @@ class NodeServices:
         self.config = config
         self.kube = kube
         self.cnpg = cnpg
+        self.kubeconfig = kubeconfig
         self.server_node = next(n.name for n in config.nodes if n.role == "server")
         account = config.backups.storage_box.split("@", 1)[0]
         self.env = env = {
@@ -79,7 +80,9 @@ class NodeServices:
             (fs / "root").mkdir(parents=True, exist_ok=True)
             self.ssh.hosts[node.name].home = fs / "root"
         self._write_server_manifests()
+        k3s.ensure_token(self.kube, self.lab_dir, self.server_node)
         ports = await self.ssh.start()
+        await self.ssh.sync()  # nodes without a running server (the empty scenario) do not answer
         await self.box.init()
         self.box.write_env(self.lab_dir / "ssh" / "config")
         now = datetime.now(UTC)
@@ -182,9 +185,9 @@ class NodeServices:
             body = await request.json()
             node = body["node"]
             if body.get("query"):
-                return web.json_response(
-                    {"node": node, "k3s": "stopped" if node in dp.k3s_stopped else "running"}
-                )
+                registered = self.kube.store.find(self.kube.registry.get("", "v1", "nodes"), None, node)
+                state = "stopped" if node in dp.k3s_stopped or registered is None else "running"
+                return web.json_response({"node": node, "k3s": state})
             if body.get("restarted"):
                 from lab.twin import k3s_restarted
 
@@ -195,11 +198,20 @@ class NodeServices:
 
         async def k3s_install(request: web.Request) -> web.Response:
             body = await request.json()
-            dp.k3s_stopped.discard(body["node"])
-            dp.schedule_sync()
-            return web.json_response(
-                {"message": f"[INFO]  systemd: Starting k3s{'-agent' if body['role'] == 'agent' else ''}"}
-            )
+            try:
+                message = k3s.install(
+                    self.kube,
+                    self.config,
+                    self.lab_dir,
+                    body["node"],
+                    body["role"],
+                    list(body.get("args") or []),
+                    dict(body.get("env") or {}),
+                    self.kubeconfig,
+                )
+            except k3s.InstallError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            return web.json_response({"message": message})
 
         async def storagebox(request: web.Request) -> web.Response:
             if request.method == "POST":

@@ -34,14 +34,19 @@ class LabState:
     def path(self) -> Path:
         return Path(self.dir)
 
-    def listeners(self) -> list[tuple[str, int]]:
-        """Every (host, port) the lab listens on; `lab down` checks each is closed afterwards."""
+    def api_listeners(self) -> list[tuple[str, int]]:
+        """The APIs that are up whenever the lab is (SSH follows the servers' power, so it may not be)."""
         out = []
         for url in (self.hetzner_url, self.control_url, self.kubernetes_url):
             if url:
                 hostport = url.split("://", 1)[1].split("/", 1)[0]
                 host, _, port = hostport.rpartition(":")
                 out.append((host, int(port)))
+        return out
+
+    def listeners(self) -> list[tuple[str, int]]:
+        """Every (host, port) the lab listens on; `lab down` checks each is closed afterwards."""
+        out = self.api_listeners()
         out += [("127.0.0.1", port) for port in self.ssh.values()]
         if self.load_balancer.get("address"):
             host, _, port = str(self.load_balancer["address"]).rpartition(":")

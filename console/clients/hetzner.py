@@ -62,3 +62,19 @@ def _server_status(config: Config, server_id: int) -> str:
 
 async def server_status(config: Config, server_id: int) -> str:
     return await asyncio.to_thread(_server_status, config, server_id)
+
+
+def _server_id(config: Config, name: str) -> int:
+    try:
+        server = _client(config).servers.get_by_name(name)
+    except APIException as exc:
+        raise HetznerError(f"Hetzner API: {exc.message} ({exc.code})") from None
+    if server is None or server.id is None:
+        raise HetznerError(f"no server named {name} in the Hetzner project")
+    return int(server.id)
+
+
+async def server_id(config: Config, name: str) -> int:
+    """The server's ID by its name — config's ``hetzner_id`` is the seed's, and a provisioned or replaced
+    server has a new one."""
+    return await asyncio.to_thread(_server_id, config, name)

@@ -81,12 +81,13 @@ class HetznerSource:
                         "health": health,
                     }
                 )
-        fw = self.client.firewalls.get_by_id(self.config.hetzner.firewall.id)
+        # By name, as the load balancer: a provisioned or recovered project has new IDs (#9).
+        fw = self.client.firewalls.get_by_name(self.config.hetzner.firewall.name)
         firewall = {
-            "name": fw.name,
+            "name": self.config.hetzner.firewall.name,
             "rules": [
                 {"direction": r.direction, "protocol": r.protocol, "port": r.port, "source_ips": r.source_ips}
-                for r in fw.rules or []
+                for r in (fw.rules if fw is not None else None) or []
             ],
         }
         return {
