@@ -33,8 +33,9 @@ from actions.drill_checks import (
     targets,
 )
 from actions.drill_report import build_report, save_report, state_summary
-from console.clients.kube import STRATEGIC_PATCH, KubeError, delete, evict, patch
+from console.clients.kube import STRATEGIC_PATCH, KubeError, delete, patch, rollout_restart
 from console.config import Config
+from console.drain import evict_all, evictable
 from console.events import Check, Event, Finished, Log, Observation, ProbeSample, StepFinished, StepStarted
 from console.journal import Journal, operator
 from console.live import LiveSources
@@ -471,20 +472,7 @@ class Drill:
             self.emit(StepFinished("fault", True, f"pod {target} deleted"))
 
     def _evictable(self, node: str) -> list[tuple[str, str]]:
-        out = []
-        for p in self.store.items("pods"):
-            meta, spec = p["metadata"], p.get("spec") or {}
-            owners = meta.get("ownerReferences") or []
-            if spec.get("nodeName") != node or meta.get("deletionTimestamp"):
-                continue
-            if any(o.get("kind") == "DaemonSet" for o in owners):
-                continue  # kubectl drain --ignore-daemonsets
-            if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
-                continue
-            if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                continue
-            out.append((meta["namespace"], meta["name"]))
-        return out
+        return evictable(self.store.items("pods"), node)
 
     async def _drain(self, node: str) -> None:
         db = self.config.database
@@ -513,23 +501,13 @@ class Drill:
                 )
                 if not await self._until("switchover", lambda: not primary_here(), 60):
                     raise RuntimeError(f"the primary is still on {node} after a switchover request")
-        pending = self._evictable(node)
-        deadline = time.monotonic() + 120
-        while pending:
+
+        def stop() -> bool:
             if self.aborted:
                 raise Aborted("drain")
-            for ns, name in list(pending):
-                try:
-                    await evict(self.api, ns, name)
-                    self.emit(Log("info", f"evicted {ns}/{name}"))
-                    pending.remove((ns, name))
-                except KubeError as exc:
-                    if exc.status == 404:
-                        pending.remove((ns, name))
-                    elif exc.status != 429 or time.monotonic() > deadline:
-                        raise RuntimeError(f"eviction of {ns}/{name}: {exc}") from None
-            if pending:
-                await self._until("disruption budget", lambda: False, 1.0)
+            return False
+
+        await evict_all(self.api, self._evictable(node), 120, lambda m: self.emit(Log("info", m)), stop)
         await self._until("pods gone", lambda: not self._evictable(node), 120)
 
     async def rollback(self) -> None:
@@ -624,15 +602,10 @@ class Drill:
         """Pods of a spread workload share a node after the fault: a rolling restart places them again."""
         ns, deploy = name.split("/", 1)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        body = {
-            "spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}
-        }
         self.emit(Log("info", f"{name}: pods share a node; rolling restart to spread them"))
         self._step("respread", "done", {"deployment": name})
         try:
-            await patch(
-                self.api, f"/apis/apps/v1/namespaces/{ns}/deployments/{deploy}", body, STRATEGIC_PATCH
-            )
+            await rollout_restart(self.api, ns, deploy, stamp)
         except KubeError as exc:
             self.emit(Log("warning", f"{name}: restart refused: {exc.message}"))
 

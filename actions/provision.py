@@ -104,7 +104,7 @@ def _labels(config: Config, **extra: str) -> dict[str, str]:
     return {"cluster": config.cluster.name, **extra}
 
 
-def _wait(action: Any, timeout: float) -> None:
+def wait_action(action: Any, timeout: float) -> None:
     """Follow a Hetzner action until it finishes (the library polls once a second)."""
     deadline = time.monotonic() + timeout
     while action.status == "running":
@@ -123,7 +123,7 @@ def _then(message: str, call: Callable[[], Any], timeout: float) -> Callable[[],
         result = call()
         for action in result if isinstance(result, list) else [result]:
             if action is not None and hasattr(action, "status"):
-                _wait(action, timeout)
+                wait_action(action, timeout)
         return message
 
     return run
@@ -214,8 +214,8 @@ def plan_hetzner(config: Config, c: Client) -> list[Change]:
         out.append(Change("placement_group", pv.placement_group, "keep"))
 
     for node in config.nodes:
-        out += _plan_server(config, c, node)
-    out += _plan_load_balancer(config, c)
+        out += plan_server(config, c, node)
+    out += plan_load_balancer(config, c)
 
     desired = {("server", n.name) for n in config.nodes} | {("load_balancer", hz.load_balancer.name)}
     selector = f"cluster={config.cluster.name}"
@@ -230,7 +230,7 @@ def plan_hetzner(config: Config, c: Client) -> list[Change]:
     return out
 
 
-def _plan_server(config: Config, c: Client, node: NodeConfig) -> list[Change]:
+def plan_server(config: Config, c: Client, node: NodeConfig) -> list[Change]:
     hz, pv = config.hetzner, config.provision
     timeout = pv.action_timeout_s
     role = "control-plane" if node.role == "server" else "worker"
@@ -251,11 +251,11 @@ def _plan_server(config: Config, c: Client, node: NodeConfig) -> list[Change]:
                 location=Location(name=hz.location),
                 placement_group=c.placement_groups.get_by_name(pv.placement_group),
             )
-            _wait(resp.action, timeout)
+            wait_action(resp.action, timeout)
             for a in resp.next_actions or []:
-                _wait(a, timeout)
+                wait_action(a, timeout)
             made: Any = resp.server
-            _wait(made.attach_to_network(net, ip=node.private_ipv4), timeout)
+            wait_action(made.attach_to_network(net, ip=node.private_ipv4), timeout)
             fresh: Any = c.servers.get_by_id(made.id)
             return f"created #{fresh.id}, public {fresh.public_net.ipv4.ip}, private {node.private_ipv4}"
 
@@ -307,7 +307,7 @@ def _services(config: Config) -> list[LoadBalancerService]:
     ]
 
 
-def _plan_load_balancer(config: Config, c: Client) -> list[Change]:
+def plan_load_balancer(config: Config, c: Client) -> list[Change]:
     hz = config.hetzner
     lbc, timeout = hz.load_balancer, config.provision.action_timeout_s
     lb: Any = c.load_balancers.get_by_name(lbc.name)
@@ -320,7 +320,7 @@ def _plan_load_balancer(config: Config, c: Client) -> list[Change]:
             if server is None:
                 raise RuntimeError(f"target {name}: no such server")
             target = LoadBalancerTarget(type="server", server=server, use_private_ip=lbc.use_private_ip)
-            _wait(bound.add_target(target), timeout)
+            wait_action(bound.add_target(target), timeout)
 
     def attach(bound: Any) -> Any:
         return bound.attach_to_network(c.networks.get_by_name(hz.network.name), ip=lbc.private_ipv4)
@@ -336,9 +336,9 @@ def _plan_load_balancer(config: Config, c: Client) -> list[Change]:
                 labels=_labels(config),
                 location=Location(name=hz.location),
             )
-            _wait(resp.action, timeout)
+            wait_action(resp.action, timeout)
             made: Any = resp.load_balancer
-            _wait(attach(made), timeout)
+            wait_action(attach(made), timeout)
             add_targets(made.id, lbc.targets)
             fresh: Any = c.load_balancers.get_by_id(made.id)
             return f"created #{fresh.id}, public {fresh.public_net.ipv4.ip} (point DNS here)"
@@ -431,7 +431,7 @@ async def install_k3s(config: Config, node: NodeConfig, token: str | None) -> st
     return str(result.stdout or "").strip().splitlines()[-1] if result.stdout else "installed"
 
 
-async def _read_root_file(config: Config, node: NodeConfig, path: str) -> str:
+async def read_root_file(config: Config, node: NodeConfig, path: str) -> str:
     """A root-owned file on the node ("$HOME/.." is / for root; the lab's sandbox root there)."""
     async with await connect(node.ssh_host, config.ssh) as conn:
         result = await conn.run(f'cat "$HOME/..{path}"', check=False)
@@ -585,16 +585,16 @@ async def run_provision(config: Config, emit: Callable[[Event], None], allow_del
                 emit(Log("keep", f"k3s on {node.name} already running"))
                 continue
             if node.role == "agent" and token is None:
-                token = (await _read_root_file(config, server, TOKEN_FILE)).strip()
+                token = (await read_root_file(config, server, TOKEN_FILE)).strip()
             emit(StepStarted("k3s", f"install K3s {config.cluster.k3s_version} ({node.role}) on {node.name}"))
             t0 = time.monotonic()
-            said = await _retry_ssh(
+            said = await retry_ssh(
                 partial(install_k3s, config, node, token if node.role == "agent" else None)
             )
             timings[f"k3s {node.name}"] = round(time.monotonic() - t0, 2)
             journal.step(action_id, f"k3s {node.name}", "done", {})
             emit(StepFinished("k3s", True, f"{node.name}: {said} ({timings[f'k3s {node.name}']:.1f} s)"))
-        kubeconfig = _save_kubeconfig(config, server, await _read_root_file(config, server, KUBECONFIG_FILE))
+        kubeconfig = _save_kubeconfig(config, server, await read_root_file(config, server, KUBECONFIG_FILE))
         emit(Log("info", f"kubeconfig of the new cluster saved to {kubeconfig} (mode 0600)"))
         emit(StepStarted("ready", "every node Ready"))
         t0 = time.monotonic()
@@ -644,7 +644,7 @@ async def run_provision(config: Config, emit: Callable[[Event], None], allow_del
     return 0
 
 
-async def _retry_ssh(fn: Callable[[], Any], attempts: int = 30) -> Any:
+async def retry_ssh(fn: Callable[[], Any], attempts: int = 30) -> Any:
     """A server that was just created takes a moment to answer SSH: retry connection failures only."""
     for i in range(attempts):
         try:

@@ -77,6 +77,12 @@ ACTIONS: dict[str, ActionInfo] = {
             mutating=True,
         ),
         ActionInfo(
+            "replace-node",
+            "Replace a node",
+            "a worker (--target) onto a fresh server: drain, out of the LB, new server, join, back in",
+            mutating=True,
+        ),
+        ActionInfo(
             "recover",
             "Recover an unfinished action",
             "roll back what a killed console left applied (from the journal), then wait for steady state",

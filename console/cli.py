@@ -171,6 +171,10 @@ def run_action(name: str, config: Config, args: argparse.Namespace) -> int:
         return int(
             asyncio.run(provision.run_provision(config, EventPrinter(as_json), bool(args.allow_delete)))
         )
+    if name == "replace-node":
+        from actions.replace_node import run_replace_node
+
+        return int(asyncio.run(run_replace_node(config, EventPrinter(as_json), args.target, bool(args.yes))))
     if name in ("ha", "ha-export"):
         return run_ha_action(name, config, args, EventPrinter(as_json))
     return run_backup_action(name, config, args, EventPrinter(as_json))

@@ -103,3 +103,12 @@ async def update_fresh(
             if exc.status != 409 or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+async def rollout_restart(api: Any, namespace: str, deployment: str, stamp: str) -> dict[str, Any]:
+    """``kubectl rollout restart``: a new pod-template annotation, so the Deployment replaces its pods
+    (and the scheduler places them again — how a spread lost to a node outage is regained)."""
+    body = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}}
+    return await patch(
+        api, f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}", body, STRATEGIC_PATCH
+    )

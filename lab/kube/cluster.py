@@ -256,6 +256,19 @@ class Cluster:
         await self.kubelets()
         self.endpoints()
         self.pdbs()
+        self.pod_gc()
+
+    def pod_gc(self) -> None:
+        """The pod garbage collector's orphan sweep: pods bound to a Node that no longer exists are deleted
+        at once (their kubelet is gone; nobody else would finish them) — what `kubectl delete node` leads
+        to on a real cluster within its GC period."""
+        names = {n["metadata"]["name"] for n in self.store.list(self.res["nodes"])} | set(self.virtual_nodes)
+        for pod in self.pods():
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node and node not in names:
+                meta = pod["metadata"]
+                self.store.delete(self.res["pods"], meta["namespace"], meta["name"], grace=0)
+                self.event(pod, "PodGCOrphaned", f"node {node} is gone", component="pod-garbage-collector")
 
     # ---- events ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,76 @@
+"""Replacing a worker (#9): `--action replace-node --target k3s-w2 --yes` on a lab of its own ends with a new
+server ID, the node Ready, its load-balancer target healthy — and production answering every probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.state import LabState
+from tests.conftest import env_file, kubectl_json, opsconsole, start_lab
+
+
+@pytest.fixture(scope="module")
+def replace_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+    lab_dir = tmp_path_factory.mktemp("replace-lab")
+    state = start_lab(lab_dir)
+    try:
+        yield state
+    finally:
+        opsconsole("lab", "down", "--dir", str(lab_dir))
+
+
+def _run(lab: LabState, tmp: Path, *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state")}
+    proc = opsconsole(
+        "--config", lab.files["console_config"], "--action", "replace-node", *args, "--json",
+        env=env, check=False, timeout=600,
+    )  # fmt: skip
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return proc.returncode, events, proc.stdout + proc.stderr
+
+
+def _server(lab: LabState, tmp: Path, name: str) -> Any:
+    env = {**os.environ, **env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": str(tmp / "cli.toml")}
+    cmd = ["hcloud", "server", "describe", name, "-o", "json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_control_plane_node_is_refused(replace_lab: LabState, tmp_path: Path) -> None:
+    code, events, output = _run(replace_lab, tmp_path, "--target", "k3s-mgr", "--yes")
+    assert code == 3 and events[-1]["verdict"] == "REFUSED", output[-2000:]
+    assert "restore-cluster" in events[-1]["summary"] and "Traceback" not in output
+
+
+def test_replace_a_worker_without_failing_production(replace_lab: LabState, tmp_path: Path) -> None:
+    before = _server(replace_lab, tmp_path, "k3s-w2")["id"]
+    code, events, output = _run(replace_lab, tmp_path, "--target", "k3s-w2", "--yes")
+    assert code == 0 and events[-1]["verdict"] == "PASS", output[-4000:]
+    report = events[-1]["report"]
+    print(f"replace-node k3s-w2: {report['total_s']} s, steps {report['timings']}, probes {report['probes']}")
+    assert report["probes"]["http-prod"]["total"] > 10 and report["probes"]["http-prod"]["failed"] == 0
+    after = _server(replace_lab, tmp_path, "k3s-w2")
+    assert after["id"] != before and after["private_net"][0]["ip"] == "10.0.1.7"
+    node = kubectl_json(replace_lab, "get", "node", "k3s-w2")
+    assert not node["spec"].get("unschedulable")
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+    lb = next(b for b in _lbs(replace_lab, tmp_path) if b["name"] == "k3s-lb")
+    target = next(t for t in lb["targets"] if t["server"]["id"] == after["id"])
+    assert {h["status"] for h in target["health_status"]} == {"healthy"}
+
+
+def _lbs(lab: LabState, tmp: Path) -> list[Any]:
+    env = {**os.environ, **env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": str(tmp / "cli.toml")}
+    cmd = ["hcloud", "load-balancer", "list", "-o", "json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result: list[Any] = json.loads(proc.stdout)
+    return result
