@@ -1,4 +1,5 @@
-"""``--action recover``: finish what a killed console left unfinished.
+"""``--action recover``: finish what a killed console left unfinished — or, when the cluster's server is
+gone from the Hetzner project, run the disaster recovery (:mod:`actions.disaster`).
 
 The journal knows each unfinished action's applied faults (recorded *before* they were applied); this
 undoes them in reverse order — each undo is idempotent — waits for full steady state, and marks the
@@ -8,6 +9,7 @@ journal recorded (it is ours); any other holder must let it expire first.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from actions.drill import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, Drill, DrillRequest
@@ -23,6 +25,11 @@ async def recover(config: Config, emit: Callable[[Event], None], yes: bool) -> i
     try:
         entries = journal.unfinished()
         if not entries:
+            from actions.disaster import is_disaster, run_disaster_recovery
+
+            if await asyncio.to_thread(is_disaster, config):
+                journal.close()
+                return await run_disaster_recovery(config, emit, yes)
             emit(Finished("DONE", EXIT_OK, "nothing to recover: every journaled action finished"))
             return EXIT_OK
         if not yes:

@@ -257,6 +257,11 @@ def main(argv: list[str]) -> int:
     f_box.add_argument(
         "--hours", type=float, default=12.0, help="miss: delete the archives of the last HOURS (default 12)"
     )
+    fsub.add_parser(
+        "destroy",
+        help="everything destroyed: servers, load balancer, network, the cluster's etcd and the database's "
+        "disks (the Storage Box survives)",
+    )
     f_k3s = fsub.add_parser("k3s", help="stop/start k3s on a node, or 'restarted' (stock manifests back)")
     f_k3s.add_argument("action", choices=("stop", "start", "restarted"))
     f_k3s.add_argument("node", nargs="?")
@@ -332,6 +337,8 @@ def main(argv: list[str]) -> int:
                 else {args.action: args.repo, "hours": args.hours}
             )
             print(json.dumps(control(running, "POST", "/storagebox", box_body)))
+        elif args.fault == "destroy":
+            print(json.dumps(control(running, "POST", "/fault/destroy", {})))
         elif args.fault == "k3s":
             if args.action == "restarted":
                 print(json.dumps(control(running, "POST", "/k3s/service", {"node": "", "restarted": True})))

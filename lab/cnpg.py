@@ -110,6 +110,7 @@ class CnpgTwin:
         self.stopped_by_lab: set[str] = set()  # instances whose process is down (node off, crash, fence)
         self.receiver_paused: set[str] = set()
         self.primary_seen_ready = False
+        self.destroyed = False  # the lab's "everything destroyed": no instances until the Cluster is back
         self.former_primaries: set[str] = set()  # need pg_rewind before they can follow
         # Instances whose pod is terminating or deleted: their container (PostgreSQL) is gone until a
         # re-created pod starts (CNPG re-creates it on the same PVC, so on the same node).
@@ -159,7 +160,7 @@ class CnpgTwin:
     def slot(self, instance: str) -> str:
         return "_cnpg_" + instance.replace("-", "_")
 
-    async def _initialise_databases(self, pg: PgInstance) -> None:
+    async def _initialise_databases(self, pg: PgInstance, with_data: bool = True) -> None:
         db = self.config.database
         async with await psycopg.AsyncConnection.connect(
             f"host={pg.socket_dir} port={pg.port} dbname=postgres user=postgres", autocommit=True
@@ -170,6 +171,8 @@ class CnpgTwin:
             await conn.execute(f"CREATE ROLE {db.app_user} LOGIN PASSWORD 'docfast'")
             for name in db.databases:
                 await conn.execute(f'CREATE DATABASE "{name}" OWNER {db.app_user}')
+        if not with_data:
+            return
         for name, scale in zip(db.databases, (1.0, 0.2), strict=False):
             async with await psycopg.AsyncConnection.connect(
                 f"host={pg.socket_dir} port={pg.port} dbname={name} user={db.app_user}", autocommit=True
@@ -521,10 +524,64 @@ class CnpgTwin:
         while True:
             try:
                 async with self.busy:
-                    await self.reconcile()
+                    if not self.destroyed:
+                        await self.reconcile()
+                    elif self.store.find(self.res["clusters"], self.ns, self.name) is not None:
+                        await self._revive()
             except Exception:
                 log.exception("cnpg reconcile failed")
             await asyncio.sleep(max(0.3, 2.0 * self.speed))
+
+    # ---- the lab's disaster and the way back ---------------------------------------------------------
+
+    async def destroy(self) -> None:
+        """Everything destroyed: the servers' disks are gone, so are PostgreSQL's data directories.  The
+        twin then waits for its Cluster to exist again (an etcd restore, or a fresh apply) and bootstraps
+        new, empty instances — as CNPG's ``initdb`` bootstrap does — which a restore from the dumps fills."""
+        import shutil
+
+        async with self.busy:
+            self.destroyed = True
+            self.drop_pooler_connections()
+            for server, _ in self.poolers.values():
+                server.close()
+            self.poolers.clear()
+            for inst in self.instances.values():
+                with contextlib.suppress(Exception):
+                    await inst.stop("immediate")
+                shutil.rmtree(inst.datadir, ignore_errors=True)
+            self.instances.clear()
+            self.stopped_by_lab.clear()
+            self.pod_gone.clear()
+            self.former_primaries.clear()
+            self.receiver_paused.clear()
+            self.primary = f"{self.name}-1"
+            self.not_ready_since = None
+            self.primary_seen_ready = False
+            self.ground.append({"at": time.time(), "event": "destroyed"})
+
+    async def _revive(self) -> None:
+        """A Cluster named like ours exists again: initdb the primary (roles and empty databases, the
+        superuser password from its Secret when that was restored too), clone the replica, and wire the
+        pods that already run to the new processes."""
+        base = runtime_dir(self.lab_dir)
+        secret = self.store.find(self.res["secrets"], self.ns, self.config.database.superuser_secret)
+        if secret is not None:
+            self.superuser_password = base64.b64decode(secret["data"]["password"]).decode()
+        for name in self.nodes:
+            self.instances[name] = PgInstance(name, base, superuser_password=self.superuser_password)
+        primary, replica = self.instances[f"{self.name}-1"], self.instances[f"{self.name}-2"]
+        await primary.initdb()
+        await primary.start()
+        await self._initialise_databases(primary, with_data=False)
+        await replica.basebackup_from(primary, self.slot(replica.name))
+        await replica.start()
+        for pod in self.store.list(self.res["pods"], self.ns):
+            if (pod.get("status") or {}).get("podIP"):
+                await self._on_pod_start(pod)
+        self.destroyed = False
+        self.ground.append({"at": time.time(), "event": "revived"})
+        log.info("cnpg twin: %s bootstrapped again (empty databases)", self.name)
 
     def _cluster_obj(self) -> dict[str, Any]:
         return self.store.get(self.res["clusters"], self.ns, self.name)

@@ -122,6 +122,22 @@ def control_app(
 
     if nodes is not None:
         nodes.routes(app)
+
+    async def destroy(_: web.Request) -> web.Response:
+        """Everything destroyed — the seed's disaster: the project's servers, load balancer, network and
+        firewall; the cluster's datastore; the nodes' and the database's disks.  The Storage Box (off-site)
+        survives; so does the lab's API (it answers an empty cluster, as a fresh one would)."""
+        from lab import k3s
+
+        hetzner_counts = project.destroy_everything()
+        if cnpg is not None:
+            await cnpg.destroy()
+        objects = k3s.wipe(kube, nodes.lab_dir, [n.name for n in nodes.config.nodes]) if nodes else 0
+        if nodes is not None:
+            await nodes.ssh.sync()
+        return web.json_response({"hetzner": hetzner_counts, "kubernetes_objects": objects})
+
+    app.router.add_post("/fault/destroy", destroy)
     app.router.add_get("/status", status)
     app.router.add_post("/budget", budget)
     app.router.add_post("/fault/hetzner", fault_hetzner)

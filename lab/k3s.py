@@ -243,3 +243,27 @@ def install(
     kube.dataplane.schedule_sync()
     kube.cluster._wake.set()
     return f"[INFO]  systemd: Starting k3s{'-agent' if role == 'agent' else ''}"
+
+
+def wipe(kube: Any, lab_dir: Path, nodes: list[str]) -> int:
+    """The cluster's datastore and the nodes' disks gone: every object but the CRDs (which the lab serves
+    as part of its API), and each node's ``/var/lib/rancher`` and ``/etc/rancher`` (etcd snapshots, join
+    token, kubeconfig).  Returns how many objects were removed."""
+    import shutil
+
+    store = kube.store
+    removed = 0
+    for key, table in list(store.objects.items()):
+        if key == "apiextensions.k8s.io/customresourcedefinitions":
+            continue
+        res = store.resources[key]
+        for k in list(table):
+            store._really_delete(res, k)
+            removed += 1
+    for node in nodes:
+        for sub in ("var/lib/rancher", "etc/rancher"):
+            shutil.rmtree(node_fs(lab_dir, node) / sub, ignore_errors=True)
+    kube.dataplane.k3s_stopped.clear()
+    kube.dataplane.schedule_sync()
+    kube.cluster._wake.set()
+    return removed

@@ -459,6 +459,29 @@ class HetznerProject:
             "root_password": None if keys else secrets.token_urlsafe(12),
         }
 
+    def destroy_everything(self) -> dict[str, int]:
+        """The lab's disaster: every resource of the project gone at once (the token still works)."""
+        counts = {}
+        for kind, table in (
+            ("servers", self.servers),
+            ("load_balancers", self.load_balancers),
+            ("networks", self.networks),
+            ("firewalls", self.firewalls),
+            ("placement_groups", self.placement_groups),
+            ("ssh_keys", self.ssh_keys),
+        ):
+            counts[kind] = len(table)
+            gone = list(table.values())
+            table.clear()
+            if kind == "servers":
+                for server in gone:
+                    self.emit("server_deleted", server)
+        for task in self._monitors.values():
+            task.cancel()
+        self._monitors.clear()
+        self.health.clear()
+        return counts
+
     def delete_server(self, server: dict[str, Any]) -> dict[str, Any]:
         if server["protection"]["delete"]:
             raise ApiError("protected", "server is delete-protected", {})
