@@ -86,24 +86,46 @@ class Watch:
 
     async def until_steady(self, api: Any, timeout: float, emit: Callable[[Event], None]) -> list[str]:
         """Wait for full steady state; once only the spread is missing (pods that fled the old node stay
-        where they went), restart those Deployments so the scheduler spreads them again."""
+        where they went), restart those Deployments — one at a time, each rollout finished before the
+        next — so the scheduler spreads them again without several rollouts at once."""
         deadline = time.monotonic() + timeout
         restarted: set[str] = set()
+        rolling: str | None = None
+        generation = 0
         while True:
             gaps = self.gaps()
             if not gaps or time.monotonic() > deadline:
                 return gaps
             snap = build(self.live.store, self.config, self.config.kubernetes.context)
-            if all("not spread" in g for g in gaps):
-                for name in spread_broken(snap, self.config):
-                    if name not in restarted:
-                        restarted.add(name)
-                        ns, deploy = name.split("/", 1)
-                        emit(Log("info", f"{name}: pods share a node; rolling restart to spread them"))
-                        await rollout_restart(
-                            api, ns, deploy, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                        )
+            if rolling is not None and self._rolled(rolling, generation):
+                rolling = None
+            if rolling is None and all("not spread" in g for g in gaps):
+                todo = [n for n in spread_broken(snap, self.config) if n not in restarted]
+                if todo:
+                    rolling = todo[0]
+                    restarted.add(rolling)
+                    ns, deploy = rolling.split("/", 1)
+                    emit(Log("info", f"{rolling}: pods share a node; rolling restart to spread them"))
+                    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    done = await rollout_restart(api, ns, deploy, stamp)
+                    generation = int(done.get("metadata", {}).get("generation", 0))
             await asyncio.sleep(1.0)
+
+    def _rolled(self, name: str, generation: int) -> bool:
+        """The Deployment's rollout of ``generation`` (or later) finished: observed, every replica updated,
+        ready, and no old one left."""
+        ns, deploy = name.split("/", 1)
+        d = self.live.store.objects.get("deployments", {}).get((ns, deploy))
+        if d is None:
+            return True
+        st, want = d.get("status") or {}, int((d.get("spec") or {}).get("replicas", 1))
+        return (
+            int(d["metadata"].get("generation", 0)) >= generation
+            and int(st.get("observedGeneration", 0)) >= int(d["metadata"].get("generation", 0))
+            and int(st.get("updatedReplicas", 0)) == want
+            and int(st.get("readyReplicas", 0)) == want
+            and int(st.get("replicas", 0)) == want
+        )
 
 
 def _target_health(config: Config, counter: Counter, name: str) -> list[str]:

@@ -286,9 +286,9 @@ class Dashboard(App[None]):
             else:
                 self._offer_recovery()
         else:
-            from screens.runner import RunnerScreen, runners
+            from screens.runner import RunnerScreen, choosers, runners
 
-            if name in runners(self.config):
+            if name in runners(self.config) or name in choosers(self.config):
                 self.push_screen(RunnerScreen(self.config, name))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

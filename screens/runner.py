@@ -26,10 +26,11 @@ Runner = Callable[[Config, Callable[[Event], None]], Awaitable[int]]
 
 def previews(config: Config) -> dict[str, Runner]:
     """Shown before the confirmation: what the action would change (the HA diff, the prune list)."""
-    from actions import backup, ha, promote
+    from actions import backup, ha, promote, provision
 
     return {
         "ha": ha.run_dry_run,
+        "provision": provision.run_plan,
         "promote": lambda c, e: promote.run_promote(c, e, False, True),
         "rollback": lambda c, e: promote.run_rollback(c, e, False, True),
         "prune": lambda c, e: backup.run_prune(c, e, True),
@@ -38,10 +39,11 @@ def previews(config: Config) -> dict[str, Runner]:
 
 def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
     """Action name -> (the word to type before it runs, or None; how to run it)."""
-    from actions import backup, ha, promote, restore
+    from actions import backup, ha, promote, provision, restore
 
     staging = config.database.databases[-1]
     return {
+        "provision": (config.cluster.name, lambda c, e: provision.run_provision(c, e)),
         "promote": ("promote", lambda c, e: promote.run_promote(c, e, True, False)),
         "rollback": ("rollback", lambda c, e: promote.run_rollback(c, e, True, False)),
         "ha": ("ha", ha.run_apply),
@@ -57,7 +59,25 @@ def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
     }
 
 
+def choosers(config: Config) -> dict[str, tuple[tuple[str, ...], Callable[[str], Runner]]]:
+    """Actions whose typed word is also a choice (which worker to replace): the words, and the run."""
+    from actions.replace_node import run_replace_node
+
+    def replace(node: str) -> Runner:
+        return lambda c, e: run_replace_node(c, e, node, True)
+
+    workers = tuple(n.name for n in config.nodes if n.role == "agent")
+    return {"replace-node": (workers, replace)}
+
+
 GUIDES = {
+    "replace-node": (
+        "Type the worker to replace. Then: preflight (full steady state), probes of prod and staging,\n"
+        "cordon, out of the load balancer, drain, delete the Node and the server, create a new server,\n"
+        "join it, back into the load balancer, wait for steady state. Before the old server is deleted a\n"
+        "failure rolls back; after it, Provision converges."
+    ),
+    "provision": "Creates what the plan below says is missing (nothing is deleted). Type the cluster's name.",
     "restore-cluster": (
         "The seed's recovery procedure — this action is steps 2 (etcd snapshot) on the existing server:\n"
         "  1. provision 3 fresh CAX11 nodes (#9)   2. install K3s, restore the etcd snapshot\n"
@@ -85,7 +105,14 @@ class RunnerScreen(Screen[None]):
         super().__init__()
         self.config = config
         self.action_name = name
-        self.word, self.run_fn = runners(config)[name]
+        chooser = choosers(config).get(name)
+        self.choices: tuple[str, ...] = chooser[0] if chooser else ()
+        self.choose = chooser[1] if chooser else None
+        if chooser is not None:
+            self.word: str | None = " or ".join(self.choices)
+            self.run_fn: Runner | None = None
+        else:
+            self.word, self.run_fn = runners(config)[name]
         self.running = False
         self.result: Finished | None = None  # set once the action returned (lock released)
         self._finished: Finished | None = None
@@ -133,7 +160,10 @@ class RunnerScreen(Screen[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        if event.value.strip() != self.word:
+        typed = event.value.strip()
+        if self.choose is not None and typed in self.choices:
+            self.run_fn = self.choose(typed)
+        elif typed != self.word or self.choose is not None:
             self.notify(f"type {self.word} exactly: nothing ran", severity="warning")
             return
         event.input.disabled = True
@@ -148,6 +178,7 @@ class RunnerScreen(Screen[None]):
         from console.clients.pgtools import PgToolError
         from console.runner import Refused
 
+        assert self.run_fn is not None
         try:
             await self.run_fn(self.config, self._event)
         except (Refused, BorgError, PgToolError, RuntimeError) as exc:
