@@ -38,11 +38,18 @@ class Timed(Dashboard):
     def on_mount(self):
         super().on_mount()
         self.call_after_refresh(lambda: marks.setdefault("first_paint", time.perf_counter() - t0))
+    def action_focus_next(self):
+        # The key's own handler ran: what the operator sees react (focus moves).  Pilot's press() returns
+        # only once the whole screen is idle, which at start-up is "every panel loaded".
+        marks.setdefault("first_key_handled", time.perf_counter() - t0)
+        super().action_focus_next()
 async def main():
     app = Timed(load_config(Path(sys.argv[1])))
     async with app.run_test(size=(160, 90)) as pilot:
+        pressed = time.perf_counter() - t0
         await pilot.press("tab")
         marks["first_key"] = time.perf_counter() - t0
+        marks["key_sent"] = pressed
         while not all(p.table.row_count and p.state.value == "ok" for p in app.query(Panel)):
             await asyncio.sleep(0.01)
             if time.perf_counter() - t0 > 30:
@@ -202,10 +209,14 @@ def main(scale: bool = False) -> None:
                 marks.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             fp = [m["first_paint"] for m in marks]
             fk = [m["first_key"] for m in marks]
+            fh = [m.get("first_key_handled", m["first_key"]) for m in marks]
+            lag = [m.get("first_key_handled", m["first_key"]) - m["key_sent"] for m in marks]
             ap = [m["all_panels"] for m in marks]
             for label, xs, goal in (
                 ("first paint", fp, 0.8),
-                ("first key  ", fk, 0.8),
+                ("first key (Pilot idle) ", fk, 0.8),
+                ("first key (handled)    ", fh, 0.8),
+                ("key sent -> handled    ", lag, 0.1),
                 ("all panels ", ap, 2.5),
             ):
                 print(
