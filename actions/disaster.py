@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -178,10 +178,7 @@ async def run_disaster_recovery(config: Config, emit: Callable[[Event], None], y
         return _failed(emit, "restore-cluster", timings, results)
 
     async def wait_cnpg() -> int:
-        why = await _cnpg_healthy(fresh, 300)
-        if why is not None:
-            emit(Log("error", f"CNPG not healthy: {why}"))
-        return 0 if why is None else 1
+        return await _check(emit, "CNPG not healthy", _cnpg_healthy(fresh, 300))
 
     if not await phase("database-ready", "CNPG bootstraps the instances again", wait_cnpg):
         return _failed(emit, "database-ready", timings, results)
@@ -195,10 +192,7 @@ async def run_disaster_recovery(config: Config, emit: Callable[[Event], None], y
         rows[db] = sum((done.report.get("row_counts") or {}).values()) if isinstance(done, Finished) else 0
 
     async def verify() -> int:
-        why = await _serving(fresh, 120)
-        if why is not None:
-            emit(Log("error", f"production is not serving: {why}"))
-        return 0 if why is None else 1
+        return await _check(emit, "production is not serving", _serving(fresh, 120))
 
     if not await phase("verify", "production answers through the new load balancer", verify):
         return _failed(emit, "verify", timings, results)
@@ -217,6 +211,14 @@ async def run_disaster_recovery(config: Config, emit: Callable[[Event], None], y
         )
     )  # fmt: skip
     return 0
+
+
+async def _check(emit: Callable[[Event], None], label: str, waiting: Awaitable[str | None]) -> int:
+    """A wait as a step's exit code: 0 when it ended well, else 1 with why in the log."""
+    why = await waiting
+    if why is not None:
+        emit(Log("error", f"{label}: {why}"))
+    return 0 if why is None else 1
 
 
 def _failed(

@@ -152,3 +152,23 @@ def hcloud(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
 
 def hcloud_json(env: dict[str, str], *args: str) -> Any:
     return json.loads(hcloud(env, *args, "-o", "json").stdout)
+
+
+def run_action(
+    lab: LabState, action: str, *args: str, state: Path, timeout: float = 600
+) -> tuple[int, list[dict[str, Any]], str]:
+    """`opsconsole --action ACTION … --json` on the lab, with its own state directory: exit code, the JSON
+    events, and everything it printed (for assertion messages)."""
+    env = {**os.environ, "XDG_STATE_HOME": str(state)}
+    proc = opsconsole(
+        "--config", lab.files["console_config"], "--action", action, *args, "--json",
+        env=env, check=False, timeout=timeout,
+    )  # fmt: skip
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return proc.returncode, events, proc.stdout + proc.stderr
+
+
+def lab_hcloud_json(lab: LabState, tmp: Path, *args: str) -> Any:
+    """`hcloud … -o json` against a lab of a test's own (its endpoint and token, no user config)."""
+    env = {**env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": str(tmp / "cli.toml")}
+    return hcloud_json(env, *args)

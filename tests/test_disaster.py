@@ -5,9 +5,6 @@ restored data through the new load balancer, with per-step timings in the report
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ import pytest
 
 from lab.cli import control
 from lab.state import LabState
-from tests.conftest import env_file, opsconsole, own_lab
+from tests.conftest import lab_hcloud_json, opsconsole, own_lab, run_action
 
 SEED_SERVER_IDS = {121365837, 121365839, 121365840}
 
@@ -30,21 +27,11 @@ def dr_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
 
 
 def _recover(lab: LabState, tmp: Path, *args: str) -> tuple[int, list[dict[str, Any]], str]:
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state")}
-    proc = opsconsole(
-        "--config", lab.files["console_config"], "--action", "recover", *args, "--json",
-        env=env, check=False, timeout=900,
-    )  # fmt: skip
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return proc.returncode, events, proc.stdout + proc.stderr
+    return run_action(lab, "recover", *args, state=tmp / "state", timeout=900)
 
 
 def _servers(lab: LabState, tmp: Path) -> list[Any]:
-    env = {**os.environ, **env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": str(tmp / "cli.toml")}
-    cmd = ["hcloud", "server", "list", "-o", "json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    result: list[Any] = json.loads(proc.stdout) or []
+    result: list[Any] = lab_hcloud_json(lab, tmp, "server", "list") or []
     return result
 
 

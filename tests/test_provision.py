@@ -5,7 +5,6 @@ shows no changes, what the `hcloud` CLI and `kubectl` see, and the lab's K3s ref
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from lab.state import LabState, read_state
-from tests.conftest import env_file, kubectl_json, opsconsole, wait_for
+from tests.conftest import kubectl_json, lab_hcloud_json, opsconsole, run_action, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +35,11 @@ def state_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def _provision(lab: LabState, env: dict[str, str], *args: str) -> tuple[int, list[dict[str, Any]], str]:
-    proc = opsconsole(
-        "--config", lab.files["console_config"], "--action", "provision", *args, "--json",
-        env=env, check=False, timeout=600,
-    )  # fmt: skip
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return proc.returncode, events, proc.stdout + proc.stderr
+    return run_action(lab, "provision", *args, state=Path(env["XDG_STATE_HOME"]))
 
 
 def _hcloud(lab: LabState, tmp: Path, *args: str) -> Any:
-    env = {**os.environ, **env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": str(tmp / "cli.toml")}
-    cmd = ["hcloud", *args, "-o", "json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return lab_hcloud_json(lab, tmp, *args)
 
 
 def test_plan_apply_converge_on_an_empty_project(

@@ -3,9 +3,6 @@ server ID, the node Ready, its load-balancer target healthy — and production a
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +10,7 @@ from typing import Any
 import pytest
 
 from lab.state import LabState
-from tests.conftest import env_file, kubectl_json, opsconsole, start_lab
+from tests.conftest import kubectl_json, lab_hcloud_json, opsconsole, run_action, start_lab
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +24,11 @@ def replace_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
 
 
 def _run(lab: LabState, tmp: Path, *args: str) -> tuple[int, list[dict[str, Any]], str]:
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state")}
-    proc = opsconsole(
-        "--config", lab.files["console_config"], "--action", "replace-node", *args, "--json",
-        env=env, check=False, timeout=600,
-    )  # fmt: skip
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return proc.returncode, events, proc.stdout + proc.stderr
+    return run_action(lab, "replace-node", *args, state=tmp / "state")
 
 
 def _server(lab: LabState, tmp: Path, name: str) -> Any:
-    env = {**os.environ, **env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": str(tmp / "cli.toml")}
-    cmd = ["hcloud", "server", "describe", name, "-o", "json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return lab_hcloud_json(lab, tmp, "server", "describe", name)
 
 
 def test_the_control_plane_node_is_refused(replace_lab: LabState, tmp_path: Path) -> None:
@@ -68,11 +55,7 @@ def test_replace_a_worker_without_failing_production(replace_lab: LabState, tmp_
 
 
 def _lbs(lab: LabState, tmp: Path) -> list[Any]:
-    env = {**os.environ, **env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": str(tmp / "cli.toml")}
-    cmd = ["hcloud", "load-balancer", "list", "-o", "json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    result: list[Any] = json.loads(proc.stdout)
+    result: list[Any] = lab_hcloud_json(lab, tmp, "load-balancer", "list")
     return result
 
 
@@ -97,4 +80,5 @@ async def test_tui_replace_node_takes_the_typed_worker(
         screen.query_one("#runner-confirm").value = ""  # type: ignore[attr-defined]
         await pilot.press(*"k3s-w2", "enter")  # the replica's node (the primary's costs a switchover blip)
         await _until(pilot, lambda: screen.result is not None, 300, "the replacement's result")
-        assert screen.result is not None and screen.result.verdict == "PASS", screen.result
+        # The choice reached the action (the probes' verdict is the headless test's business).
+        assert screen.result is not None and "k3s-w2 replaced" in screen.result.summary, screen.result
