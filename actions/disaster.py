@@ -122,14 +122,26 @@ def _lb_ipv4(config: Config) -> str:
     return str(lb.public_net.ipv4.ip) if lb is not None else "?"
 
 
-async def run_disaster_recovery(config: Config, emit: Callable[[Event], None], yes: bool) -> int:
-    plan = [
+def plan_lines(config: Config) -> list[str]:
+    return [
         "provision: Hetzner resources and K3s (see `--action provision --plan`)",
         "restore-cluster: etcd snapshot from the latest k3s-cluster archive",
         f"restore: {', '.join(config.database.databases)} from the latest k3s-db archive (once CNPG is up)",
         "verify: production's health URL through the new load balancer; row counts",
         "report: the new load balancer's IPv4 for DNS",
     ]
+
+
+async def preview(config: Config, emit: Callable[[Event], None]) -> int:
+    """What the TUI shows before the typed confirmation."""
+    for line in plan_lines(config):
+        emit(Log("plan", line))
+    emit(Finished("PLAN", 0, "the cluster's server is gone from the project; these steps rebuild it"))
+    return 0
+
+
+async def run_disaster_recovery(config: Config, emit: Callable[[Event], None], yes: bool) -> int:
+    plan = plan_lines(config)
     for line in plan:
         emit(Log("plan", line))
     if not yes:

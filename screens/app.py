@@ -275,16 +275,15 @@ class Dashboard(App[None]):
             return
         if name == "status":
             self.action_refresh()
-        elif name in ("drill", "recover"):
+        elif name == "drill":
             if self.live is None:
                 self.notify("the live sources are still starting: try again in a moment", timeout=4)
                 return
-            if name == "drill":
-                from screens.drill import DrillScreen
+            from screens.drill import DrillScreen
 
-                self.push_screen(DrillScreen(self.config, self.live))
-            else:
-                self._offer_recovery()
+            self.push_screen(DrillScreen(self.config, self.live))
+        elif name == "recover":
+            self.run_worker(self._recover_or_rebuild(), group="recover", exit_on_error=False)
         else:
             from screens.runner import RunnerScreen, choosers, runners
 
@@ -323,6 +322,35 @@ class Dashboard(App[None]):
             from screens.recover import RecoverScreen
 
             self.push_screen(RecoverScreen(self.config, unfinished, self.read_only))
+
+    async def _recover_or_rebuild(self) -> None:
+        """Unfinished actions first (their recovery screen); else, when the cluster's server is gone from
+        the project, the disaster recovery's runner screen; else say there is nothing to do."""
+        from console.journal import Journal
+
+        journal = Journal()
+        try:
+            unfinished = journal.unfinished()
+        finally:
+            journal.close()
+        if unfinished:
+            self._offer_recovery()
+            return
+        from actions.disaster import is_disaster
+
+        try:
+            gone = await asyncio.to_thread(is_disaster, self.config)
+        except Exception as exc:  # no token, unreachable API: say so, do not guess
+            self.notify(f"cannot ask the Hetzner API: {exc}", severity="error", timeout=8)
+            return
+        if gone:
+            from screens.runner import RunnerScreen
+
+            self.push_screen(RunnerScreen(self.config, "recover"))
+        else:
+            self.notify(
+                "nothing to recover: no unfinished action, and the cluster's server exists", timeout=5
+            )
 
     def action_drill(self) -> None:
         self.start_action("drill")

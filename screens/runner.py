@@ -26,9 +26,10 @@ Runner = Callable[[Config, Callable[[Event], None]], Awaitable[int]]
 
 def previews(config: Config) -> dict[str, Runner]:
     """Shown before the confirmation: what the action would change (the HA diff, the prune list)."""
-    from actions import backup, ha, promote, provision
+    from actions import backup, disaster, ha, promote, provision
 
     return {
+        "recover": disaster.preview,
         "ha": ha.run_dry_run,
         "provision": provision.run_plan,
         "promote": lambda c, e: promote.run_promote(c, e, False, True),
@@ -39,10 +40,11 @@ def previews(config: Config) -> dict[str, Runner]:
 
 def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
     """Action name -> (the word to type before it runs, or None; how to run it)."""
-    from actions import backup, ha, promote, provision, restore
+    from actions import backup, disaster, ha, promote, provision, restore
 
     staging = config.database.databases[-1]
     return {
+        "recover": (config.cluster.name, lambda c, e: disaster.run_disaster_recovery(c, e, True)),
         "provision": (config.cluster.name, lambda c, e: provision.run_provision(c, e)),
         "promote": ("promote", lambda c, e: promote.run_promote(c, e, True, False)),
         "rollback": ("rollback", lambda c, e: promote.run_rollback(c, e, True, False)),
@@ -78,6 +80,8 @@ GUIDES = {
         "failure rolls back; after it, Provision converges."
     ),
     "provision": "Creates what the plan below says is missing (nothing is deleted). Type the cluster's name.",
+    "recover": "Disaster recovery: the cluster's server is gone. Type the cluster's name to rebuild it from "
+    "the latest backups.",
     "restore-cluster": (
         "The seed's recovery procedure — this action is steps 2 (etcd snapshot) on the existing server:\n"
         "  1. provision 3 fresh CAX11 nodes (#9)   2. install K3s, restore the etcd snapshot\n"

@@ -35,7 +35,32 @@ def _servers(lab: LabState, tmp: Path) -> list[Any]:
     return result
 
 
-def test_recover_after_everything_was_destroyed(dr_lab: LabState, tmp_path: Path) -> None:
+async def _tui_offers_the_rebuild(lab: LabState) -> None:
+    """The palette's "recover" on a destroyed project opens the runner with the plan; a wrong word runs
+    nothing."""
+    from console.config import load_config
+    from screens.app import Dashboard
+    from screens.runner import RunnerScreen
+    from tests.test_dashboard import _until
+
+    app = Dashboard(load_config(Path(lab.files["console_config"])))
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.start_action("recover")
+        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 20, "the recovery runner")
+        screen = app.screen
+        assert isinstance(screen, RunnerScreen)
+        log = screen.query_one("#runner-log")
+        shown = lambda: "".join(strip.text for strip in log.lines)  # type: ignore[attr-defined]  # noqa: E731
+        await _until(pilot, lambda: "restore-cluster" in shown(), 10, "the plan shown")
+        await pilot.press(*"docfast", "enter")  # not the cluster's name: nothing runs
+        await pilot.pause(0.2)
+        assert screen.result is None and not screen.running
+
+
+async def test_recover_after_everything_was_destroyed(
+    dr_lab: LabState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     code, events, output = _recover(dr_lab, tmp_path)
     assert code == 0 and "nothing to recover" in events[-1]["summary"], output[-2000:]
 
@@ -43,6 +68,7 @@ def test_recover_after_everything_was_destroyed(dr_lab: LabState, tmp_path: Path
     assert _servers(dr_lab, tmp_path) == []
     code, events, output = _recover(dr_lab, tmp_path)
     assert code == 2 and "add --yes" in events[-1]["summary"], output[-2000:]  # a plan, nothing done
+    await _tui_offers_the_rebuild(dr_lab)
 
     code, events, output = _recover(dr_lab, tmp_path, "--yes")
     assert code == 0 and events[-1]["verdict"] == "DONE", output[-5000:]
