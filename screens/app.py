@@ -310,7 +310,8 @@ class Dashboard(App[None]):
         line.add_class("-shown")
         line.set_class(report.get("verdict") != "PASS", "-fail")
 
-    def _offer_recovery(self) -> None:
+    def _offer_recovery(self) -> bool:
+        """The recovery screen when the journal holds unfinished actions (True: it was offered)."""
         from console.journal import Journal
 
         journal = Journal()
@@ -322,19 +323,12 @@ class Dashboard(App[None]):
             from screens.recover import RecoverScreen
 
             self.push_screen(RecoverScreen(self.config, unfinished, self.read_only))
+        return bool(unfinished)
 
     async def _recover_or_rebuild(self) -> None:
         """Unfinished actions first (their recovery screen); else, when the cluster's server is gone from
         the project, the disaster recovery's runner screen; else say there is nothing to do."""
-        from console.journal import Journal
-
-        journal = Journal()
-        try:
-            unfinished = journal.unfinished()
-        finally:
-            journal.close()
-        if unfinished:
-            self._offer_recovery()
+        if self._offer_recovery():
             return
         from actions.disaster import is_disaster
 
