@@ -34,8 +34,9 @@ from typing import Any
 import aiohttp
 import yaml
 
-from actions.provision import Counter, client, run_provision
+from actions.provision import run_provision
 from actions.restore import run_restore_cluster, run_restore_db
+from console.clients.hetzner import client
 from console.clients.kube import KubeError, request
 from console.config import Config
 from console.events import Event, Finished, Log, StepFinished, StepStarted
@@ -49,7 +50,7 @@ SEED_ESTIMATE_MIN = (15, 30)
 def is_disaster(config: Config) -> bool:
     """The control-plane node's server is missing from the project (blocking: run in a thread)."""
     server = next(n for n in config.nodes if n.role == "server")
-    return client(config, Counter()).servers.get_by_name(server.name) is None
+    return client(config).servers.get_by_name(server.name) is None
 
 
 def _fresh_config(config: Config) -> Config:
@@ -118,7 +119,7 @@ async def _serving(config: Config, timeout: float) -> str | None:
 
 
 def _lb_ipv4(config: Config) -> str:
-    lb: Any = client(config, Counter()).load_balancers.get_by_name(config.hetzner.load_balancer.name)
+    lb: Any = client(config).load_balancers.get_by_name(config.hetzner.load_balancer.name)
     return str(lb.public_net.ipv4.ip) if lb is not None else "?"
 
 

@@ -52,6 +52,7 @@ from hcloud.locations import Location
 from hcloud.networks import NetworkSubnet
 from hcloud.server_types import ServerType
 
+from console.clients.hetzner import HetznerError, RequestCounter, client, wait_action
 from console.clients.ssh import SshError, connect
 from console.config import Config, NodeConfig
 from console.events import Event, Finished, Log, StepFinished, StepStarted
@@ -78,42 +79,8 @@ class Change:
         return {"kind": self.kind, "name": self.name, "op": self.op, "detail": self.detail}
 
 
-class Counter:
-    """Hetzner requests this action made, and the budget the project had left after the last one."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.remaining: int | None = None
-
-    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
-        self.requests += 1
-        left = response.headers.get("RateLimit-Remaining")
-        if left is not None and left.isdigit():
-            self.remaining = int(left)
-        return response
-
-
-def client(config: Config, counter: Counter) -> Client:
-    hz = config.hetzner
-    c = Client(token=hz.read_token(), api_endpoint=hz.endpoint, poll_interval=1.0)
-    c._client._session.hooks["response"].append(counter.hook)
-    return c
-
-
 def _labels(config: Config, **extra: str) -> dict[str, str]:
     return {"cluster": config.cluster.name, **extra}
-
-
-def wait_action(action: Any, timeout: float) -> None:
-    """Follow a Hetzner action until it finishes (the library polls once a second)."""
-    deadline = time.monotonic() + timeout
-    while action.status == "running":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Hetzner action {action.command} still running after {timeout:g} s")
-        time.sleep(1.0)
-        action.reload()
-    if action.status != "success":
-        raise RuntimeError(f"Hetzner action {action.command} failed: {action.error}")
 
 
 def _then(message: str, call: Callable[[], Any], timeout: float) -> Callable[[], str]:
@@ -490,7 +457,7 @@ async def _nodes_ready(config: Config, timeout: float) -> list[str]:
 # ---- the action -----------------------------------------------------------------------------------------
 
 
-async def _plan(config: Config, counter: Counter) -> tuple[Client, list[Change], dict[str, str]]:
+async def _plan(config: Config, counter: RequestCounter) -> tuple[Client, list[Change], dict[str, str]]:
     c = client(config, counter)
     changes = await asyncio.to_thread(plan_hetzner, config, c)
     k3s = {n.name: await k3s_state(config, n) for n in config.nodes}
@@ -516,7 +483,7 @@ def _emit_plan(rows: list[dict[str, str]], emit: Callable[[Event], None]) -> Non
 
 
 async def run_plan(config: Config, emit: Callable[[Event], None]) -> int:
-    counter = Counter()
+    counter = RequestCounter()
     try:
         _, changes, k3s = await _plan(config, counter)
     except APIException as exc:
@@ -557,7 +524,7 @@ async def run_provision(config: Config, emit: Callable[[Event], None], allow_del
         )
         return EXIT_REFUSED
     action_id = journal.begin("provision", {"allow_delete": allow_delete}, operator())
-    counter = Counter()
+    counter = RequestCounter()
     started = time.monotonic()
     timings: dict[str, float] = {}
     state = "failed"
@@ -617,7 +584,7 @@ async def run_provision(config: Config, emit: Callable[[Event], None], allow_del
         state = "reported"
         why = f"the Hetzner API at {config.hetzner.endpoint} is unreachable"
         return _fail(journal, action_id, emit, why, counter, timings)
-    except (RuntimeError, SshError) as exc:
+    except (RuntimeError, SshError, HetznerError) as exc:
         state = "reported"
         return _fail(journal, action_id, emit, str(exc), counter, timings)
     finally:
@@ -661,7 +628,7 @@ def _fail(
     action_id: str,
     emit: Callable[[Event], None],
     why: str,
-    counter: Counter,
+    counter: RequestCounter,
     timings: dict[str, float],
 ) -> int:
     journal.finish(action_id, "failed", {"error": why, "timings": timings})

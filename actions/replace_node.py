@@ -37,15 +37,13 @@ from hcloud import APIException
 from actions.drill_checks import spread_broken, steady_state
 from actions.provision import (
     TOKEN_FILE,
-    Counter,
-    client,
     install_k3s,
     plan_load_balancer,
     plan_server,
     read_root_file,
     retry_ssh,
-    wait_action,
 )
+from console.clients.hetzner import HetznerError, RequestCounter, client, wait_action
 from console.clients.kube import STRATEGIC_PATCH, KubeError, delete, patch, request, rollout_restart
 from console.clients.ssh import SshError
 from console.config import Config, NodeConfig
@@ -128,7 +126,7 @@ class Watch:
         )
 
 
-def _target_health(config: Config, counter: Counter, name: str) -> list[str]:
+def _target_health(config: Config, counter: RequestCounter, name: str) -> list[str]:
     """The health states of ``name``'s load-balancer target, per port (empty: not a target)."""
     c = client(config, counter)
     lb: Any = c.load_balancers.get_by_name(config.hetzner.load_balancer.name)
@@ -143,7 +141,7 @@ def _target_health(config: Config, counter: Counter, name: str) -> list[str]:
     ]
 
 
-def _remove_target(config: Config, counter: Counter, name: str) -> str:
+def _remove_target(config: Config, counter: RequestCounter, name: str) -> str:
     c = client(config, counter)
     lb: Any = c.load_balancers.get_by_name(config.hetzner.load_balancer.name)
     server: Any = c.servers.get_by_name(name)
@@ -163,12 +161,12 @@ def _remove_target(config: Config, counter: Counter, name: str) -> str:
     return "removed"
 
 
-def _readd_targets(config: Config, counter: Counter) -> str:
+def _readd_targets(config: Config, counter: RequestCounter) -> str:
     done = [ch.run() for ch in plan_load_balancer(config, client(config, counter)) if ch.run is not None]
     return ", ".join(done) or "already a target"
 
 
-def _delete_server(config: Config, counter: Counter, name: str) -> str:
+def _delete_server(config: Config, counter: RequestCounter, name: str) -> str:
     c = client(config, counter)
     server: Any = c.servers.get_by_name(name)
     if server is None:
@@ -177,7 +175,7 @@ def _delete_server(config: Config, counter: Counter, name: str) -> str:
     return f"#{server.id} deleted"
 
 
-def _create_server(config: Config, counter: Counter, node: NodeConfig) -> str:
+def _create_server(config: Config, counter: RequestCounter, node: NodeConfig) -> str:
     changes = plan_server(config, client(config, counter), node)
     create = next((ch for ch in changes if ch.op == "create" and ch.run is not None), None)
     if create is None or create.run is None:
@@ -193,7 +191,7 @@ class Replacement:
         self.node = node
         self.emit = emit
         self.s = session
-        self.counter = Counter()
+        self.counter = RequestCounter()
         self.timings: dict[str, float] = {}
 
     async def step(self, name: str, what: str, fn: Callable[[], Any], thread: bool = False) -> Any:
@@ -380,7 +378,7 @@ async def _replace(
         )
         if gaps:
             raise RuntimeError("not back at steady state: " + "; ".join(gaps))
-    except (KubeError, APIException, SshError, RuntimeError) as exc:
+    except (KubeError, APIException, SshError, HetznerError, RuntimeError) as exc:
         why = exc.message if isinstance(exc, (KubeError, APIException)) else str(exc)
         await probes.stop()
         if point_of_no_return:

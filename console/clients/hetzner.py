@@ -1,4 +1,5 @@
-"""Hetzner server actions for the console's own steps (power off, shut down, power on).
+"""Hetzner calls for the console's own steps: server power actions, and the client, request counter and
+action follower the provisioning actions share.
 
 ``hcloud`` is synchronous: every call here runs in a thread.  An action is followed until it finishes
 (``running`` -> ``success``/``error``), polling once a second, so a step's duration is the API's own.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from hcloud import APIException, Client
 
@@ -18,29 +20,53 @@ class HetznerError(Exception):
     """A refused or failed Hetzner call, phrased for the operator (code and message, never the token)."""
 
 
-def _client(config: Config) -> Client:
+class RequestCounter:
+    """Hetzner requests a client made, and the budget the project had left after the last one (a response
+    hook on the library's HTTP session: every request counts, the library's own 429 retries included)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.remaining: int | None = None
+
+    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        left = response.headers.get("RateLimit-Remaining")
+        if left is not None and left.isdigit():
+            self.remaining = int(left)
+        return response
+
+
+def client(config: Config, counter: RequestCounter | None = None) -> Client:
     hz = config.hetzner
-    return Client(token=hz.read_token(), api_endpoint=hz.endpoint, poll_interval=1.0)
+    c = Client(token=hz.read_token(), api_endpoint=hz.endpoint, poll_interval=1.0)
+    if counter is not None:
+        c._client._session.hooks["response"].append(counter.hook)
+    return c
+
+
+def wait_action(action: Any, timeout: float, what: str = "") -> None:
+    """Follow a Hetzner action until it finishes, polling once a second; HetznerError when it fails or
+    outlasts ``timeout``.  ``what`` names it in the message (default: the action's command)."""
+    what = what or f"Hetzner action {action.command}"
+    deadline = time.monotonic() + timeout
+    while action.status == "running":
+        if time.monotonic() > deadline:
+            raise HetznerError(f"{what} still running after {timeout:g} s")
+        time.sleep(1.0)
+        action.reload()
+    if action.status != "success":
+        raise HetznerError(f"{what} failed: {action.error}")
 
 
 def _server_action(config: Config, server_id: int, action: str, timeout_s: float) -> str:
-    client = _client(config)
     try:
-        server = client.servers.get_by_id(server_id)
+        server = client(config).servers.get_by_id(server_id)
         if action == "poweron" and server.status == "running":
             return "already running"
         if action in ("poweroff", "shutdown") and server.status == "off":
             return "already off"
         method = {"poweron": server.power_on, "poweroff": server.power_off, "shutdown": server.shutdown}
-        act = method[action]()
-        deadline = time.monotonic() + timeout_s
-        while act.status == "running":
-            if time.monotonic() > deadline:
-                raise HetznerError(f"{action} of server {server_id} still running after {timeout_s:g} s")
-            time.sleep(1.0)
-            act = client.actions.get_by_id(act.id)
-        if act.status != "success":
-            raise HetznerError(f"{action} of server {server_id} failed: {act.error}")
+        wait_action(method[action](), timeout_s, f"{action} of server {server_id}")
         return "done"
     except APIException as exc:
         raise HetznerError(
@@ -55,7 +81,7 @@ async def server_action(config: Config, server_id: int, action: str, timeout_s: 
 
 def _server_status(config: Config, server_id: int) -> str:
     try:
-        return str(_client(config).servers.get_by_id(server_id).status)
+        return str(client(config).servers.get_by_id(server_id).status)
     except APIException as exc:
         raise HetznerError(f"Hetzner API: {exc.message} ({exc.code})") from None
 
@@ -66,7 +92,7 @@ async def server_status(config: Config, server_id: int) -> str:
 
 def _server_id(config: Config, name: str) -> int:
     try:
-        server = _client(config).servers.get_by_name(name)
+        server = client(config).servers.get_by_name(name)
     except APIException as exc:
         raise HetznerError(f"Hetzner API: {exc.message} ({exc.code})") from None
     if server is None or server.id is None:
