@@ -33,6 +33,7 @@ from console.config import Config, HaPatch
 from console.events import Event, Finished, Log, StepFinished, StepStarted
 from console.ha import drift as patch_drift
 from console.ha_policy import OwnedObject
+from console.kubeobj import rolled_out
 from console.runner import ActionSession, Refused
 
 Item = HaPatch | OwnedObject
@@ -178,13 +179,8 @@ async def _verify(api: Any, config: Config, item: Item, timeout: float) -> str |
         obj = await _get(api, p)
         problems = patch_drift(p, obj)
         d = await request(api, "GET", deploy_path)
-        st, want = d.get("status") or {}, int((d.get("spec") or {}).get("replicas", 1))
-        rolled = (
-            int(st.get("observedGeneration", 0)) >= int(d["metadata"].get("generation", 0))
-            and int(st.get("updatedReplicas", 0)) == want
-            and int(st.get("readyReplicas", 0)) == want
-            and int(st.get("replicas", 0)) == want
-        )
+        want = int((d.get("spec") or {}).get("replicas", 1))
+        rolled = rolled_out(d)
         labels = ",".join(f"{k}={v}" for k, v in ha_patch.selector(p, obj or {}).items())
         pods = await request(
             api, "GET", f"/api/v1/namespaces/{p.namespace}/pods", query={"labelSelector": labels}

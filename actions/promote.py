@@ -27,6 +27,7 @@ from console.clients.borg_run import borg_run
 from console.clients.kube import STRATEGIC_PATCH, KubeError, request, update_fresh
 from console.config import Config
 from console.events import Check, Event, Finished, Log, Observation, ProbeSample, StepFinished, StepStarted
+from console.kubeobj import is_ready, rolled_out
 from console.lock import ClusterLock
 from console.probes import SteadyProbes, longest
 from console.runner import ActionSession
@@ -41,16 +42,6 @@ def _container(d: dict[str, Any], name: str) -> dict[str, Any]:
     spec = d.get("spec") or {}
     containers = ((spec.get("template") or {}).get("spec") or spec).get("containers") or []
     return next((c for c in containers if c["name"] == name), containers[0] if containers else {})
-
-
-def _ready(d: dict[str, Any]) -> bool:
-    st, want = d.get("status") or {}, int(d["spec"].get("replicas", 1))
-    return (
-        int(st.get("observedGeneration", 0)) >= int(d["metadata"].get("generation", 0))
-        and int(st.get("updatedReplicas", 0)) == want
-        and int(st.get("readyReplicas", 0)) == want
-        and int(st.get("replicas", 0)) == want
-    )
 
 
 async def _pods(api: Any, ns: str, d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,7 +80,7 @@ async def gates(config: Config, api: Any) -> list[Check]:
     ]
     on_image = all(_container(p, r.container).get("image") == image for p in pods)
     soaked = time.time() - max(started) if started else 0.0
-    ok = _ready(staging) and on_image and bool(started) and soaked >= r.soak_s
+    ok = rolled_out(staging) and on_image and bool(started) and soaked >= r.soak_s
     out.append(
         Check(
             "staging-soaked",
@@ -103,7 +94,7 @@ async def gates(config: Config, api: Any) -> list[Check]:
     out.append(
         Check(
             "prod-ready",
-            _ready(prod),
+            rolled_out(prod),
             True,
             f"{prod['status'].get('readyReplicas', 0)}/{prod['spec'].get('replicas')} ready",
         )
@@ -177,16 +168,13 @@ async def _watch_rollout(api: Any, config: Config, emit: Callable[[Event], None]
     while time.monotonic() < deadline:
         d = await request(api, "GET", _deploy_path(ns.prod, r.deployment))
         for p in await _pods(api, ns.prod, d):
-            ready = any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in (p.get("status") or {}).get("conditions") or []
-            )
+            ready = is_ready(p)
             tag = _container(p, r.container).get("image", "").rsplit(":", 1)[-1]
             state = f"{tag} on {p['spec'].get('nodeName')}, {'ready' if ready else 'not ready'}"
             if seen.get(p["metadata"]["name"]) != state:
                 seen[p["metadata"]["name"]] = state
                 emit(Observation(f"pod {p['metadata']['name']}", state))
-        if _ready(d):
+        if rolled_out(d):
             return True
         await asyncio.sleep(0.5)
     return False

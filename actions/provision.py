@@ -425,6 +425,7 @@ def _save_kubeconfig(config: Config, server: NodeConfig, text: str) -> Path:
 async def _nodes_ready(config: Config, timeout: float) -> list[str]:
     """Wait until every configured node is Ready in the API; the ones that are not (empty: all Ready)."""
     from console.clients.kube import KubeError, request
+    from console.kubeobj import is_ready
     from console.sources.kube import api_client
 
     api: Any = await api_client(config.kubernetes.kubeconfig or None, config.kubernetes.context)
@@ -437,14 +438,7 @@ async def _nodes_ready(config: Config, timeout: float) -> list[str]:
                 items = (await request(api, "GET", "/api/v1/nodes")).get("items", [])
             except KubeError:
                 items = []
-            ready = {
-                n["metadata"]["name"]
-                for n in items
-                if any(
-                    c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (n.get("status") or {}).get("conditions", [])
-                )
-            }
+            ready = {n["metadata"]["name"] for n in items if is_ready(n)}
             missing = sorted(want - ready)
             if not missing:
                 return []

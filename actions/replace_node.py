@@ -49,6 +49,7 @@ from console.clients.ssh import SshError
 from console.config import Config, NodeConfig
 from console.drain import evict_all, evictable
 from console.events import Event, Finished, Log, ProbeSample, StepFinished, StepStarted
+from console.kubeobj import is_ready, rolled_out
 from console.probes import SteadyProbes, longest, outages
 from console.runner import ActionSession, Refused
 from console.snapshot import build
@@ -116,14 +117,7 @@ class Watch:
         d = self.live.store.objects.get("deployments", {}).get((ns, deploy))
         if d is None:
             return True
-        st, want = d.get("status") or {}, int((d.get("spec") or {}).get("replicas", 1))
-        return (
-            int(d["metadata"].get("generation", 0)) >= generation
-            and int(st.get("observedGeneration", 0)) >= int(d["metadata"].get("generation", 0))
-            and int(st.get("updatedReplicas", 0)) == want
-            and int(st.get("readyReplicas", 0)) == want
-            and int(st.get("replicas", 0)) == want
-        )
+        return int(d["metadata"].get("generation", 0)) >= generation and rolled_out(d)
 
 
 def _target_health(config: Config, counter: RequestCounter, name: str) -> list[str]:
@@ -258,8 +252,7 @@ class Replacement:
         while True:
             try:
                 obj = await request(self.s.api, "GET", f"/api/v1/nodes/{self.node.name}")
-                conds = (obj.get("status") or {}).get("conditions") or []
-                if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+                if is_ready(obj):
                     return f"{said}; Ready"
             except KubeError as exc:
                 if exc.status != 404:

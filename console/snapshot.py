@@ -14,6 +14,7 @@ from console.config import Config, HaPatch
 from console.ha import drift
 from console.ha_policy import OwnedObject, owned_objects
 from console.ha_policy import drift as owned_drift
+from console.kubeobj import is_ready
 from console.model import (
     BackupRepo,
     Certificate,
@@ -35,13 +36,6 @@ from console.model import (
 from console.store import ClusterStore
 
 WEAK_PASSWORDS = {"docfast", "password", "postgres", "admin", "changeme", "secret", "123456"}
-
-
-def _ready(obj: dict[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (obj.get("status") or {}).get("conditions") or []
-    )
 
 
 def _ts(text: str | None) -> datetime | None:
@@ -80,7 +74,7 @@ def _pod(p: dict[str, Any]) -> Pod:
         meta["name"],
         (p.get("spec") or {}).get("nodeName"),
         st.get("phase", "Unknown"),
-        _ready(p),
+        is_ready(p),
         sum(int(c.get("restartCount", 0)) for c in st.get("containerStatuses") or []),
         bool(meta.get("deletionTimestamp")),
         owner,
@@ -172,7 +166,7 @@ def database(store: ClusterStore, config: Config, all_pods: tuple[Pod, ...]) -> 
     for name in st.get("instanceNames") or []:
         p = raw_pods.get(name, {})
         role = ((p.get("metadata") or {}).get("labels") or {}).get("role", "unknown")
-        members.append(DbInstance(name, role, (p.get("spec") or {}).get("nodeName"), bool(p) and _ready(p)))
+        members.append(DbInstance(name, role, (p.get("spec") or {}).get("nodeName"), bool(p) and is_ready(p)))
     poolers = tuple(
         p for p in all_pods if p.namespace == db.namespace and p.owner.rsplit("-", 1)[0] == db.pooler
     )
@@ -277,7 +271,7 @@ def certificates(store: ClusterStore, now: datetime) -> tuple[Certificate, ...]:
                 tuple((c.get("spec") or {}).get("dnsNames") or []),
                 st.get("notAfter"),
                 None if days is None else round(days, 1),
-                _ready(c),
+                is_ready(c),
             )
         )
     return tuple(sorted(out, key=lambda c: (c.namespace, c.name)))
