@@ -50,6 +50,7 @@ from console.config import Config, NodeConfig
 from console.drain import evict_all, evictable
 from console.events import Event, Finished, Log, ProbeSample, StepFinished, StepStarted
 from console.kubeobj import is_ready, rolled_out
+from console.model import Snapshot
 from console.probes import SteadyProbes, longest, outages
 from console.runner import ActionSession, Refused
 from console.snapshot import build
@@ -79,9 +80,12 @@ class Watch:
     async def __aexit__(self, *exc: object) -> None:
         await self.live.stop()
 
-    def gaps(self) -> list[str]:
+    def snapshot(self) -> Snapshot:
+        return build(self.live.store, self.config, self.config.kubernetes.context)
+
+    def gaps(self, snap: Snapshot | None = None) -> list[str]:
         self.live.refresh("postgres")
-        return steady_state(build(self.live.store, self.config, self.config.kubernetes.context), self.config)
+        return steady_state(snap or self.snapshot(), self.config)
 
     async def until_steady(self, api: Any, timeout: float, emit: Callable[[Event], None]) -> list[str]:
         """Wait for full steady state; once only the spread is missing (pods that fled the old node stay
@@ -92,10 +96,10 @@ class Watch:
         rolling: str | None = None
         generation = 0
         while True:
-            gaps = self.gaps()
+            snap = self.snapshot()
+            gaps = self.gaps(snap)
             if not gaps or time.monotonic() > deadline:
                 return gaps
-            snap = build(self.live.store, self.config, self.config.kubernetes.context)
             if rolling is not None and self._rolled(rolling, generation):
                 rolling = None
             if rolling is None and all("not spread" in g for g in gaps):
@@ -179,12 +183,18 @@ def _create_server(config: Config, counter: RequestCounter, node: NodeConfig) ->
 
 class Replacement:
     def __init__(
-        self, config: Config, node: NodeConfig, emit: Callable[[Event], None], session: ActionSession
+        self,
+        config: Config,
+        node: NodeConfig,
+        emit: Callable[[Event], None],
+        session: ActionSession,
+        watch: Watch,
     ):
         self.config = config
         self.node = node
         self.emit = emit
         self.s = session
+        self.watch = watch
         self.counter = RequestCounter()
         self.timings: dict[str, float] = {}
 
@@ -208,37 +218,23 @@ class Replacement:
         return "deleted (its pods are garbage-collected)"
 
     async def drain(self) -> str:
-        api, name, db = self.s.api, self.node.name, self.config.database
+        """Wait for CNPG to move a primary off the cordoned node, then evict; both read from the live
+        store the watches keep (no polling of the API)."""
+        name, store = self.node.name, self.watch.live.store
 
-        async def primary_here() -> bool:
-            cl = await request(
-                api, "GET", f"/apis/postgresql.cnpg.io/v1/namespaces/{db.namespace}/clusters/{db.cluster}"
-            )
-            primary = (cl.get("status") or {}).get("currentPrimary")
-            pods = (
-                await request(api, "GET", f"/api/v1/namespaces/{db.namespace}/pods/{primary}")
-                if primary
-                else {}
-            )
-            return bool(pods) and (pods.get("spec") or {}).get("nodeName") == name
+        def primary_here() -> bool:
+            db = self.watch.snapshot().database
+            return db is not None and any(m.name == db.primary and m.node == name for m in db.members)
 
         deadline = time.monotonic() + 90
-        while await primary_here():
+        while primary_here():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the database primary is still on {name}: switch it over first")
-            await asyncio.sleep(1.0)
-
-        async def pods() -> list[dict[str, Any]]:
-            listed = await request(
-                api, "GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={name}"}
-            )
-            items: list[dict[str, Any]] = listed.get("items", [])
-            return items
-
-        pending = evictable(await pods(), name)
-        await evict_all(api, pending, 180, lambda m: self.emit(Log("info", m)))
+            await asyncio.sleep(0.5)
+        pending = evictable(store.items("pods"), name)
+        await evict_all(self.s.api, pending, 180, lambda m: self.emit(Log("info", m)))
         deadline = time.monotonic() + 180
-        while evictable(await pods(), name):
+        while evictable(store.items("pods"), name):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"pods still on {name} after the drain")
             await asyncio.sleep(0.5)
@@ -336,7 +332,7 @@ async def _run(
 async def _replace(
     config: Config, node: NodeConfig, emit: Callable[[Event], None], s: ActionSession, watch: Watch
 ) -> int:
-    r = Replacement(config, node, emit, s)
+    r = Replacement(config, node, emit, s, watch)
     samples: list[ProbeSample] = []
     probes = SteadyProbes(
         config, None, samples.append, config.drill.probe_interval_s, config.drill.probe_timeout_s

@@ -134,16 +134,21 @@ class CnpgTwin:
 
     # ---- bootstrap ------------------------------------------------------------------------------------
 
-    async def bootstrap(self) -> None:
+    async def _start_instances(self, with_data: bool) -> None:
+        """initdb the primary (roles, databases, and the seed's rows when ``with_data``), then clone and
+        start the streaming replica."""
         base = runtime_dir(self.lab_dir)
         for name in self.nodes:
             self.instances[name] = PgInstance(name, base, superuser_password=self.superuser_password)
         primary, replica = self.instances[f"{self.name}-1"], self.instances[f"{self.name}-2"]
         await primary.initdb()
         await primary.start()
-        await self._initialise_databases(primary)
+        await self._initialise_databases(primary, with_data)
         await replica.basebackup_from(primary, self.slot(replica.name))
         await replica.start()
+
+    async def bootstrap(self) -> None:
+        await self._start_instances(with_data=True)
         self._create_objects()
         self.cluster.on_pod_start.append(self._on_pod_start)
         self.dataplane.db_health = self.db_health
@@ -564,18 +569,10 @@ class CnpgTwin:
         """A Cluster named like ours exists again: initdb the primary (roles and empty databases, the
         superuser password from its Secret when that was restored too), clone the replica, and wire the
         pods that already run to the new processes."""
-        base = runtime_dir(self.lab_dir)
         secret = self.store.find(self.res["secrets"], self.ns, self.config.database.superuser_secret)
         if secret is not None:
             self.superuser_password = base64.b64decode(secret["data"]["password"]).decode()
-        for name in self.nodes:
-            self.instances[name] = PgInstance(name, base, superuser_password=self.superuser_password)
-        primary, replica = self.instances[f"{self.name}-1"], self.instances[f"{self.name}-2"]
-        await primary.initdb()
-        await primary.start()
-        await self._initialise_databases(primary, with_data=False)
-        await replica.basebackup_from(primary, self.slot(replica.name))
-        await replica.start()
+        await self._start_instances(with_data=False)
         for pod in self.store.list(self.res["pods"], self.ns):
             if (pod.get("status") or {}).get("podIP"):
                 await self._on_pod_start(pod)

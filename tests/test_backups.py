@@ -200,19 +200,12 @@ def test_cluster_backup_then_restore_brings_a_deleted_deployment_back(box_lab: L
 async def test_tui_restore_needs_the_typed_name(box_lab: LabState) -> None:
     from console.config import load_config
     from screens.app import Dashboard
-    from screens.runner import RunnerScreen
-    from tests.test_dashboard import _until
+    from tests.test_dashboard import _runner, _type_refused, _until
 
     app = Dashboard(load_config(Path(box_lab.files["console_config"])))
     async with app.run_test(size=(140, 40)) as pilot:
-        app.start_action("restore")
-        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 10, "the runner screen")
-        screen = app.screen
-        assert isinstance(screen, RunnerScreen)
-        await pilot.press(*"docfast", "enter")  # the wrong name: nothing runs
-        await pilot.pause(0.2)
-        assert screen.result is None and not screen.running
-        screen.query_one("#runner-confirm").value = ""  # type: ignore[attr-defined]
+        screen = await _runner(pilot, "restore")
+        await _type_refused(pilot, screen, "docfast")  # the wrong name: nothing runs
         await pilot.press(*"docfast_staging", "enter")
         await _until(pilot, lambda: screen.result is not None, 180, "the restore's result")
         assert screen.result is not None and screen.result.verdict == "DONE", screen.result

@@ -24,6 +24,27 @@ async def _until(pilot, predicate, timeout: float, what: str) -> None:  # type: 
         await pilot.pause(0.05)
 
 
+async def _runner(pilot, action: str, timeout: float = 20):  # type: ignore[no-untyped-def]
+    """Start ``action`` as the command palette does; the runner screen it opens."""
+    from screens.runner import RunnerScreen
+
+    app = pilot.app
+    app.start_action(action)
+    await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), timeout, f"the {action} runner")
+    screen = app.screen
+    assert isinstance(screen, RunnerScreen)
+    return screen
+
+
+async def _type_refused(pilot, screen, word: str) -> None:  # type: ignore[no-untyped-def]
+    """Type a word the runner must not accept: nothing runs (a short pause: nothing is what to wait for),
+    and the input is cleared for the next attempt."""
+    await pilot.press(*word, "enter")
+    await pilot.pause(0.2)
+    assert screen.result is None and not screen.running
+    screen.query_one("#runner-confirm").value = ""
+
+
 def _rows(app: Dashboard, panel: str) -> dict[str, list[str]]:
     table = app.query_one(f"#panel-{panel}", Panel).table
     return {key.value: [str(c) for c in table.get_row(key)] for key in table.rows}  # type: ignore[misc]

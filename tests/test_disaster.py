@@ -40,21 +40,15 @@ async def _tui_offers_the_rebuild(lab: LabState) -> None:
     nothing."""
     from console.config import load_config
     from screens.app import Dashboard
-    from screens.runner import RunnerScreen
-    from tests.test_dashboard import _until
+    from tests.test_dashboard import _runner, _type_refused, _until
 
     app = Dashboard(load_config(Path(lab.files["console_config"])))
     async with app.run_test(size=(140, 40)) as pilot:
-        app.start_action("recover")
-        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 20, "the recovery runner")
-        screen = app.screen
-        assert isinstance(screen, RunnerScreen)
+        screen = await _runner(pilot, "recover")
         log = screen.query_one("#runner-log")
-        shown = lambda: "".join(strip.text for strip in log.lines)  # type: ignore[attr-defined]  # noqa: E731
+        shown = lambda: "".join(strip.text for strip in log.lines)  # noqa: E731
         await _until(pilot, lambda: "restore-cluster" in shown(), 10, "the plan shown")
-        await pilot.press(*"docfast", "enter")  # not the cluster's name: nothing runs
-        await pilot.pause(0.2)
-        assert screen.result is None and not screen.running
+        await _type_refused(pilot, screen, "docfast")  # not the cluster's name: nothing runs
 
 
 async def test_recover_after_everything_was_destroyed(

@@ -64,20 +64,13 @@ async def test_tui_replace_node_takes_the_typed_worker(
 ) -> None:
     from console.config import load_config
     from screens.app import Dashboard
-    from screens.runner import RunnerScreen
-    from tests.test_dashboard import _until
+    from tests.test_dashboard import _runner, _type_refused, _until
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     app = Dashboard(load_config(Path(replace_lab.files["console_config"])))
     async with app.run_test(size=(140, 40)) as pilot:
-        app.start_action("replace-node")
-        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 10, "the runner screen")
-        screen = app.screen
-        assert isinstance(screen, RunnerScreen)
-        await pilot.press(*"k3s-mgr", "enter")  # not a worker: nothing runs
-        await pilot.pause(0.2)
-        assert screen.result is None and not screen.running
-        screen.query_one("#runner-confirm").value = ""  # type: ignore[attr-defined]
+        screen = await _runner(pilot, "replace-node")
+        await _type_refused(pilot, screen, "k3s-mgr")  # not a worker: nothing runs
         await pilot.press(*"k3s-w2", "enter")  # the replica's node (the primary's costs a switchover blip)
         await _until(pilot, lambda: screen.result is not None, 300, "the replacement's result")
         # The choice reached the action (the probes' verdict is the headless test's business).
