@@ -32,15 +32,13 @@ from functools import partial
 from typing import Any
 
 import aiohttp
-import yaml
 
-from actions.provision import run_provision
+from actions.provision import fresh_config, run_provision
 from actions.restore import run_restore_cluster, run_restore_db
 from console.clients.hetzner import client
 from console.clients.kube import KubeError, request
 from console.config import Config
 from console.events import Event, Finished, Log, StepFinished, StepStarted
-from console.paths import state_home
 from console.sources.http import probe
 
 EXIT_FAILED, EXIT_REFUSED = 1, 3
@@ -51,15 +49,6 @@ def is_disaster(config: Config) -> bool:
     """The control-plane node's server is missing from the project (blocking: run in a thread)."""
     server = next(n for n in config.nodes if n.role == "server")
     return client(config).servers.get_by_name(server.name) is None
-
-
-def _fresh_config(config: Config) -> Config:
-    """The config pointed at the kubeconfig the provision just fetched (its current context)."""
-    path = state_home() / f"kubeconfig-{config.cluster.name}.yaml"
-    doc = yaml.safe_load(path.read_text())
-    context = str(doc.get("current-context") or config.kubernetes.context)
-    kube = config.kubernetes.model_copy(update={"kubeconfig": str(path), "context": context})
-    return config.model_copy(update={"kubernetes": kube})
 
 
 async def _cnpg_healthy(config: Config, timeout: float) -> str | None:
@@ -182,10 +171,12 @@ async def run_disaster_recovery(config: Config, emit: Callable[[Event], None], y
         return ok
 
     if not await phase(
-        "provision", "fresh servers, network, load balancer and K3s", lambda: run_provision(config, sub)
+        "provision",
+        "fresh servers, network, load balancer and K3s",
+        lambda: run_provision(config, sub, workloads=False),
     ):
         return _failed(emit, "provision", timings, results)
-    fresh = _fresh_config(config)
+    fresh = fresh_config(config)
     if not await phase("restore-cluster", "etcd snapshot from the latest cluster archive",
                        lambda: run_restore_cluster(fresh, sub, "latest", True)):  # fmt: skip
         return _failed(emit, "restore-cluster", timings, results)

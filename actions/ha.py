@@ -179,6 +179,12 @@ async def _verify(api: Any, config: Config, item: Item, timeout: float) -> str |
         obj = await _get(api, p)
         problems = patch_drift(p, obj)
         d = await request(api, "GET", deploy_path)
+        if p.kind == "Pooler":
+            # The operator carries a Pooler's template into its Deployment a moment later: until the
+            # Deployment holds the patch too, its finished rollout is the old one.
+            problems += [
+                f"Deployment: {x}" for x in patch_drift(p.model_copy(update={"kind": "Deployment"}), d)
+            ]
         want = int((d.get("spec") or {}).get("replicas", 1))
         rolled = rolled_out(d)
         labels = ",".join(f"{k}={v}" for k, v in ha_patch.selector(p, obj or {}).items())

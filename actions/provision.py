@@ -57,6 +57,7 @@ from console.clients.ssh import SshError, connect
 from console.config import Config, NodeConfig
 from console.events import Event, Finished, Log, StepFinished, StepStarted
 from console.journal import Journal, operator
+from console.manifests import ManifestError
 from console.paths import state_home
 
 EXIT_FAILED, EXIT_REFUSED = 1, 3
@@ -471,6 +472,28 @@ def _k3s_rows(config: Config, k3s: dict[str, str]) -> list[dict[str, str]]:
     ]
 
 
+async def _manifest_rows(config: Config, k3s: dict[str, str]) -> list[dict[str, str]]:
+    """The workloads stage's rows: asked of the cluster when its server runs K3s, else all ``create``."""
+    from actions.manifests import plan_rows
+    from console.clients.kube import KubeError
+    from console.sources.kube import api_client
+
+    if not config.provision.manifests:
+        return []
+    server = next(n for n in config.nodes if n.role == "server")
+    if k3s[server.name] != "running":
+        return await plan_rows(config, None)
+    saved = state_home() / f"kubeconfig-{config.cluster.name}.yaml"
+    k = (fresh_config(config) if saved.exists() else config).kubernetes
+    api: Any = await api_client(k.kubeconfig or None, k.context)
+    try:
+        return await plan_rows(config, api)
+    except KubeError as exc:
+        raise ManifestError(f"the cluster's API did not answer the plan: {exc.message}") from None
+    finally:
+        await api.close()
+
+
 def _emit_plan(rows: list[dict[str, str]], emit: Callable[[Event], None]) -> None:
     for r in rows:
         emit(Log(r["op"], f"{r['kind']:<16} {r['name']:<22} {r['detail']}".rstrip()))
@@ -486,7 +509,11 @@ async def run_plan(config: Config, emit: Callable[[Event], None]) -> int:
     except requests.RequestException:
         emit(Finished("FAIL", EXIT_FAILED, f"the Hetzner API at {config.hetzner.endpoint} is unreachable"))
         return EXIT_FAILED
-    rows = [c.row() for c in changes] + _k3s_rows(config, k3s)
+    try:
+        rows = [c.row() for c in changes] + _k3s_rows(config, k3s) + await _manifest_rows(config, k3s)
+    except ManifestError as exc:
+        emit(Finished("FAIL", 2, str(exc)))
+        return 2
     _emit_plan(rows, emit)
     pending = [r for r in rows if r["op"] != "keep"]
     counts = {op: sum(1 for r in rows if r["op"] == op) for op in ("create", "change", "delete", "keep")}
@@ -502,9 +529,78 @@ async def run_plan(config: Config, emit: Callable[[Event], None]) -> int:
     return 0
 
 
-async def run_provision(config: Config, emit: Callable[[Event], None], allow_delete: bool = False) -> int:
-    """Apply the plan.  The journal records it (an interrupted provision is visible); the cluster Lease
-    cannot guard it — before K3s runs there is no API to hold a Lease in."""
+async def run_provision(
+    config: Config, emit: Callable[[Event], None], allow_delete: bool = False, workloads: bool = True
+) -> int:
+    """Apply the plan: Hetzner and K3s (:func:`_run_infra`), then — with ``workloads`` and manifests
+    configured — the manifests (``actions/manifests.py``) and the HA state (``actions/ha.py``), each an
+    action of its own holding the cluster lock.  The disaster recovery passes ``workloads=False``: its
+    workloads come from the etcd snapshot."""
+    from actions.ha import run_apply as run_ha
+    from actions.manifests import run_apply_manifests
+    from console.runner import Refused
+
+    done: list[Finished] = []
+
+    def sub(e: Event) -> None:
+        """A part's own verdict is one line of this provision, not its end."""
+        if isinstance(e, Finished):
+            done.append(e)
+            if len(done) > 1:  # the infrastructure's own verdict is decided on below
+                emit(Log("info" if e.exit_code == 0 else "error", f"{e.verdict}: {e.summary}"))
+        else:
+            emit(e)
+
+    code = await _run_infra(config, sub, allow_delete)
+    infra = done[0]
+    if code != 0 or not workloads or not config.provision.manifests:
+        emit(infra)
+        return code
+    emit(Log("info", f"{infra.verdict}: {infra.summary}"))
+    fresh = fresh_config(config)
+    timings = dict(infra.report.get("timings") or {})
+    started = time.monotonic() - float(infra.report.get("total_s") or 0)
+    for part, run in (("manifests", run_apply_manifests), ("ha", run_ha)):
+        emit(StepStarted(part, "the configured manifests, stage by stage" if part == "manifests" else
+                         "the seed's HA state (actions/ha.py)"))  # fmt: skip
+        t0 = time.monotonic()
+        try:
+            code = await run(fresh, sub)
+        except Refused as exc:
+            emit(StepFinished(part, False, str(exc)))
+            emit(Finished("REFUSED", EXIT_REFUSED, f"provision: {part} refused: {exc}", {"timings": timings}))
+            return EXIT_REFUSED
+        timings[part] = round(time.monotonic() - t0, 2)
+        emit(StepFinished(part, code == 0, f"{timings[part]:.1f} s"))
+        if code != 0:
+            emit(Finished("FAIL", code, f"provision stopped at {part}: {done[-1].summary}",
+                          {**infra.report, "timings": timings}))  # fmt: skip
+            return code
+    total = time.monotonic() - started
+    emit(
+        Finished(
+            "DONE",
+            0,
+            f"provisioned with workloads in {total:.1f} s ({infra.report.get('hetzner_requests')} Hetzner "
+            "requests); the dashboard shows the result",
+            {**infra.report, "timings": timings, "total_s": round(total, 2)},
+        )
+    )
+    return 0
+
+
+def fresh_config(config: Config) -> Config:
+    """The config pointed at the kubeconfig the provision just fetched (its current context)."""
+    path = state_home() / f"kubeconfig-{config.cluster.name}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    context = str(doc.get("current-context") or config.kubernetes.context)
+    kube = config.kubernetes.model_copy(update={"kubeconfig": str(path), "context": context})
+    return config.model_copy(update={"kubernetes": kube})
+
+
+async def _run_infra(config: Config, emit: Callable[[Event], None], allow_delete: bool) -> int:
+    """The Hetzner resources and K3s.  The journal records it (an interrupted provision is visible); the
+    cluster Lease cannot guard it — before K3s runs there is no API to hold a Lease in."""
     journal = Journal()
     unfinished = journal.unfinished()
     if unfinished:

@@ -319,6 +319,13 @@ class ProvisionConfig(_Model):
     etcd_snapshot_retention: int = Field(5, ge=1)
     action_timeout_s: float = Field(300.0, gt=0)  # one Hetzner action (server create, attach) at most
     node_ready_timeout_s: float = Field(300.0, gt=0)
+    # Directories of manifests applied in order once K3s runs (operators, database, apps); see
+    # console/manifests.py.  Empty: provision stops at Ready nodes.  Relative paths are from the cwd.
+    manifests: list[str] = Field(default_factory=list)
+    workloads_timeout_s: float = Field(600.0, gt=0)  # one directory's workloads up, at most
+
+    def manifest_dirs(self) -> list[Path]:
+        return [Path(d).expanduser() for d in self.manifests]
 
     def public_key(self) -> str:
         path = Path(self.ssh_public_key_file).expanduser()

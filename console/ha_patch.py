@@ -3,7 +3,8 @@
 Only these fields are compared, shown and written: replicas (a Pooler's ``instances``), the pod
 anti-affinity on ``kubernetes.io/hostname``, the hostname topology spread, each container's readiness and
 liveness timing, the NoExecute tolerations for ``not-ready``/``unreachable``, and (opt-in) the named
-resource requests and limits of each container.  Everything else on the
+resource requests and limits of each container — plus, with required anti-affinity, the rollout strategy
+(see :data:`ONE_AT_A_TIME`).  Everything else on the
 object belongs to whoever else manages it.
 
 Content types on purpose: a Deployment takes a strategic-merge patch (containers merge by name, so a
@@ -26,6 +27,11 @@ from console.config import HaPatch
 from console.ha import NOT_READY, UNREACHABLE, pod_spec, same_quantity
 
 HOSTNAME = "kubernetes.io/hostname"
+# Required anti-affinity with as many replicas as eligible nodes (the pooler: 2 on the 2 workers) leaves
+# no node for a surge pod, so the default rollout (25% surge, 0 unavailable) never finishes.  The patch
+# sets the only rollout that can: one old pod at a time replaced, the other serving meanwhile.  It is part
+# of what the patch writes, not of its drift (the seed does not state a strategy).
+ONE_AT_A_TIME = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
 
 
 def path(patch: HaPatch) -> str:
@@ -113,6 +119,8 @@ def desired_object(patch: HaPatch, obj: dict[str, Any]) -> dict[str, Any]:
     labels = selector(patch, obj)
     if patch.anti_affinity is not None:
         tspec.setdefault("affinity", {}).update(_anti(patch.anti_affinity, labels))
+    if patch.anti_affinity == "required":
+        spec["deploymentStrategy" if patch.kind == "Pooler" else "strategy"] = ONE_AT_A_TIME
     if patch.topology_spread is not None:
         others = [c for c in tspec.get("topologySpreadConstraints") or [] if c.get("topologyKey") != HOSTNAME]
         tspec["topologySpreadConstraints"] = [
@@ -173,6 +181,9 @@ def patch_body(patch: HaPatch, obj: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "spec": {}}
     if patch.replicas is not None:
         key = "instances" if patch.kind == "Pooler" else "replicas"
+        body["spec"][key] = wspec[key]
+    if patch.anti_affinity == "required":
+        key = "deploymentStrategy" if patch.kind == "Pooler" else "strategy"
         body["spec"][key] = wspec[key]
     if body_tspec:
         body["spec"]["template"] = {"spec": body_tspec}

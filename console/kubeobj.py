@@ -24,3 +24,30 @@ def rolled_out(d: dict[str, Any]) -> bool:
         and int(st.get("readyReplicas", 0)) == want
         and int(st.get("replicas", 0)) == want
     )
+
+
+def unsettled(obj: dict[str, Any]) -> str | None:
+    """Why a just-created object is not up yet (None: it is).  Deployments are rolled out, DaemonSets
+    ready on every node they want, StatefulSets ready, a CNPG ``Cluster`` healthy with every instance
+    ready; other kinds are up once they exist."""
+    kind, st = obj.get("kind"), obj.get("status") or {}
+    if kind == "Deployment":
+        return (
+            None
+            if rolled_out(obj)
+            else f"{st.get('readyReplicas', 0)}/{obj['spec'].get('replicas', 1)} ready"
+        )
+    if kind == "DaemonSet":
+        want = int(st.get("desiredNumberScheduled", 0))
+        ok = want > 0 and int(st.get("numberReady", 0)) == want == int(st.get("updatedNumberScheduled", want))
+        return None if ok else f"{st.get('numberReady', 0)}/{want} ready"
+    if kind == "StatefulSet":
+        want = int((obj.get("spec") or {}).get("replicas", 1))
+        return (
+            None if int(st.get("readyReplicas", 0)) == want else f"{st.get('readyReplicas', 0)}/{want} ready"
+        )
+    if kind == "Cluster" and str(obj.get("apiVersion", "")).startswith("postgresql.cnpg.io/"):
+        phase = str(st.get("phase") or "no status yet")
+        ready = int(st.get("readyInstances", 0)) == int((obj.get("spec") or {}).get("instances", -1))
+        return None if "healthy" in phase.lower() and ready else phase
+    return None

@@ -359,10 +359,16 @@ def _backup_findings(backups: tuple[BackupRepo, ...]) -> list[Finding]:
     return out
 
 
-def _dns_findings(dns: tuple[DnsCheck, ...], lb: LoadBalancer | None) -> list[Finding]:
+def _dns_findings(dns: tuple[DnsCheck, ...], lb: LoadBalancer | None, seed_lb_ip: str) -> list[Finding]:
+    """A record configured as the load balancer's address (``seed_lb_ip``) means "points at the load
+    balancer": once the live one is seen, that is what it is checked against — after a rebuild the new
+    balancer has a new address, and updating DNS to it is right, not a mismatch with config."""
     out = []
     for d in dns:
-        if not d.ok:
+        follows_lb = d.type == "A" and lb is not None and d.expected == seed_lb_ip
+        if follows_lb and lb is not None and lb.public_ipv4 in d.answers:
+            continue
+        if not d.ok and not follows_lb:
             got = ", ".join(d.answers) or d.error or "no answer"
             out.append(
                 Finding(Severity.WARNING, "dns-mismatch", f"{d.name} {d.type}", f"{got} (want {d.expected})")
@@ -453,7 +459,7 @@ def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime)
             add(Finding(Severity.WARNING, "db-single-node", db.cluster, "database instances share a node"))
         out.extend(_replication_findings(db.replication, config))
     out.extend(_backup_findings(snap.backups))
-    out.extend(_dns_findings(snap.dns, snap.load_balancer))
+    out.extend(_dns_findings(snap.dns, snap.load_balancer, config.hetzner.load_balancer.public_ipv4))
     for h in snap.ha:
         if h.holds is False:
             add(Finding(Severity.WARNING, "ha-drift", h.subject, f"{h.name}: {'; '.join(h.drift)}"))

@@ -224,6 +224,11 @@ def main(argv: list[str]) -> int:
     p_status.add_argument("--json", action="store_true")
     p_down = sub.add_parser("down", help="stop everything the lab started")
     p_down.add_argument("--dir", type=Path, default=None)
+    p_dns = sub.add_parser("dns", help="set a record in the lab's DNS (the registrar: 'update DNS')")
+    p_dns.add_argument("--dir", type=Path, default=None)
+    p_dns.add_argument("name", help="e.g. docfast.dev")
+    p_dns.add_argument("type", help="A, MX, …")
+    p_dns.add_argument("values", nargs="+")
     p_fault = sub.add_parser("fault", help="disturb the lab behind the console's back")
     p_fault.add_argument("--dir", type=Path, default=None)
     fsub = p_fault.add_subparsers(dest="fault", required=True)
@@ -301,6 +306,10 @@ def main(argv: list[str]) -> int:
         running = read_state(lab_dir.resolve())
         if running is None:
             raise LabError(f"no lab runs in {lab_dir}; start one with `opsconsole lab up`")
+        if args.cmd == "dns":
+            record = {"name": args.name, "type": args.type, "values": args.values}
+            print(json.dumps(control(running, "POST", "/dns", record)))
+            return 0
         if args.fault == "power":
             print(
                 json.dumps(control(running, "POST", f"/servers/{args.server}/power", {"state": args.state}))

@@ -78,6 +78,76 @@ def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
+def cluster_manifest(config: Config) -> dict[str, Any]:
+    """The seed's CNPG ``Cluster`` as its operators keep it (2 instances, initdb of the app database)."""
+    db = config.database
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {
+            "name": db.cluster,
+            "namespace": db.namespace,
+            "creationTimestamp": "2025-11-03T09:05:00Z",
+        },
+        "spec": {
+            "instances": db.instances,
+            "imageName": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
+            "primaryUpdateStrategy": "unsupervised",
+            "failoverDelay": 0,
+            "switchoverDelay": 3600,
+            "storage": {"size": db.storage, "storageClass": "local-path"},
+            "superuserSecret": {"name": db.superuser_secret},
+            "enableSuperuserAccess": True,
+            "bootstrap": {
+                "initdb": {
+                    "database": db.databases[0],
+                    "owner": db.app_user,
+                    "secret": {"name": db.credentials_secret},
+                }
+            },
+            "postgresql": {"parameters": {"max_connections": "100", "wal_keep_size": "256MB"}},
+            "affinity": {
+                "enablePodAntiAffinity": True,
+                "topologyKey": "kubernetes.io/hostname",
+                "podAntiAffinityType": "preferred",
+            },
+        },
+    }
+
+
+def pooler_manifest(config: Config, ha: bool = True) -> dict[str, Any]:
+    """The seed's PgBouncer ``Pooler``; ``ha=False`` is the stock form without the seed's required
+    anti-affinity (what the HA patch ``pooler-anti-affinity`` adds)."""
+    db = config.database
+    template: dict[str, Any] = {"spec": {"containers": []}}
+    if ha:
+        template["spec"]["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": {"cnpg.io/poolerName": db.pooler}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Pooler",
+        "metadata": {"name": db.pooler, "namespace": db.namespace},
+        "spec": {
+            "cluster": {"name": db.cluster},
+            "instances": db.pooler_instances,
+            "type": "rw",
+            "pgbouncer": {
+                "poolMode": db.pooler_mode,
+                "parameters": {"max_client_conn": "1000", "default_pool_size": "10"},
+            },
+            "template": template,
+        },
+    }
+
+
 class CnpgTwin:
     def __init__(
         self,
@@ -147,9 +217,14 @@ class CnpgTwin:
         await replica.basebackup_from(primary, self.slot(replica.name))
         await replica.start()
 
-    async def bootstrap(self) -> None:
-        await self._start_instances(with_data=True)
-        self._create_objects()
+    async def bootstrap(self, empty: bool = False) -> None:
+        """The seed's database (instances with data, every object); ``empty``: a cluster with no
+        database yet — the twin waits, like ``destroy``, for a Cluster to be applied (``provision``)."""
+        if empty:
+            self.destroyed = True
+        else:
+            await self._start_instances(with_data=True)
+            self._create_objects()
         self.cluster.on_pod_start.append(self._on_pod_start)
         self.dataplane.db_health = self.db_health
         self.dataplane.extra_probes.append(
@@ -202,48 +277,23 @@ class CnpgTwin:
                 "data": {"username": _b64("postgres"), "password": _b64(self.superuser_password)},
             },
         )
-        cluster = s.create(
-            self.res["clusters"],
-            {
-                "apiVersion": "postgresql.cnpg.io/v1",
-                "kind": "Cluster",
-                "metadata": {
-                    "name": self.name,
-                    "namespace": self.ns,
-                    "creationTimestamp": "2025-11-03T09:05:00Z",
-                },
-                "spec": {
-                    "instances": db.instances,
-                    "imageName": f"ghcr.io/cloudnative-pg/postgresql:{db.postgres_version}",
-                    "primaryUpdateStrategy": "unsupervised",
-                    "failoverDelay": 0,
-                    "switchoverDelay": 3600,
-                    "storage": {"size": db.storage, "storageClass": "local-path"},
-                    "superuserSecret": {"name": db.superuser_secret},
-                    "enableSuperuserAccess": True,
-                    "bootstrap": {
-                        "initdb": {
-                            "database": db.databases[0],
-                            "owner": db.app_user,
-                            "secret": {"name": db.credentials_secret},
-                        }
-                    },
-                    "postgresql": {"parameters": {"max_connections": "100", "wal_keep_size": "256MB"}},
-                    "affinity": {
-                        "enablePodAntiAffinity": True,
-                        "topologyKey": "kubernetes.io/hostname",
-                        "podAntiAffinityType": "preferred",
-                    },
-                },
-            },
-        )
+        cluster = s.create(self.res["clusters"], cluster_manifest(self.config))
         self.cluster_uid = cluster["metadata"]["uid"]
+        self._cluster_objects()
+        self._pooler_objects(s.create(self.res["poolers"], pooler_manifest(self.config)))
+
+    def _cluster_objects(self) -> None:
+        """What CNPG creates for a Cluster: the rw/ro/r Services and one pod per instance (the lab places
+        ``-1`` on k3s-w1 and ``-2`` on k3s-w2, as the seed's cluster runs)."""
         owner = self._owner()
+        s = self.store
         for suffix, selector in (
             ("rw", {"cnpg.io/cluster": self.name, "role": "primary"}),
             ("ro", {"cnpg.io/cluster": self.name, "role": "replica"}),
             ("r", {"cnpg.io/cluster": self.name, "cnpg.io/podRole": "instance"}),
         ):
+            if s.find(self.res["services"], self.ns, f"{self.name}-{suffix}") is not None:
+                continue
             s.create(
                 self.res["services"],
                 {
@@ -261,97 +311,64 @@ class CnpgTwin:
                 },
             )
         for name, node in self.nodes.items():
-            s.create(self.res["pods"], self._instance_pod(name, node, pinned=True))
-        pooler = s.create(
-            self.res["poolers"],
-            {
-                "apiVersion": "postgresql.cnpg.io/v1",
-                "kind": "Pooler",
-                "metadata": {"name": db.pooler, "namespace": self.ns},
-                "spec": {
-                    "cluster": {"name": self.name},
-                    "instances": db.pooler_instances,
-                    "type": "rw",
-                    "pgbouncer": {
-                        "poolMode": db.pooler_mode,
-                        "parameters": {"max_client_conn": "1000", "default_pool_size": "10"},
-                    },
-                    "template": {
-                        "spec": {
-                            "containers": [],
-                            "affinity": {
-                                "podAntiAffinity": {
-                                    "requiredDuringSchedulingIgnoredDuringExecution": [
-                                        {
-                                            "labelSelector": {
-                                                "matchLabels": {"cnpg.io/poolerName": db.pooler}
-                                            },
-                                            "topologyKey": "kubernetes.io/hostname",
-                                        }
-                                    ]
-                                }
-                            },
-                        }
-                    },
-                },
-            },
-        )
-        deploy = s.find(self.res["deployments"], self.ns, db.pooler)
-        if deploy is not None:
-            deploy = copy.deepcopy(deploy)
-            deploy["metadata"]["ownerReferences"] = [
+            if s.find(self.res["pods"], self.ns, name) is None:
+                s.create(self.res["pods"], self._instance_pod(name, node, pinned=True))
+
+    def _pooler_objects(self, pooler: dict[str, Any]) -> None:
+        """CNPG's Pooler controller: a PgBouncer Deployment and a Service, both of the Pooler's name (what
+        applications connect to), owned by the Pooler; then the Pooler's status."""
+        from lab.kube.seed import pooler_deployment
+
+        db = self.config.database
+        s = self.store
+        owner = {
+            "apiVersion": "postgresql.cnpg.io/v1",
+            "kind": "Pooler",
+            "name": db.pooler,
+            "uid": pooler["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        if s.find(self.res["deployments"], self.ns, db.pooler) is None:
+            deploy = pooler_deployment(self.config)
+            deploy["metadata"].pop("creationTimestamp", None)
+            deploy["metadata"]["ownerReferences"] = [owner]
+            s.create(self.res["deployments"], deploy)
+            self._sync_pooler()
+        if s.find(self.res["services"], self.ns, db.pooler) is None:
+            s.create(
+                self.res["services"],
                 {
-                    "apiVersion": "postgresql.cnpg.io/v1",
-                    "kind": "Pooler",
-                    "name": db.pooler,
-                    "uid": pooler["metadata"]["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ]
-            s.update(self.res["deployments"], deploy, force=True)
-        # CNPG serves each Pooler through a Service of the Pooler's name (what applications connect to).
-        s.create(
-            self.res["services"],
-            {
-                "metadata": {
-                    "name": db.pooler,
-                    "namespace": self.ns,
-                    "labels": {"cnpg.io/poolerName": db.pooler},
-                    "ownerReferences": [
-                        {
-                            "apiVersion": "postgresql.cnpg.io/v1",
-                            "kind": "Pooler",
-                            "name": db.pooler,
-                            "uid": pooler["metadata"]["uid"],
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                        }
-                    ],
-                },
-                "spec": {
-                    "type": "ClusterIP",
-                    "selector": {"cnpg.io/poolerName": db.pooler},
-                    "ports": [{"name": "pgbouncer", "port": 5432, "targetPort": 5432, "protocol": "TCP"}],
-                },
-            },
-        )
-        s.update(
-            self.res["poolers"],
-            {
-                **pooler,
-                "status": {
-                    "instances": db.pooler_instances,
-                    "secrets": {
-                        "serverTLS": {"name": f"{self.name}-server"},
-                        "serverCA": {"name": f"{self.name}-ca"},
-                        "clientCA": {"name": f"{self.name}-ca"},
+                    "metadata": {
+                        "name": db.pooler,
+                        "namespace": self.ns,
+                        "labels": {"cnpg.io/poolerName": db.pooler},
+                        "ownerReferences": [owner],
+                    },
+                    "spec": {
+                        "type": "ClusterIP",
+                        "selector": {"cnpg.io/poolerName": db.pooler},
+                        "ports": [{"name": "pgbouncer", "port": 5432, "targetPort": 5432, "protocol": "TCP"}],
                     },
                 },
-            },
-            subresource="status",
-            force=True,
-        )
+            )
+        if not pooler.get("status"):
+            s.update(
+                self.res["poolers"],
+                {
+                    **pooler,
+                    "status": {
+                        "instances": db.pooler_instances,
+                        "secrets": {
+                            "serverTLS": {"name": f"{self.name}-server"},
+                            "serverCA": {"name": f"{self.name}-ca"},
+                            "clientCA": {"name": f"{self.name}-ca"},
+                        },
+                    },
+                },
+                subresource="status",
+                force=True,
+            )
 
     def _owner(self) -> dict[str, Any]:
         return {
@@ -531,7 +548,10 @@ class CnpgTwin:
                 async with self.busy:
                     if not self.destroyed:
                         await self.reconcile()
-                    elif self.store.find(self.res["clusters"], self.ns, self.name) is not None:
+                    elif (
+                        self.store.find(self.res["clusters"], self.ns, self.name) is not None
+                        and self._operator_available()
+                    ):
                         await self._revive()
             except Exception:
                 log.exception("cnpg reconcile failed")
@@ -565,13 +585,39 @@ class CnpgTwin:
             self.primary_seen_ready = False
             self.ground.append({"at": time.time(), "event": "destroyed"})
 
+    def _operator_available(self) -> bool:
+        """Nothing reconciles a Cluster without the operator: its Deployment has a ready replica."""
+        dep = self.store.find(
+            self.res["deployments"], self.config.namespaces.cnpg_operator, "cnpg-controller-manager"
+        )
+        return dep is not None and int((dep.get("status") or {}).get("readyReplicas", 0)) > 0
+
     async def _revive(self) -> None:
         """A Cluster named like ours exists again: initdb the primary (roles and empty databases, the
         superuser password from its Secret when that was restored too), clone the replica, and wire the
-        pods that already run to the new processes."""
-        secret = self.store.find(self.res["secrets"], self.ns, self.config.database.superuser_secret)
+        pods that already run to the new processes.  A Cluster applied afresh (no instance pods: not an
+        etcd restore) also gets what CNPG creates for it: the superuser Secret, Services and pods."""
+        db = self.config.database
+        cluster = self._cluster_obj()
+        self.cluster_uid = cluster["metadata"]["uid"]
+        secret = self.store.find(self.res["secrets"], self.ns, db.superuser_secret)
         if secret is not None:
             self.superuser_password = base64.b64decode(secret["data"]["password"]).decode()
+        else:
+            self.store.create(
+                self.res["secrets"],
+                {
+                    "metadata": {
+                        "name": db.superuser_secret,
+                        "namespace": self.ns,
+                        "labels": {"cnpg.io/cluster": self.name},
+                        "ownerReferences": [self._owner()],
+                    },
+                    "type": "kubernetes.io/basic-auth",
+                    "data": {"username": _b64("postgres"), "password": _b64(self.superuser_password)},
+                },
+            )
+        self._cluster_objects()
         await self._start_instances(with_data=False)
         for pod in self.store.list(self.res["pods"], self.ns):
             if (pod.get("status") or {}).get("podIP"):
@@ -644,12 +690,19 @@ class CnpgTwin:
         db = self.config.database
         pooler = self.store.find(self.res["poolers"], self.ns, db.pooler)
         deploy = self.store.find(self.res["deployments"], self.ns, db.pooler)
+        if pooler is not None and deploy is None:
+            self._pooler_objects(pooler)  # a Pooler applied afresh (provision)
+            return
         if pooler is None or deploy is None:
             return
         want = pooler.get("spec") or {}
         tmpl = (want.get("template") or {}).get("spec") or {}
         new = copy.deepcopy(deploy)
         new["spec"]["replicas"] = int(want.get("instances", 1))
+        new["spec"]["strategy"] = copy.deepcopy(
+            want.get("deploymentStrategy")
+            or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+        )
         pod_spec = new["spec"]["template"]["spec"]
         if "affinity" in tmpl:  # the Pooler's affinity is the truth (the seed's HA lives there)
             pod_spec["affinity"] = copy.deepcopy(tmpl["affinity"])

@@ -16,7 +16,12 @@ from lab.twin import KubeParts
 
 
 def control_app(
-    token: str, hetzner: HetznerApi, kube: KubeParts, cnpg: Any = None, nodes: Any = None
+    token: str,
+    hetzner: HetznerApi,
+    kube: KubeParts,
+    cnpg: Any = None,
+    nodes: Any = None,
+    dns: Any = None,
 ) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -137,6 +142,16 @@ def control_app(
             await nodes.ssh.sync()
         return web.json_response({"hetzner": hetzner_counts, "kubernetes_objects": objects})
 
+    async def dns_set(request: web.Request) -> web.Response:
+        """``{"name": "docfast.dev", "type": "A", "values": ["…"]}``: the registrar's side of "update DNS"
+        (the seed's zone is not at Hetzner; the console reports the new address, an operator sets it)."""
+        body = await request.json()
+        key = (str(body["name"]).rstrip(".").lower(), str(body["type"]).upper())
+        dns.records[key] = [str(v) for v in body["values"]]
+        return web.json_response({"name": key[0], "type": key[1], "values": dns.records[key]})
+
+    if dns is not None:
+        app.router.add_post("/dns", dns_set)
     app.router.add_post("/fault/destroy", destroy)
     app.router.add_get("/status", status)
     app.router.add_post("/budget", budget)

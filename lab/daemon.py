@@ -93,9 +93,12 @@ def _console_config(
     raw["backups"]["passcommand"] = f"cat {lab_dir / 'secrets' / 'borg-passphrase'}"
     # The lab's PostgreSQL listens on loopback without TLS (CNPG's would demand it).
     raw["database"]["sslmode"] = "disable"
+    from lab.manifests import write as write_manifests
+
     raw["provision"] = {
         **raw.get("provision", {}),
         "ssh_public_key_file": str(lab_dir / "ssh" / "id_ed25519.pub"),
+        "manifests": [str(d) for d in write_manifests(lab_dir, Config.model_validate(raw))],
     }
     raw["lab"] = {"dir": str(lab_dir)}
     out = lab_dir / "console.toml"
@@ -133,14 +136,16 @@ async def serve(
         kube.cluster.virtual_nodes.update(populate(kube.store, kube.cluster, scale[0], scale[1]))
         churn = asyncio.ensure_future(churn_loop(kube.store, kube.cluster, scale[2]))
     await kube.dataplane.start()
-    cnpg = None
-    if scenario != "empty":
-        from lab.cnpg import CnpgTwin
+    from lab.cnpg import CnpgTwin
 
-        cnpg = CnpgTwin(kube.store, kube.registry, kube.cluster, kube.dataplane, config, lab_dir, speed)
-        t0 = time.monotonic()
-        await cnpg.bootstrap()
-        log.info("database bootstrapped in %.2f s", time.monotonic() - t0)
+    cnpg = CnpgTwin(kube.store, kube.registry, kube.cluster, kube.dataplane, config, lab_dir, speed)
+    t0 = time.monotonic()
+    await cnpg.bootstrap(empty=scenario == "empty")
+    log.info("database bootstrapped in %.2f s", time.monotonic() - t0)
+    from lab.certmanager import CertManagerTwin
+
+    certs = CertManagerTwin(kube.store, kube.registry, config, speed)
+    certs.start()
     kube.cluster.start()
     project.start_monitors()
 
@@ -160,7 +165,10 @@ async def serve(
 
     nodes = NodeServices(lab_dir, config, kube, cnpg, "", control_token, lab_dir / "kubeconfig")
     hetzner_port = await listen(api.app)
-    control_port = await listen(control_app(control_token, api, kube, cnpg, nodes))
+    from lab.dns import LabDns
+
+    lab_dns = LabDns(config.dns)
+    control_port = await listen(control_app(control_token, api, kube, cnpg, nodes, lab_dns))
     nodes.env["LAB_CONTROL_URL"] = f"http://{LOOPBACK}:{control_port}"
     t0 = time.monotonic()
     ssh_ports = await nodes.start()
@@ -174,9 +182,6 @@ async def serve(
     lb_port = await kube.dataplane.start_lb(
         config.hetzner.load_balancer.id, config.hetzner.load_balancer.name
     )
-    from lab.dns import LabDns
-
-    lab_dns = LabDns(config.dns)
     dns_port = await lab_dns.start()
 
     env_file = lab_dir / "hcloud.env"
@@ -238,6 +243,7 @@ async def serve(
         await project.close()
         lab_dns.close()
         await nodes.close()
+        await certs.close()
         await kube.cluster.close()
         if cnpg is not None:
             await cnpg.close()

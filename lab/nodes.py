@@ -105,7 +105,8 @@ class NodeServices:
         db_dir, cluster_dir = seed_dir / "db", seed_dir / "cluster"
         for d in (db_dir, cluster_dir):
             d.mkdir(parents=True, exist_ok=True)
-        if self.cnpg is not None:
+        running_db = self.cnpg is not None and not self.cnpg.destroyed  # an empty lab has none yet
+        if running_db:
             primary = self.cnpg.instances[self.cnpg.primary]
             for name in self.config.database.databases:
                 proc = await asyncio.create_subprocess_exec(
@@ -134,7 +135,7 @@ class NodeServices:
             if p.is_file():
                 (target / p.name).write_text(p.read_text())
         await self.box.seed(db_dir, cluster_dir)
-        if self.cnpg is not None and self.box.ready:
+        if running_db and self.box.ready:
             latest = max(self.box.seeded_times["k3s-db"])
             self.cnpg._status_patch({"lastSuccessfulBackup": latest.strftime("%Y-%m-%dT%H:%M:%SZ")})
 

@@ -290,10 +290,30 @@ def docfast(namespace: str, replicas: int, tag: str, tuned: bool) -> dict[str, A
     return _deployment("docfast", namespace, replicas, labels, [container], **spec)
 
 
+def pooler_deployment(config: Config) -> dict[str, Any]:
+    """The Deployment CNPG's Pooler controller runs PgBouncer in (the twin creates it from the Pooler)."""
+    db = config.database
+    labels = {"cnpg.io/poolerName": db.pooler}
+    return _deployment(
+        db.pooler,
+        db.namespace,
+        db.pooler_instances,
+        labels,
+        [
+            {
+                "name": "pgbouncer",
+                "image": "ghcr.io/cloudnative-pg/pgbouncer:1.24.0",
+                "ports": [{"containerPort": 5432, "name": "pgbouncer"}],
+                "readinessProbe": {"tcpSocket": {"port": 5432}, "periodSeconds": 10},
+            }
+        ],
+        affinity=_anti_affinity("required", labels),
+    )
+
+
 def workloads(config: Config) -> list[dict[str, Any]]:
     ns = config.namespaces
     db = config.database
-    pooler_labels = {"cnpg.io/poolerName": db.pooler}
     traefik_labels = {
         "app.kubernetes.io/name": "traefik",
         "app.kubernetes.io/instance": "traefik-kube-system",
@@ -373,21 +393,6 @@ def workloads(config: Config) -> list[dict[str, Any]]:
             1,
             {"app.kubernetes.io/name": "webhook"},
             [{"name": "cert-manager-webhook", "image": "quay.io/jetstack/cert-manager-webhook:v1.17.2"}],
-        ),
-        _deployment(
-            db.pooler,
-            db.namespace,
-            db.pooler_instances,
-            pooler_labels,
-            [
-                {
-                    "name": "pgbouncer",
-                    "image": "ghcr.io/cloudnative-pg/pgbouncer:1.24.0",
-                    "ports": [{"containerPort": 5432, "name": "pgbouncer"}],
-                    "readinessProbe": {"tcpSocket": {"port": 5432}, "periodSeconds": 10},
-                }
-            ],
-            affinity=_anti_affinity("required", pooler_labels),
         ),
         {
             "apiVersion": "batch/v1",
@@ -707,22 +712,22 @@ def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: 
     certificates(store, registry, config, expiring=scenario == "cert-expiring")
     issuer = registry.get("cert-manager.io", "v1", "clusterissuers")
     assert issuer is not None
-    store.create(
-        issuer,
-        {
-            "apiVersion": "cert-manager.io/v1",
-            "kind": "ClusterIssuer",
-            "metadata": _meta("letsencrypt-prod"),
-            "spec": {
-                "acme": {
-                    "server": "https://acme-v02.api.letsencrypt.org/directory",
-                    "email": "ops@docfast.dev",
-                    "privateKeySecretRef": {"name": "letsencrypt-prod"},
-                    "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}],
-                }
-            },
-            "status": {
-                "conditions": [{"type": "Ready", "status": "True", "reason": "ACMEAccountRegistered"}]
-            },
+    store.create(issuer, cluster_issuer())
+
+
+def cluster_issuer() -> dict[str, Any]:
+    """The seed's Let's Encrypt ClusterIssuer (HTTP-01 through Traefik), registered (status Ready)."""
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "ClusterIssuer",
+        "metadata": _meta("letsencrypt-prod"),
+        "spec": {
+            "acme": {
+                "server": "https://acme-v02.api.letsencrypt.org/directory",
+                "email": "ops@docfast.dev",
+                "privateKeySecretRef": {"name": "letsencrypt-prod"},
+                "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}],
+            }
         },
-    )
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "ACMEAccountRegistered"}]},
+    }
