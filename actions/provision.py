@@ -20,9 +20,11 @@ Every Hetzner request is counted (a response hook on the library's HTTP session)
 many a provision spent and how many the project had left (``RateLimit-Remaining``); the library itself
 backs off and retries on 429.
 
-Not built yet (issue #9 stays open for them): installing the operators and the database cluster, node
-replacement and the full disaster recovery.  After a provision, ``--action restore-cluster`` re-applies the
-exported manifests from the latest cluster backup.
+**Workloads** (when ``[provision] manifests`` lists directories): once the nodes are Ready, each directory
+is applied and waited for in order (``actions/manifests.py``: the operators, then the database ``Cluster``
+and ``Pooler``, then DocFast), and then the seed's HA state (``actions/ha.py``) — each an action of its own
+holding the cluster lock.  The plan lists every object as ``create`` or ``keep``.  The disaster recovery
+(``actions/disaster.py``) skips this stage: its workloads come from the etcd snapshot.
 """
 
 from __future__ import annotations
