@@ -6,7 +6,8 @@ A real cluster's operators keep the operators' upstream release manifests, the d
 with the seed's objects — and points the lab's console config (``[provision] manifests``) at them:
 
 * ``10-operators``: the namespaces, the CNPG operator (stock: 1 replica, no spread) and cert-manager's three
-  Deployments, and the ``letsencrypt-prod`` ClusterIssuer.  The CRDs are not in it: the lab's API serves
+  Deployments, the ``letsencrypt-prod`` ClusterIssuer, and the Traefik settings (K3s's ``HelmChartConfig``:
+  the packaged chart as a DaemonSet, as the seed runs it).  The CRDs are not in it: the lab's API serves
   the CNPG and cert-manager CRDs in every scenario (a real upstream manifest carries them first).
 * ``20-database``: the database namespace, the app's credentials Secret, the ``Cluster``, the ``Pooler``
   (stock: no anti-affinity) and the pg_dump CronJob.
@@ -33,7 +34,7 @@ from console.config import Config
 def objects(config: Config) -> dict[str, list[dict[str, Any]]]:
     """The three stages, each a list of objects (no status, no server-owned metadata)."""
     from lab.cnpg import cluster_manifest, pooler_manifest
-    from lab.kube.seed import PROD_TAG, cluster_issuer, cnpg_operator, docfast, workloads
+    from lab.kube.seed import PROD_TAG, cluster_issuer, cnpg_operator, docfast, traefik_config, workloads
 
     ns = config.namespaces
     stages: dict[str, list[dict[str, Any]]] = {"10-operators": [], "20-database": [], "30-apps": []}
@@ -63,7 +64,7 @@ def objects(config: Config) -> dict[str, list[dict[str, Any]]]:
         if obj["kind"] == "Deployment" and key in stock:
             obj = stock[key]
         stages[stage_of[where]].append(obj)
-    stages["10-operators"].append(cluster_issuer())
+    stages["10-operators"] += [cluster_issuer(), traefik_config()]
     stages["20-database"] += [cluster_manifest(config), pooler_manifest(config, ha=False)]
     for items in stages.values():
         for obj in items:

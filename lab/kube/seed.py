@@ -542,17 +542,21 @@ def workloads(config: Config) -> list[dict[str, Any]]:
 
 def crds() -> list[dict[str, Any]]:
     out = [yaml.safe_load(p.read_text()) for p in sorted((specs_dir() / "cnpg-1.25.1").glob("*.yaml"))]
-    for kind, plural, scope, short in (
-        ("Certificate", "certificates", "Namespaced", ["cert", "certs"]),
-        ("ClusterIssuer", "clusterissuers", "Cluster", ["ciss"]),
+    # cert-manager's (served in every scenario, see lab/README.md), and K3s's own helm-controller kinds,
+    # which every K3s cluster has (HelmChartConfig carries the packaged Traefik's settings).
+    for group, kind, plural, scope, short in (
+        ("cert-manager.io", "Certificate", "certificates", "Namespaced", ["cert", "certs"]),
+        ("cert-manager.io", "ClusterIssuer", "clusterissuers", "Cluster", ["ciss"]),
+        ("helm.cattle.io", "HelmChart", "helmcharts", "Namespaced", []),
+        ("helm.cattle.io", "HelmChartConfig", "helmchartconfigs", "Namespaced", []),
     ):
         out.append(
             {
                 "apiVersion": "apiextensions.k8s.io/v1",
                 "kind": "CustomResourceDefinition",
-                "metadata": {"name": f"{plural}.cert-manager.io"},
+                "metadata": {"name": f"{plural}.{group}"},
                 "spec": {
-                    "group": "cert-manager.io",
+                    "group": group,
                     "scope": scope,
                     "names": {
                         "kind": kind,
@@ -560,7 +564,7 @@ def crds() -> list[dict[str, Any]]:
                         "plural": plural,
                         "singular": kind.lower(),
                         "shortNames": short,
-                        "categories": ["cert-manager"],
+                        "categories": ["cert-manager"] if group == "cert-manager.io" else [],
                     },
                     "versions": [
                         {
@@ -579,7 +583,7 @@ def crds() -> list[dict[str, Any]]:
                             "schema": {
                                 "openAPIV3Schema": {
                                     "type": "object",
-                                    "description": f"cert-manager {kind} (lab: spec and status "
+                                    "description": f"{group} {kind} (lab: spec and status "
                                     "kept open; see lab/README.md)",
                                     "properties": {
                                         "spec": {
@@ -713,6 +717,21 @@ def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: 
     issuer = registry.get("cert-manager.io", "v1", "clusterissuers")
     assert issuer is not None
     store.create(issuer, cluster_issuer())
+    helm = registry.get("helm.cattle.io", "v1", "helmchartconfigs")
+    assert helm is not None
+    store.create(helm, traefik_config())
+
+
+def traefik_config() -> dict[str, Any]:
+    """The seed's Traefik settings: K3s's packaged Traefik chart as a DaemonSet (on every worker; the
+    control plane's taint keeps it off k3s-mgr).  The lab has no helm-controller: its packaged Traefik is a
+    DaemonSet from the start, and this object is stored, not rendered."""
+    return {
+        "apiVersion": "helm.cattle.io/v1",
+        "kind": "HelmChartConfig",
+        "metadata": _meta("traefik", "kube-system"),
+        "spec": {"valuesContent": "deployment:\n  kind: DaemonSet\n"},
+    }
 
 
 def cluster_issuer() -> dict[str, Any]:
