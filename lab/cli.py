@@ -257,8 +257,10 @@ def main(argv: list[str]) -> int:
         "storagebox",
         help="make the Storage Box unreachable, hold a repository lock, or miss recent backups",
     )
-    f_box.add_argument("action", choices=("unreachable", "reachable", "lock", "unlock", "miss"))
-    f_box.add_argument("repo", nargs="?", help="k3s-db or k3s-cluster, for lock/unlock/miss")
+    f_box.add_argument("action", choices=("unreachable", "reachable", "lock", "unlock", "miss", "run"))
+    f_box.add_argument(
+        "repo", nargs="?", help="k3s-db or k3s-cluster, for lock/unlock/miss/run (run: its scheduled job now)"
+    )
     f_box.add_argument(
         "--hours", type=float, default=12.0, help="miss: delete the archives of the last HOURS (default 12)"
     )
@@ -338,7 +340,7 @@ def main(argv: list[str]) -> int:
                 )
             )
         elif args.fault == "storagebox":
-            if args.action in ("lock", "unlock", "miss") and not args.repo:
+            if args.action in ("lock", "unlock", "miss", "run") and not args.repo:
                 raise LabError(f"storagebox {args.action} needs a repository (k3s-db or k3s-cluster)")
             box_body: dict[str, Any] = (
                 {"reachable": args.action == "reachable"}

@@ -105,7 +105,54 @@ class NodeServices:
         db_dir, cluster_dir = seed_dir / "db", seed_dir / "cluster"
         for d in (db_dir, cluster_dir):
             d.mkdir(parents=True, exist_ok=True)
-        running_db = self.cnpg is not None and not self.cnpg.destroyed  # an empty lab has none yet
+        running_db = await self._dump_databases(db_dir)
+        self._cluster_files(cluster_dir)
+        await self.box.seed(db_dir, cluster_dir)
+        if running_db and self.box.ready:
+            latest = max(self.box.seeded_times["k3s-db"])
+            self.cnpg._status_patch({"lastSuccessfulBackup": latest.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        await self._scheduled_backups()
+
+    async def _scheduled_backups(self) -> None:
+        """The seed's schedules keep running while the lab does: the pg_dump CronJob every 6 hours
+        (``0 */6 * * *``) and the daily cluster backup at 03:00 UTC, each one archive at its tick — so a lab
+        that outlives a tick is not overdue by the clock.  Like the real jobs they fail (and are skipped)
+        while the Storage Box is unreachable or the database is gone; a held lock makes Borg give up."""
+        while True:
+            now = datetime.now(UTC)
+            base = now.replace(minute=0, second=0, microsecond=0)
+            ticks = [base + timedelta(hours=h) for h in range(1, 25)]
+            db_tick = next(t for t in ticks if t.hour % 6 == 0)
+            cluster_tick = next(t for t in ticks if t.hour == 3)
+            tick = min(db_tick, cluster_tick)
+            await asyncio.sleep((tick - now).total_seconds())
+            for repo, due in (("k3s-db", db_tick), ("k3s-cluster", cluster_tick)):
+                if due == tick:
+                    try:
+                        await self.scheduled_job(repo, tick)
+                    except Exception as exc:
+                        log.warning("scheduled backup into %s at %s failed: %s", repo, tick.isoformat(), exc)
+
+    async def scheduled_job(self, repo: str, when: datetime) -> str:
+        """One run of the scheduled backup into ``repo`` (``k3s-db``: the pg_dump CronJob; ``k3s-cluster``:
+        the daily cluster backup), archived as taken at ``when``; the archive's name."""
+        work = self.lab_dir / "storagebox-seed" / f"job-{repo}"
+        work.mkdir(parents=True, exist_ok=True)
+        if not self.ssh.storagebox_up:
+            raise RuntimeError("the Storage Box is unreachable")
+        if repo == "k3s-db":
+            if not await self._dump_databases(work):
+                raise RuntimeError("no database to dump")
+        else:
+            self._cluster_files(work)
+        name = await self.box.add(repo, when, work)
+        log.info("scheduled backup %s", name)
+        return name
+
+    async def _dump_databases(self, db_dir: Path) -> bool:
+        """``pg_dump -Fc`` of every database from the primary into ``db_dir``; False when there is no
+        running database (an empty or destroyed lab)."""
+        running_db = self.cnpg is not None and not self.cnpg.destroyed
         if running_db:
             primary = self.cnpg.instances[self.cnpg.primary]
             for name in self.config.database.databases:
@@ -126,18 +173,18 @@ class NodeServices:
                 )
                 _, err = await proc.communicate()
                 if proc.returncode != 0:
-                    log.error("seed pg_dump %s failed: %s", name, err.decode(errors="replace"))
+                    log.error("pg_dump %s failed: %s", name, err.decode(errors="replace"))
+        return running_db
+
+    def _cluster_files(self, cluster_dir: Path) -> None:
+        """What the daily cluster backup holds: an etcd snapshot and the server's manifests."""
         (cluster_dir / "etcd-snapshot").write_text(json.dumps(k3s.serialise(self.kube.store)))
         manifests = k3s.node_fs(self.lab_dir, self.server_node) / "var/lib/rancher/k3s/server/manifests"
         target = cluster_dir / "manifests"
         target.mkdir(exist_ok=True)
-        for p in manifests.iterdir():
+        for p in manifests.iterdir() if manifests.is_dir() else ():
             if p.is_file():
                 (target / p.name).write_text(p.read_text())
-        await self.box.seed(db_dir, cluster_dir)
-        if running_db and self.box.ready:
-            latest = max(self.box.seeded_times["k3s-db"])
-            self.cnpg._status_patch({"lastSuccessfulBackup": latest.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
     async def close(self) -> None:
         if self._seed_task is not None:
@@ -227,6 +274,14 @@ class NodeServices:
                 if body.get("miss"):
                     deleted = await self.box.miss(body["miss"], float(body.get("hours", 12)))
                     return web.json_response({**self.box.status(), "deleted": deleted})
+                if "run" in body:  # the scheduled job now (as `kubectl create job --from=cronjob/…`)
+                    if body["run"] not in ("k3s-db", "k3s-cluster"):
+                        raise ValueError(f"no scheduled backup into {body['run']!r}")
+                    try:
+                        name = await self.scheduled_job(body["run"], datetime.now(UTC))
+                    except RuntimeError as exc:
+                        return web.json_response({"error": str(exc)}, status=409)
+                    return web.json_response({**self.box.status(), "archive": name})
             return web.json_response({**self.box.status(), "reachable": self.ssh.storagebox_up})
 
         async def partition(request: web.Request) -> web.Response:

@@ -233,6 +233,17 @@ class StorageBox:
             await self.borg("delete", f"{self.repo(repo)}::{name}")
         return names
 
+    async def add(self, repo: str, when: datetime, src: Path) -> str:
+        """One archive of ``src`` as the cluster's scheduled job would write it at ``when``."""
+        prefix = "db" if repo == "k3s-db" else "cluster"
+        name = f"{prefix}-{when.strftime('%Y-%m-%dT%H:%M')}"
+        await self.borg(
+            "create", "--timestamp", when.strftime("%Y-%m-%dT%H:%M:%S"), "--compression", "lz4",
+            f"{self.repo(repo)}::{name}", ".", cwd=src,
+        )  # fmt: skip
+        self.seeded_times.setdefault(repo, []).append(when)
+        return name
+
     async def close(self) -> None:
         for repo in list(self.locks):
             await self.unlock(repo)

@@ -128,6 +128,11 @@ async def test_replica_lag_and_a_missed_backup_show(fresh_lab: LabState, tmp_pat
         await _until(pilot, lambda: _rows(app, "backups")["k3s-db"][3] == "OVERDUE", 30, "k3s-db overdue")
         assert "backup-overdue" in _findings(app)
         assert _rows(app, "backups")["k3s-cluster"][3] == "ok"
+        # The lab's pg_dump CronJob runs (as at its next 6-hour tick): the repository is fresh again.
+        _fault(fresh_lab, "storagebox", "run", "k3s-db")
+        await pilot.press("r")  # look again at the slow sources now
+        await _until(pilot, lambda: _rows(app, "backups")["k3s-db"][3] == "ok", 30, "k3s-db fresh again")
+        assert "backup-overdue" not in _findings(app)
         await pilot.press("q")
 
 

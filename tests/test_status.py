@@ -28,8 +28,11 @@ def _status(lab: LabState, *extra: str, config: str | None = None) -> tuple[int,
 
 
 def test_status_json_is_the_snapshot(lab: LabState) -> None:
+    last: list[dict] = []  # type: ignore[type-arg]
+
     def settled() -> dict | None:  # type: ignore[type-arg]
         code, doc = _status(lab)
+        last[:] = [doc]
         db = doc["database"] or {}
         return (
             doc
@@ -37,7 +40,11 @@ def test_status_json_is_the_snapshot(lab: LabState) -> None:
             else None
         )
 
-    doc = wait_for(settled, 90, "a healthy status", interval=1)
+    try:
+        doc = wait_for(settled, 90, "a healthy status", interval=1)
+    except AssertionError:
+        crit = [f for f in (last[0]["findings"] if last else []) if f["severity"] == "critical"]
+        raise AssertionError(f"no healthy status within 90 s; critical findings: {crit}") from None
     assert doc["healthy"] is True and doc["lab"] is True and doc["context"] == "admin"
     assert {n["name"] for n in doc["nodes"]} == {"k3s-mgr", "k3s-w1", "k3s-w2"}
     assert all(n["ready"] and n["hetzner_status"] == "running" for n in doc["nodes"])
