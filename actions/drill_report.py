@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from console.config import Config
 from console.model import Snapshot
+from console.outages import longest, outages
 from console.paths import state_home
-from console.probes import longest, outages
 
 if TYPE_CHECKING:
     from actions.drill import Drill

@@ -29,7 +29,8 @@ from console.config import Config
 from console.events import Check, Event, Finished, Log, Observation, ProbeSample, StepFinished, StepStarted
 from console.kubeobj import is_ready, rolled_out
 from console.lock import ClusterLock
-from console.probes import SteadyProbes, longest
+from console.outages import longest
+from console.probes import SteadyProbes
 from console.runner import ActionSession
 
 

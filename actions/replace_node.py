@@ -51,7 +51,8 @@ from console.drain import evict_all, evictable
 from console.events import Event, Finished, Log, ProbeSample, StepFinished, StepStarted
 from console.kubeobj import is_ready, rolled_out
 from console.model import Snapshot
-from console.probes import SteadyProbes, longest, outages
+from console.outages import longest, outages
+from console.probes import SteadyProbes
 from console.runner import ActionSession, Refused
 from console.snapshot import build
 from console.store import ClusterStore

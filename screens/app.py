@@ -28,7 +28,6 @@ from textual.worker import Worker, WorkerState
 
 from console.config import Config
 from console.model import Snapshot
-from console.snapshot import build
 from console.store import ClusterStore
 from screens.help import HelpScreen
 from screens.panels import PANELS, Panel
@@ -139,13 +138,18 @@ class Dashboard(App[None]):
         self.set_interval(1.0, self._ages)  # age labels only
         self.query(Panel).first().table.focus()
         if self.start_sources:
-            self.run_worker(
-                self._run_sources(),
-                exclusive=True,
-                group="sources",
-                exit_on_error=False,
-                description="live sources",
-            )
+            # After the first paint: the client imports in _run_sources hold the GIL for most of ~1 s,
+            # and the frame should not wait for them.
+            self.call_after_refresh(self._start_sources)
+
+    def _start_sources(self) -> None:
+        self.run_worker(
+            self._run_sources(),
+            exclusive=True,
+            group="sources",
+            exit_on_error=False,
+            description="live sources",
+        )
 
     async def _run_sources(self) -> None:
         # The client libraries take ~1.5 s to import (kubernetes.aio, hcloud, asyncssh, psycopg): in a
@@ -186,6 +190,8 @@ class Dashboard(App[None]):
         self._build_timer = None
         self._last_build = time.monotonic()
         keys, self._pending_keys = self._pending_keys, set()
+        from console.snapshot import build  # first use after the first paint (~50 ms of imports)
+
         self.snapshot = build(self.store, self.config, self.config.kubernetes.context)
         self._show(keys)
         self._build_cost = time.monotonic() - self._last_build
