@@ -30,6 +30,11 @@ def main() -> None:
         try:
             state = read_state(lab_dir)
             assert state is not None
+            from lab.cli import control
+
+            t0 = time.monotonic()  # the Storage Box seeds its history in the background: measure after it
+            while not control(state, "GET", "/storagebox")["ready"] and time.monotonic() - t0 < 120:
+                time.sleep(0.5)
             runs = []
             for _ in range(7):
                 t0 = time.perf_counter()

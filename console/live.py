@@ -34,18 +34,39 @@ class LiveSources:
         self.kube_api: Any = None
 
     async def start(self) -> None:
-        # Borg runs as child processes (each ~1.5 s: interpreter, SSH, repository key): start them before
-        # the heavy imports below, so they overlap instead of following.
+        """Start every source, the Kubernetes watches first: most panels wait for them.  The other
+        sources' client libraries (aiohttp, dnspython, hcloud, psycopg: ~0.5 s) are imported in a thread
+        meanwhile, so the watches' first lists overlap those imports instead of following them."""
+        import importlib
+
+        # Borg runs as child processes (each ~1.5 s: interpreter, SSH, repository key): start them first,
+        # so they overlap everything below.
         from console.sources.borg import BorgSource
 
         self.sources["borg"] = BorgSource(self.store, self.config)
         self.sources["borg"].start()
         await asyncio.sleep(0)  # let the borg processes spawn now
-        from console.sources.dns import DnsSource
-        from console.sources.hetzner import HetznerSource
-        from console.sources.http import HttpSource
+        # The others' modules are imported in a thread, in this order, each source started as soon as its
+        # module is in: the Hetzner poll's three requests first, then the probes, then PostgreSQL.
+        order = (
+            ("hetzner", "console.sources.hetzner"),
+            ("http", "console.sources.http"),
+            ("dns", "console.sources.dns"),
+            ("postgres", "console.sources.pg"),
+        )
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def import_in_order() -> None:
+            for name, module in order:
+                try:
+                    mod: Any = importlib.import_module(module)
+                except Exception as exc:  # raised where the source would have started
+                    mod = exc
+                loop.call_soon_threadsafe(ready.put_nowait, (name, mod))
+
+        importing = asyncio.ensure_future(asyncio.to_thread(import_in_order))
         from console.sources.kube import KubeSource, api_client, weak_db_credentials
-        from console.sources.pg import PgSource
 
         k = self.config.kubernetes
         try:
@@ -54,18 +75,35 @@ class LiveSources:
             self.store.set_source("kubernetes", SourceState.UNREACHABLE, f"kubeconfig: {exc}")
         else:
             self.sources["kubernetes"] = KubeSource(self.store, self.kube_api)
-            self.sources["postgres"] = PgSource(self.store, self.config, self.kube_api)
-        self.sources["http"] = HttpSource(self.store, self.config, self.config.health.interval_s)
-        self.sources["dns"] = DnsSource(self.store, self.config)
-        try:
-            self.sources["hetzner"] = HetznerSource(self.store, self.config)
-        except ConfigError as exc:  # no token: the panel says so, the rest still works
-            self.store.set_source("hetzner", SourceState.UNREACHABLE, str(exc))
-        for name, source in self.sources.items():
-            if name != "borg":
+            self.sources["kubernetes"].start()
+        for _ in order:
+            name, mod = await ready.get()
+            if isinstance(mod, Exception):
+                raise mod
+            try:
+                source = self._make(name, mod)
+            except ConfigError as exc:  # no Hetzner token: the panel says so, the rest still works
+                self.store.set_source(name, SourceState.UNREACHABLE, str(exc))
+                continue
+            if source is not None:
+                self.sources[name] = source
                 source.start()
+        await importing
         if self.kube_api is not None:
             self.store.set_extra("weak_db_credentials", await weak_db_credentials(self.kube_api, self.config))
+
+    def _make(self, name: str, mod: Any) -> Source | None:
+        """The source ``name`` from its freshly imported module (None: it cannot run here)."""
+        source: Source | None = None
+        if name == "http":
+            source = mod.HttpSource(self.store, self.config, self.config.health.interval_s)
+        elif name == "dns":
+            source = mod.DnsSource(self.store, self.config)
+        elif name == "hetzner":
+            source = mod.HetznerSource(self.store, self.config)
+        elif self.kube_api is not None:  # PostgreSQL is reached through the cluster
+            source = mod.PgSource(self.store, self.config, self.kube_api)
+        return source
 
     async def synced(self, timeout: float) -> None:
         """Until every source answered once (or ``timeout``: a silent source is reported, not awaited)."""

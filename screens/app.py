@@ -49,15 +49,9 @@ MIN_BUILD_INTERVAL_S = 0.05
 def _import_clients() -> None:
     import importlib
 
-    for name in (
-        "console.sources.kube",
-        "console.sources.hetzner",
-        "console.sources.pg",
-        "console.sources.borg",
-        "console.sources.dns",
-        "console.sources.http",
-        "console.live",
-    ):
+    # The Kubernetes client (~1 s) and what starts the sources; LiveSources.start imports the rest in a
+    # thread of its own while the watches list.
+    for name in ("console.sources.kube", "console.sources.borg", "console.live"):
         importlib.import_module(name)
 
 
@@ -152,8 +146,8 @@ class Dashboard(App[None]):
         )
 
     async def _run_sources(self) -> None:
-        # The client libraries take ~1.5 s to import (kubernetes.aio, hcloud, asyncssh, psycopg): in a
-        # thread, after the first paint, so the event loop keeps answering keys meanwhile.
+        # The client libraries take ~1.5 s to import (kubernetes.aio, hcloud, asyncssh, psycopg): in
+        # threads, after the first paint, so the event loop keeps answering keys meanwhile.
         await asyncio.to_thread(_import_clients)
         from console.live import LiveSources
 
