@@ -86,10 +86,12 @@ class NodeServices:
         await self.box.init()
         self.box.write_env(self.lab_dir / "ssh" / "config")
         now = datetime.now(UTC)
-        for days_ago in range(5, 0, -1):  # the seed's daily snapshots, retention 5
-            when = (now - timedelta(days=days_ago - 1)).replace(hour=3, minute=0, second=0, microsecond=0)
-            if when <= now:
-                k3s.save(self.kube.store, self.lab_dir, self.server_node, when=when.timestamp())
+        latest = now.replace(hour=3, minute=0, second=0, microsecond=0)
+        if latest > now:  # before 03:00 UTC the newest daily snapshot is yesterday's
+            latest -= timedelta(days=1)
+        for days_ago in range(4, -1, -1):  # the seed's daily snapshots, retention 5
+            when = latest - timedelta(days=days_ago)
+            k3s.save(self.kube.store, self.lab_dir, self.server_node, when=when.timestamp())
         self._seed_task = asyncio.ensure_future(self._seed_box())
         return ports
 
