@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     prov.add_argument(
         "--allow-delete", action="store_true", help="provision: also delete labelled resources not in config"
     )
+    rel = p.add_argument_group("releases (--action promote|rollback)")
+    rel.add_argument(
+        "--tag",
+        default=None,
+        help="promote with release.route = 'tag': the v* tag to push (default: next patch)",
+    )
     p.add_argument("--dir", type=Path, default=None, help="ha-export: where to write the manifests")
     p.add_argument("--yes", action="store_true", help="with a mutating --action: confirm it (scripts)")
     p.add_argument("--dry-run", action="store_true", help="with --action: preflight and plan only")
@@ -154,9 +160,11 @@ def run_action(name: str, config: Config, args: argparse.Namespace) -> int:
         from actions import promote
         from console.runner import Refused
 
-        fn = promote.run_promote if name == "promote" else promote.run_rollback
+        printer, yes, dry = EventPrinter(as_json), bool(args.yes), bool(args.dry_run)
         try:
-            return int(asyncio.run(fn(config, EventPrinter(as_json), bool(args.yes), bool(args.dry_run))))
+            if name == "promote":
+                return int(asyncio.run(promote.run_promote(config, printer, yes, dry, args.tag)))
+            return int(asyncio.run(promote.run_rollback(config, printer, yes, dry)))
         except Refused as exc:
             print(f"opsconsole: {name} refused: {exc}", file=sys.stderr)
             return int(ExitCode.REFUSED)

@@ -292,17 +292,30 @@ class HaConfig(_Model):
 
 
 class ReleaseConfig(_Model):
+    """Promotion from staging to production (actions/promote.py).
+
+    Two routes: ``image`` sets production's container to the exact digest staging soaked on
+    (``repo:tag@sha256:…``); ``tag`` is the seed's pipeline — tag the commit staging was built from with
+    the next ``v*`` version in ``git_repository``, push it, and follow production while ``promote.yml``
+    builds and deploys it.  Either way the rollout is watched, post-checks held, and a failure rolled back."""
+
     registry: str = "git.cloonar.com"
     deployment: str = "docfast"
     container: str = "docfast"
     tag_pattern: str = r"^v\d+\.\d+\.\d+$"
-    # Promotion (actions/promote.py): the only route built is "image" (production's image set to the
-    # exact image staging runs); "tag" (push a v* tag, let CI deploy) is named here but refused for now.
     route: Literal["image", "tag"] = "image"
-    soak_s: float = Field(600.0, ge=0)  # staging healthy on the exact image at least this long
+    # Route "tag": the repository (over SSH, through the operator's ssh config), the branch deploy.yml builds,
+    # and how staging's image tag names the commit it was built from.
+    git_repository: str = "git@git.cloonar.com:openclawd/docfast.git"
+    branch: str = "main"
+    staging_commit_pattern: str = r"^main-(?P<commit>[0-9a-f]{7,40})$"
+    pipeline_timeout_s: float = Field(900.0, gt=0)  # tag pushed -> production's image set by promote.yml
+    soak_s: float = Field(600.0, ge=0)  # staging healthy on the exact digest at least this long
     max_backup_age_h: float = Field(6.0, gt=0)  # a database backup at most this old
     rollout_timeout_s: float = Field(300.0, gt=0)  # production's rollout must finish within this
     post_check_s: float = Field(60.0, ge=0)  # production health through the LB held this long afterwards
+    # Post-check errors tolerated: failed health checks through the LB plus restarts of the new pods.
+    max_post_check_errors: int = Field(0, ge=0)
 
 
 class ProvisionConfig(_Model):

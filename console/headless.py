@@ -58,6 +58,10 @@ def print_status(snap: Snapshot, as_json: bool, out: TextIO = sys.stdout) -> Non
                 f"backup:    {b.name} newest {b.latest} ({b.age_hours:.1f} h ago, due every "
                 f"{b.max_age_hours:g} h){' OVERDUE' if b.overdue else ''}; {b.retention}\n"
             )
+    for rel in snap.releases:
+        w(f"release:   {rel.environment} {rel.tag} ({rel.ready}/{rel.desired} {rel.rollout})\n")
+    for d in snap.release_diff:
+        w(f"release:   staging differs: {d}\n")
     drifted = [h for h in snap.ha if h.holds is False]
     w(f"ha:        {len(snap.ha) - len(drifted)}/{len(snap.ha)} patches hold\n")
     if snap.load_balancer:

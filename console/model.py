@@ -196,6 +196,43 @@ class TimelineEntry:
     warning: bool
 
 
+@dataclass(frozen=True, order=True)
+class ReleasePod:
+    name: str
+    node: str
+    tag: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision: int
+    image: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """One environment's DocFast: the image its spec names, the digests its pods run (console/releases.py)."""
+
+    environment: str
+    namespace: str
+    deployment: str
+    image: str
+    digests: tuple[str, ...]
+    rollout: str
+    ready: int
+    desired: int
+    pods: tuple[ReleasePod, ...]
+    history: tuple[Revision, ...]
+
+    @property
+    def tag(self) -> str:
+        from console.releases import tag
+
+        return tag(self.image)
+
+
 @dataclass(frozen=True)
 class Finding:
     severity: Severity
@@ -220,6 +257,8 @@ class Snapshot:
     dns: tuple[DnsCheck, ...] = ()
     backups: tuple[BackupRepo, ...] = ()
     ha: tuple[HaCheck, ...] = ()
+    releases: tuple[Release, ...] = ()
+    release_diff: tuple[str, ...] = ()  # what staging runs that production does not
     timeline: tuple[TimelineEntry, ...] = ()
     findings: tuple[Finding, ...] = ()
     sources: tuple[SourceStatus, ...] = field(default=())

@@ -33,6 +33,7 @@ from console.model import (
     TimelineEntry,
     Workload,
 )
+from console.releases import releases
 from console.store import ClusterStore
 
 WEAK_PASSWORDS = {"docfast", "password", "postgres", "admin", "changeme", "secret", "123456"}
@@ -277,6 +278,11 @@ def certificates(store: ClusterStore, now: datetime) -> tuple[Certificate, ...]:
     return tuple(sorted(out, key=lambda c: (c.namespace, c.name)))
 
 
+def _releases(store: ClusterStore, config: Config) -> dict[str, Any]:
+    rels, diff = releases(store.items("deployments"), store.items("pods"), store.items("replicasets"), config)
+    return {"releases": rels, "release_diff": diff}
+
+
 def build(store: ClusterStore, config: Config, context: str) -> Snapshot:
     now = datetime.now(UTC)
     all_pods = pods(store)
@@ -295,6 +301,7 @@ def build(store: ClusterStore, config: Config, context: str) -> Snapshot:
         dns=tuple(store.extra.get("dns") or ()),
         backups=tuple(store.extra.get("backups") or ()),
         ha=ha_checks(store, config),
+        **_releases(store, config),
         timeline=timeline(store),
         sources=tuple(sorted(store.sources.values(), key=lambda s: s.name)),
     )

@@ -22,6 +22,7 @@ def control_app(
     cnpg: Any = None,
     nodes: Any = None,
     dns: Any = None,
+    forge: Any = None,
 ) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -152,6 +153,18 @@ def control_app(
 
     if dns is not None:
         app.router.add_post("/dns", dns_set)
+
+    async def forge_push(request: web.Request) -> web.Response:
+        """The forge repository's post-receive hook: ``{"refs": [{"old", "new", "ref"}]}``."""
+        body = await request.json()
+        return web.json_response({"started": forge.on_push(list(body["refs"]))})
+
+    async def forge_runs(_: web.Request) -> web.Response:
+        return web.json_response({"runs": forge.runs, "tags": forge.images.tags})
+
+    if forge is not None:
+        app.router.add_post("/forge/push", forge_push)
+        app.router.add_get("/forge", forge_runs)
     app.router.add_post("/fault/destroy", destroy)
     app.router.add_get("/status", status)
     app.router.add_post("/budget", budget)

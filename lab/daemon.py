@@ -128,6 +128,11 @@ async def serve(
     seed_hetzner(project, config, _ssh_keypair(lab_dir), scenario)
     api = HetznerApi(project, token, readonly, violations_log=lab_dir / "schema-violations.jsonl")
     kube = build_kube(project, config, speed, scenario)
+    from lab.forge import Forge
+    from lab.kube.seed import PROD_TAG, STAGING_TAG
+
+    forge = Forge(lab_dir, kube.cluster.images, config.namespaces, speed)
+    forge.seed(STAGING_TAG, PROD_TAG)  # before any pod starts: the kubelets report the builds' digests
     churn = None
     if scale:
         from lab.scale import churn as churn_loop
@@ -168,7 +173,7 @@ async def serve(
     from lab.dns import LabDns
 
     lab_dns = LabDns(config.dns)
-    control_port = await listen(control_app(control_token, api, kube, cnpg, nodes, lab_dns))
+    control_port = await listen(control_app(control_token, api, kube, cnpg, nodes, lab_dns, forge))
     nodes.env["LAB_CONTROL_URL"] = f"http://{LOOPBACK}:{control_port}"
     t0 = time.monotonic()
     ssh_ports = await nodes.start()
@@ -243,6 +248,7 @@ async def serve(
         await project.close()
         lab_dns.close()
         await nodes.close()
+        await forge.close()
         await certs.close()
         await kube.cluster.close()
         if cnpg is not None:

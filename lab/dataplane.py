@@ -43,12 +43,13 @@ class PodServer:
         pod: dict[str, Any],
         health: Callable[[dict[str, Any]], Any] | None = None,
         log: Callable[[str, str, str], None] | None = None,
+        version: str | None = None,
     ) -> None:
         self.namespace = pod["metadata"]["namespace"]
         self.name = pod["metadata"]["name"]
         image = pod["spec"]["containers"][0].get("image", "")
         self.image = image
-        self.version = image.rsplit(":", 1)[-1] if ":" in image else "latest"
+        self.version = version or (image.rsplit(":", 1)[-1] if ":" in image else "latest")
         self.health = health
         self.log = log or (lambda ns, pod, line: None)
         self.runner: web.AppRunner | None = None
@@ -186,7 +187,12 @@ class DataPlane:
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
         if key in self.pods:
             return
-        server = PodServer(pod, self.db_health, self.log)
+        server = PodServer(
+            pod,
+            self.db_health,
+            self.log,
+            self.cluster.images.version(pod["spec"]["containers"][0].get("image", "")),
+        )
         self.pods[key] = server  # claimed before the await: a second start of this pod returns above
         port = await server.start()
         ip = pod.get("status", {}).get("podIP")

@@ -69,6 +69,7 @@ class NodeServices:
             env,
             in_cluster_resolver(kube.store, kube.cluster, dp),
             dp.powered,
+            lab_dir / "forge" / "home",
         )
         self.box = StorageBox(lab_dir, account)
         self._seed_task: asyncio.Task[None] | None = None

@@ -194,6 +194,7 @@ class LabSsh:
         env: dict[str, str],
         resolve: Resolver,
         alive: Callable[[str], bool],
+        forge_home: Path | None = None,
     ) -> None:
         self.lab_dir = lab_dir
         self.ssh_dir = lab_dir / "ssh"
@@ -201,7 +202,9 @@ class LabSsh:
         key_dir.mkdir(parents=True, exist_ok=True)
         client_key = asyncssh.read_private_key(str(self.ssh_dir / "id_ed25519"))
         self.alive = alive
+        self.nodes = set(nodes)
         self.storage_user = storage_user
+        self.users: dict[str, str] = {STORAGEBOX: storage_user}  # login user per host (default root)
         self.hosts: dict[str, LabSshHost] = {}
         for node in nodes:
             self.hosts[node] = LabSshHost(
@@ -223,6 +226,13 @@ class LabSsh:
             None,
         )
         self.storagebox_up = True
+        if forge_home is not None:
+            from lab.forge import FORGE_HOST, FORGE_USER
+
+            self.users[FORGE_HOST] = FORGE_USER
+            self.hosts[FORGE_HOST] = LabSshHost(
+                FORGE_HOST, {FORGE_USER}, forge_home, key_dir, client_key, env, None
+            )
 
     async def start(self) -> dict[str, int]:
         for host in self.hosts.values():
@@ -233,7 +243,7 @@ class LabSsh:
     def write_client_files(self) -> None:
         lines, known = [], []
         for name, host in self.hosts.items():
-            user = self.storage_user if name == STORAGEBOX else "root"
+            user = self.users.get(name, "root")
             lines += [
                 f"Host {name}",
                 f"  HostName {LOOPBACK}",
@@ -255,7 +265,7 @@ class LabSsh:
     async def sync(self) -> None:
         """Listeners follow power: a node that is off (or an unreachable Storage Box) does not listen."""
         for name, host in self.hosts.items():
-            want = self.storagebox_up if name == STORAGEBOX else self.alive(name)
+            want = self.storagebox_up if name == STORAGEBOX else name not in self.nodes or self.alive(name)
             if want and host.server is None:
                 await host.start()
             elif not want and host.server is not None:

@@ -90,7 +90,8 @@ class Dashboard(App[None]):
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("tab", "focus_next", "next panel", show=False),
         Binding("shift+tab", "focus_previous", "previous panel", show=False),
-        *[Binding(str(i + 1), f"panel({i})", show=False) for i in range(len(PANELS))],
+        # 1 … 9 and 0 jump to the first ten panels; the rest by tab or the command palette.
+        *[Binding(str((i + 1) % 10), f"panel({i})", show=False) for i in range(min(len(PANELS), 10))],
     ]
 
     def __init__(self, config: Config, read_only: bool = False, start_sources: bool = True) -> None:

@@ -14,7 +14,7 @@ from screens.panels import PANELS
 
 KEYS = [
     ("tab / shift+tab", "next / previous panel"),
-    ("1 … 9", "jump to a panel"),
+    ("1 … 9, 0", "jump to a panel (the first ten)"),
     ("↑ ↓ pgup pgdn", "move within a panel"),
     ("/", "filter every panel's rows (Escape clears)"),
     ("r", "look again at the slow sources now (Borg, PostgreSQL)"),

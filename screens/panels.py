@@ -138,6 +138,27 @@ def ha_rows(s: Snapshot) -> list[tuple[str, Row]]:
     ]
 
 
+def release_rows(s: Snapshot) -> list[tuple[str, Row]]:
+    from console.releases import short, tag
+
+    rows: list[tuple[str, Row]] = []
+    for r in s.releases:
+        per_node: dict[str, list[str]] = {}
+        for p in r.pods:
+            node = p.node.rsplit("-", 1)[-1] or "?"
+            per_node.setdefault(node, []).append(p.tag + ("" if p.ready else " (not ready)"))
+        pods = " ".join(f"{n}:{','.join(v)}" for n, v in sorted(per_node.items())) or "-"
+        past = " ".join(f"r{h.revision} {tag(h.image)}" for h in r.history[1:4]) or "-"
+        rollout = f"{r.ready}/{r.desired} {r.rollout}"
+        rows.append((r.environment, (r.environment, r.tag, short(r.digests), rollout, past, pods)))
+    if s.releases:
+        diff = s.release_diff or ("nothing: production runs what staging runs",)
+        rows += [
+            (f"diff:{i}", ("staging ≠ prod" if i == 0 else "", "", "", "", "", d)) for i, d in enumerate(diff)
+        ]
+    return rows
+
+
 def timeline_rows(s: Snapshot) -> list[tuple[str, Row]]:
     return [
         (
@@ -242,6 +263,12 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
         ("patch", "object", "state", "detail"),
         ha_rows,
         ("kube:deployments", "kube:poolers", "kube:poddisruptionbudgets", "kube:networkpolicies"),
+    ),
+    "releases": (
+        "Releases (DocFast per environment)",
+        ("env", "tag", "digest", "rollout", "earlier revisions", "pods per node / what differs"),
+        release_rows,
+        ("kube:deployments", "kube:replicasets", "kube:pods"),
     ),
     "findings": ("Findings", ("", "code", "subject", "message"), findings_rows, ()),
     "timeline": (

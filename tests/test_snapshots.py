@@ -62,6 +62,34 @@ def _deployment(ns: str, name: str, replicas: int, **template: Any) -> dict[str,
     }
 
 
+IMAGE = "git.cloonar.com/openclawd/docfast"
+
+
+def _docfast(ns: str, replicas: int, tag: str) -> dict[str, Any]:
+    d = _deployment(ns, "docfast", replicas)
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = f"{IMAGE}:{tag}"
+    d["status"].update({"updatedReplicas": replicas, "replicas": replicas, "availableReplicas": replicas})
+    d["metadata"]["generation"] = d["status"]["observedGeneration"] = 1
+    return d
+
+
+def _docfast_pod(ns: str, name: str, node: str, owner: str, tag: str) -> dict[str, Any]:
+    p = _pod(ns, name, node, owner)
+    p["spec"]["containers"] = [{"name": "docfast", "image": f"{IMAGE}:{tag}"}]
+    digest = {"v1.4.2": "9f1c0d2e4b6a", "main-3f9c2ab": "b3e7a1c9d0f4"}[tag]
+    p["status"]["containerStatuses"] = [{"name": "docfast", "imageID": f"{IMAGE}@sha256:{digest * 5}"}]
+    return p
+
+
+def _replicaset(ns: str, name: str, revision: int, tag: str) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": ns, "name": name, "ownerReferences": [{"name": "docfast"}],
+                     "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                     "creationTimestamp": f"2026-11-{20 + revision}T10:00:00Z"},
+        "spec": {"template": {"spec": {"containers": [{"name": "docfast", "image": f"{IMAGE}:{tag}"}]}}},
+    }  # fmt: skip
+
+
 def fill(app: Dashboard) -> None:
     """The seed's cluster at one fixed moment."""
     s = app.store
@@ -70,8 +98,9 @@ def fill(app: Dashboard) -> None:
     s.replace(
         "pods",
         [
-            _pod("docfast", "docfast-5d9c-a1", "k3s-w1", "docfast-5d9c"),
-            _pod("docfast", "docfast-5d9c-b2", "k3s-w2", "docfast-5d9c"),
+            _docfast_pod("docfast", "docfast-5d9c-a1", "k3s-w1", "docfast-5d9c", "v1.4.2"),
+            _docfast_pod("docfast", "docfast-5d9c-b2", "k3s-w2", "docfast-5d9c", "v1.4.2"),
+            _docfast_pod("docfast-staging", "docfast-7c4e-c3", "k3s-w1", "docfast-7c4e", "main-3f9c2ab"),
             _pod("postgres", "main-db-1", "k3s-w1", "main-db", {"role": "primary"}),
             _pod("postgres", "main-db-2", "k3s-w2", "main-db", {"role": "replica"}),
             _pod("postgres", "main-db-pooler-77f-x1", "k3s-w1", "main-db-pooler-77f"),
@@ -81,7 +110,8 @@ def fill(app: Dashboard) -> None:
     s.replace(
         "deployments",
         [
-            _deployment("docfast", "docfast", 2),
+            _docfast("docfast", 2, "v1.4.2"),
+            _docfast("docfast-staging", 1, "main-3f9c2ab"),
             _deployment("kube-system", "coredns", 1),  # the stock manifest is back: drift
             _deployment(
                 "cnpg-system",
@@ -91,6 +121,15 @@ def fill(app: Dashboard) -> None:
                     {"topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
                 ],
             ),
+        ],
+    )
+    s.replace(
+        "replicasets",
+        [
+            _replicaset("docfast", "docfast-5d9c", 3, "v1.4.2"),
+            _replicaset("docfast", "docfast-6a1b", 2, "v1.4.1"),
+            _replicaset("docfast", "docfast-4e2f", 1, "v1.4.0"),
+            _replicaset("docfast-staging", "docfast-7c4e", 1, "main-3f9c2ab"),
         ],
     )
     s.replace("daemonsets", [])

@@ -42,6 +42,7 @@ WATCHED = (
     Watched("pods", plural="pods"),
     Watched("deployments", "apps", "v1", "deployments"),
     Watched("daemonsets", "apps", "v1", "daemonsets"),
+    Watched("replicasets", "apps", "v1", "replicasets"),  # release history (console/releases.py)
     Watched("poddisruptionbudgets", "policy", "v1", "poddisruptionbudgets"),
     Watched("networkpolicies", "networking.k8s.io", "v1", "networkpolicies"),
     Watched("clusters", "postgresql.cnpg.io", "v1", "clusters"),

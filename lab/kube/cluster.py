@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from lab.images import ImageRegistry
 from lab.kube.resources import Registry, Resource
 from lab.kube.store import Store, now_iso
 
@@ -182,6 +183,7 @@ class Cluster:
         self.changes = 0  # changes to objects the controllers manage
         self.skip_namespaces: set[str] = set()  # left alone by the controllers (the --scale load)
         self.virtual_nodes: set[str] = set()  # always Ready, no kubelet lease (the --scale nodes)
+        self.images = ImageRegistry()  # what each container's imageID names (lab/images.py)
         store.listeners.append(self._on_change)
 
     # ---- loop -----------------------------------------------------------------------------------------
@@ -1071,7 +1073,7 @@ class Cluster:
                             {
                                 "name": c["name"],
                                 "image": c.get("image", ""),
-                                "imageID": "",
+                                "imageID": self.images.image_id(c.get("image", "")),
                                 "ready": False,
                                 "restartCount": 0,
                                 "started": True,

@@ -23,7 +23,7 @@ SEED_TS = "2025-11-03T09:00:00Z"
 
 DOCFAST_IMAGE = "git.cloonar.com/openclawd/docfast"
 PROD_TAG = "v1.4.2"
-STAGING_TAG = "main-3f9c2ab"
+STAGING_TAG = "main-5729719"  # main's head in the lab forge's fixed history (lab/forge.py)
 
 
 def specs_dir() -> Path:
