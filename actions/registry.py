@@ -64,7 +64,7 @@ ACTIONS: dict[str, ActionInfo] = {
         ActionInfo(
             "promote",
             "Promote a release",
-            "staging's exact digest (or a v* tag through the pipeline) to production: gates, plan, watch, roll back",
+            "staging's exact digest (or a v* tag via the pipeline) to production: gates, plan, roll back",
             True,
         ),
         ActionInfo(
