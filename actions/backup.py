@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from console.clients.borg import BorgError, borg_env
+from console.clients.borg import BorgError, borg_env, borg_json
 from console.clients.borg_run import BorgResult, borg_run
 from console.clients.kube import request
 from console.clients.pgtools import Primary
@@ -385,3 +385,67 @@ async def run_check(config: Config, emit: Callable[[Event], None], verify_data: 
         )
     )
     return code
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+async def run_archives(config: Config, emit: Callable[[Event], None]) -> int:
+    """Every schedule archive per repository, newest first: name, time, original and deduplicated size,
+    file count (``borg info --json``; read-only, no cluster lock).
+
+    The live Backups panel reads only names and times (``borg list``, cheap enough to poll); sizes need each
+    archive's metadata, so they are read here, on demand."""
+    env = borg_env(config.backups, config.ssh)
+    report: dict[str, Any] = {}
+    failed = []
+    for r in config.backups.repositories:
+        prefix = "db-" if r.what == "db" else "cluster-"
+        emit(StepStarted("archives", f"borg info {r.name} ({prefix}*)"))
+        try:
+            doc = await borg_json(
+                ["info", "--json", "--glob-archives", f"{prefix}*", config.backups.repo_url(r)], env, 120.0
+            )
+        except BorgError as exc:
+            failed.append(r.name)
+            report[r.name] = {"error": str(exc)}
+            emit(StepFinished("archives", False, f"{r.name}: {exc}"))
+            continue
+        rows = [
+            {
+                "name": a["name"],
+                "start": a["start"],
+                "original_size": int(a["stats"]["original_size"]),
+                "deduplicated_size": int(a["stats"]["deduplicated_size"]),
+                "nfiles": int(a["stats"]["nfiles"]),
+            }
+            for a in sorted(doc.get("archives", []), key=lambda a: str(a["start"]), reverse=True)
+        ]
+        report[r.name] = {"archives": rows}
+        for a in rows:
+            emit(
+                Log(
+                    r.name,
+                    f"{a['name']:<26} {a['start'][:16].replace('T', ' ')}  {_size(a['original_size']):>10} "
+                    f"original, {_size(a['deduplicated_size']):>10} new, {a['nfiles']} files",
+                )
+            )
+        emit(StepFinished("archives", True, f"{r.name}: {len(rows)} archives"))
+    emit(
+        Finished(
+            "FAIL" if failed else "DONE",
+            1 if failed else 0,
+            ", ".join(
+                f"{k}: {v['error']}" if "error" in v else f"{k}: {len(v['archives'])} archives"
+                for k, v in report.items()
+            ),
+            report,
+        )
+    )
+    return 1 if failed else 0

@@ -35,6 +35,12 @@ ACTIONS: dict[str, ActionInfo] = {
         ActionInfo(
             "prune", "Prune backups", "borg prune per retention (--dry-run previews), then compact", True
         ),
+        ActionInfo(
+            "archives",
+            "List backup archives",
+            "every schedule archive per repository: time, original and deduplicated size, files",
+            False,
+        ),
         ActionInfo("backup-check", "Check backups", "borg check of every repository (--verify-data)", False),
         ActionInfo(
             "verify-restore",

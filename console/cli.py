@@ -111,6 +111,15 @@ def _lab_config_path(start: bool) -> tuple[Path, bool]:
         raise LabError("no lab is running; start it with `opsconsole lab up`")
     print("starting the lab for this command…", file=sys.stderr)
     state, _ = up(lab_dir, repo_config(), fast=True, scenario="seed")
+    # The Storage Box seeds its archive history in the background after `lab up` returns; a command on a
+    # lab started for it sees the whole lab (a backup action would otherwise find no repository).
+    import time
+
+    from lab.cli import control
+
+    deadline = time.monotonic() + 120
+    while not control(state, "GET", "/storagebox").get("ready") and time.monotonic() < deadline:
+        time.sleep(0.2)
     return Path(state.files["console_config"]), True
 
 
@@ -236,6 +245,7 @@ def run_backup_action(name: str, config: Config, args: argparse.Namespace, emit:
         "backup": lambda: backup.run_backup(config, emit, args.what),
         "prune": lambda: backup.run_prune(config, emit, bool(args.dry_run)),
         "backup-check": lambda: backup.run_check(config, emit, bool(args.verify_data)),
+        "archives": lambda: backup.run_archives(config, emit),
         "verify-restore": lambda: restore.run_verify_restore(config, emit),
         "restore": lambda: restore.run_restore_db(
             config,

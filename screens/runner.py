@@ -51,6 +51,7 @@ def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
         "ha": ("ha", ha.run_apply),
         "backup": (None, lambda c, e: backup.run_backup(c, e, "all")),
         "backup-check": (None, lambda c, e: backup.run_check(c, e, False)),
+        "archives": (None, backup.run_archives),
         "verify-restore": (None, restore.run_verify_restore),
         "prune": ("prune", lambda c, e: backup.run_prune(c, e, False)),
         "restore": (

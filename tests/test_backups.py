@@ -76,6 +76,15 @@ def test_backup_db_lands_both_dumps_in_a_new_archive(box_lab: LabState) -> None:
     files = set(_borg(box_lab, "list", "--short", f"{_db_repo(box_lab)}::{archive}").split())
     assert {"docfast.dump", "docfast_staging.dump", "meta.json"} <= files
 
+    # The archive list shows it first, with the sizes and file count borg itself reports for it.
+    code, events, output = _action(box_lab, "archives")
+    assert code == 0, output[-3000:]
+    newest = events[-1]["report"]["k3s-db"]["archives"][0]
+    witness = _borg(box_lab, "info", "--json", f"{_db_repo(box_lab)}::{archive}")["archives"][0]["stats"]
+    assert newest["name"] == archive and newest["nfiles"] == len(files) == witness["nfiles"]
+    assert newest["original_size"] == witness["original_size"] > newest["deduplicated_size"]
+    assert len(events[-1]["report"]["k3s-cluster"]["archives"]) >= 5
+
 
 def test_verify_restore_matches_counts_and_finds_the_sentinel(box_lab: LabState) -> None:
     code, events, output = _action(box_lab, "verify-restore")
