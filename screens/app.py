@@ -87,6 +87,7 @@ class Dashboard(App[None]):
         Binding("slash", "filter", "filter"),
         Binding("r", "refresh", "refresh"),
         Binding("d", "drill", "drill"),
+        Binding("D", "reports", "reports", show=False),
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("tab", "focus_next", "next panel", show=False),
         Binding("shift+tab", "focus_previous", "previous panel", show=False),
@@ -262,6 +263,7 @@ class Dashboard(App[None]):
                 f"panel {i + 1} ({panel_id})",
                 lambda i=i: self.action_panel(i),
             )
+        yield SystemCommand("Drill reports", "every saved report; Enter reads one (D)", self.action_reports)
         yield SystemCommand("Filter rows", "type to filter every panel (/)", self.action_filter)
         yield SystemCommand(
             "Refresh slow sources", "look again at Borg and PostgreSQL now (r)", self.action_refresh
@@ -349,6 +351,11 @@ class Dashboard(App[None]):
 
     def action_drill(self) -> None:
         self.start_action("drill")
+
+    def action_reports(self) -> None:
+        from screens.reports import ReportsScreen
+
+        self.push_screen(ReportsScreen())
 
     async def on_unmount(self) -> None:
         self.store.unsubscribe(self._changed)

@@ -19,6 +19,7 @@ KEYS = [
     ("/", "filter every panel's rows (Escape clears)"),
     ("r", "look again at the slow sources now (Borg, PostgreSQL)"),
     ("d", "failover drill: ↑↓ scenario, ←→ target, Enter arms, type the target, Escape/a aborts"),
+    ("D", "drill reports: every saved report, Enter reads one"),
     ("ctrl+p", "command palette: every action and panel"),
     ("?", "this help (Escape closes)"),
     ("q", "quit"),

@@ -22,12 +22,14 @@ from typing import Any
 import psycopg
 import pytest
 import tomli_w
+from textual.widgets import Static
 
 from console.config import load_config
 from lab.cli import control
 from lab.state import LabState
 from screens.app import Dashboard
 from screens.drill import DrillScreen
+from screens.reports import ReportScreen, ReportsScreen
 from tests.conftest import ROOT, kubectl_json, opsconsole, own_lab, wait_for
 
 SCENARIOS = ["node-down", "node-drain", "db-switchover", "db-primary-kill", "pooler-kill"]
@@ -280,6 +282,19 @@ async def _tui_drill(config: Path, scenario: str, abort_on_outage: bool = False)
         await pilot.press("escape")
         await _until(pilot, lambda: not isinstance(app.screen, DrillScreen), 10, "back on the dashboard")
         assert app.query_one("#last-drill").has_class("-shown")
+        # D lists the saved reports, newest first; Enter reads one (its Markdown, as saved).
+        await pilot.press("D")
+        await _until(pilot, lambda: isinstance(app.screen, ReportsScreen), 10, "the reports screen")
+        reports = app.screen
+        assert isinstance(reports, ReportsScreen) and reports.reports
+        assert reports.reports[0][1]["scenario"] == scenario
+        await pilot.press("enter")
+        await _until(pilot, lambda: isinstance(app.screen, ReportScreen), 10, "one report")
+        assert str(app.screen.query_one("#report-path", Static).render()).endswith(".md")
+        await pilot.press("escape", "escape")
+        await _until(
+            pilot, lambda: not isinstance(app.screen, ReportsScreen | ReportScreen), 10, "the dashboard"
+        )
         return screen
 
 
