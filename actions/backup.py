@@ -2,9 +2,11 @@
 
 * **Database** (``k3s-db``): a sentinel row is written into each database, then ``pg_dump -Fc`` of each
   (through the SSH tunnel to the primary) goes with a ``meta.json`` — the primary's identity, the replica
-  lag, per-table row counts and the sentinel at dump time — into one archive ``db-<UTC time>``.  Why files
-  and not a pipe: ``borg create`` takes one stdin stream per archive and the seed keeps both databases in
-  one; the dumps pass through a 0700 directory that is removed at once.
+  lag, per-table row counts and the sentinel at dump time — into one archive ``db-<UTC time>``.  Streamed:
+  each pg_dump writes into a FIFO that ``borg create --read-special`` reads (``--content-from-command``
+  takes one stream per archive; the seed keeps both databases in one), so no dump touches the operator's
+  disk.  Each dump runs in a snapshot exported by the transaction that counted its rows, so the counts a
+  verify-restore checks are the dump's own.
 * **Cluster** (``k3s-cluster``): ``k3s etcd-snapshot save`` on the server over SSH (the file fetched with
   SFTP), an export of every namespaced resource as YAML (secrets included — Borg encrypts), and the
   server's manifests directory, into ``cluster-<UTC time>``.
@@ -16,8 +18,11 @@ Borg's exit codes 0/1/2 become ok/warning/error; a locked repository is named as
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
+import os
 import secrets
 import shlex
 import shutil
@@ -97,15 +102,23 @@ def progress_printer(emit: Callable[[Event], None], step: str) -> Callable[[dict
 
 
 async def borg_create(
-    config: Config, r: BorgRepository, name: str, paths: list[str], cwd: Path, emit: Callable[[Event], None]
+    config: Config,
+    r: BorgRepository,
+    name: str,
+    paths: list[str],
+    cwd: Path,
+    emit: Callable[[Event], None],
+    read_special: bool = False,
 ) -> BorgResult:
-    """``borg create`` of ``paths`` (relative to ``cwd``) as ``REPO::name``, with progress events."""
+    """``borg create`` of ``paths`` (relative to ``cwd``) as ``REPO::name``, with progress events;
+    ``read_special``: FIFOs are read as files (the streamed dumps)."""
     return await borg_run(
         [
             "create",
             "--json",
             "--progress",
             "--log-json",
+            *(["--read-special"] if read_special else []),
             "--compression",
             "lz4",
             f"{config.backups.repo_url(r)}::{name}",
@@ -115,6 +128,45 @@ async def borg_create(
         progress_printer(emit, "upload"),
         cwd=cwd,
     )
+
+
+async def _stream_dumps(
+    config: Config,
+    r: BorgRepository,
+    name: str,
+    files: list[str],
+    work: Path,
+    emit: Callable[[Event], None],
+    primary: Primary,
+    snapshots: dict[str, str],
+) -> BorgResult:
+    """pg_dump into FIFOs that ``borg create --read-special`` reads one after the other: the dumps stream
+    into the archive.  Either side failing stops the other — a pg_dump that dies leaves borg waiting on its
+    pipe, a borg that dies leaves pg_dump waiting for a reader — and an archive holding a failed dump is
+    deleted, so the newest complete archive stays the newest."""
+    procs = {db: await primary.start_dump(db, work / f"{db}.dump", snap) for db, snap in snapshots.items()}
+    upload = asyncio.ensure_future(borg_create(config, r, name, files, work, emit, read_special=True))
+    dumps = [asyncio.ensure_future(Primary.finish_dump(db, p)) for db, p in procs.items()]
+    try:
+        await asyncio.wait([upload, *dumps], return_when=asyncio.FIRST_EXCEPTION)
+        failed = next((t.exception() for t in dumps if t.done() and t.exception()), None)
+        if failed is not None:
+            upload.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BorgError):
+                await upload
+            with contextlib.suppress(BorgError):  # it may not exist: borg was stopped before it committed
+                await borg_run(
+                    ["delete", f"{config.backups.repo_url(r)}::{name}"], borg_env(config.backups, config.ssh)
+                )
+            raise failed
+        return await upload  # a BorgError here: the dumps are killed below
+    finally:
+        for p in procs.values():
+            if p.returncode is None:
+                p.kill()
+        for t in dumps:
+            t.cancel()
+        await asyncio.gather(*dumps, return_exceptions=True)
 
 
 async def backup_db(s: ActionSession, emit: Callable[[Event], None]) -> dict[str, Any]:
@@ -143,26 +195,27 @@ async def backup_db(s: ActionSession, emit: Callable[[Event], None]) -> dict[str
             "FROM pg_stat_replication",
         )
         meta["replica_lag_bytes"] = {str(name): int(b or 0) for name, b in lag}
-        for dbname in config.database.databases:
+        dbs = list(config.database.databases)
+        for dbname in dbs:
             await primary.sql(
                 dbname,
                 f"CREATE TABLE IF NOT EXISTS {SENTINEL_TABLE} "
                 "(token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
             )
             await primary.sql(dbname, f"INSERT INTO {SENTINEL_TABLE} (token) VALUES (%s)", (token,))
-            counts = await primary.row_counts(dbname)
-            await primary.dump(dbname, work / f"{dbname}.dump")
-            meta["databases"][dbname] = {
-                "row_counts": counts,
-                "bytes": (work / f"{dbname}.dump").stat().st_size,
-            }
-        (work / "meta.json").write_text(json.dumps(meta, indent=2))
-        emit(StepFinished("dump", True, f"{len(config.database.databases)} dumps, sentinel written"))
-        s.step("dump", "done", {"primary": meta["primary"]})
         name = archive_name("db")
-        emit(StepStarted("upload", f"borg create {r.name}::{name}"))
-        files = [f"{d}.dump" for d in config.database.databases] + ["meta.json"]
-        result = await borg_create(config, r, name, files, work, emit)
+        async with contextlib.AsyncExitStack() as snapshots:
+            ids = {}
+            for dbname in dbs:
+                ids[dbname], counts = await snapshots.enter_async_context(primary.snapshot(dbname))
+                meta["databases"][dbname] = {"row_counts": counts, "snapshot": ids[dbname]}
+                os.mkfifo(work / f"{dbname}.dump", 0o600)
+            (work / "meta.json").write_text(json.dumps(meta, indent=2))
+            emit(StepFinished("dump", True, "sentinel written; snapshots exported and their rows counted"))
+            s.step("dump", "done", {"primary": meta["primary"]})
+            emit(StepStarted("upload", f"pg_dump streamed into borg create {r.name}::{name}"))
+            files = [f"{d}.dump" for d in dbs] + ["meta.json"]
+            result = await _stream_dumps(config, r, name, files, work, emit, primary, ids)
         stats = result.json().get("archive", {}).get("stats", {})
         emit(
             StepFinished(

@@ -88,16 +88,26 @@ async def borg_run(
             return b""
         return await proc.stdout.read()
 
+    readers = asyncio.gather(read_stdout(), read_stderr())
+
+    def settle() -> None:
+        # The readers end cancelled when we stop waiting: take their outcome, or asyncio prints
+        # "exception was never retrieved" with a traceback on the operator's terminal.
+        if readers.done() and not readers.cancelled():
+            readers.exception()
+
     try:
-        out, _ = await asyncio.wait_for(asyncio.gather(read_stdout(), read_stderr()), timeout)
+        out, _ = await asyncio.wait_for(readers, timeout)
         await proc.wait()
     except TimeoutError:
         proc.kill()
         await proc.wait()
+        settle()
         raise BorgError(f"borg {args[0]}: no answer within {timeout:g} s") from None
     except asyncio.CancelledError:
         proc.kill()
         await proc.wait()
+        settle()
         raise
     result = BorgResult(int(proc.returncode or 0), out, messages)
     if result.code >= 2:

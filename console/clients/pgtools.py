@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import glob
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,69 @@ class Primary:
         _, err = await proc.communicate()
         if proc.returncode != 0:
             raise PgToolError(f"pg_dump {dbname}: {_last(err)}")
+
+    async def start_dump(self, dbname: str, path: Path, snapshot: str) -> asyncio.subprocess.Process:
+        """``pg_dump -Fc`` of ``dbname`` as of ``snapshot`` (see :meth:`snapshot`) into ``path`` — a FIFO the
+        caller's ``borg create --read-special`` reads, so no dump byte touches the disk.  pg_dump opens its
+        output before it connects: it waits on the FIFO until borg reaches it."""
+        port, user, password = await self.connect_info()
+        return await asyncio.create_subprocess_exec(
+            tool("pg_dump"),
+            "-Fc",
+            "--no-sync",  # a FIFO cannot be fsynced; durability is borg's commit
+            f"--snapshot={snapshot}",
+            "-f",
+            str(path),
+            dbname,
+            env=self._env(port, user, password),
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @staticmethod
+    async def finish_dump(dbname: str, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        err = await proc.stderr.read()
+        if await proc.wait() != 0:
+            raise PgToolError(f"pg_dump {dbname}: {_last(err)}")
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self, dbname: str) -> AsyncIterator[tuple[str, dict[str, int]]]:
+        """A read-only REPEATABLE READ transaction on ``dbname``, exported: (snapshot id, row counts in it).
+
+        pg_dump ``--snapshot`` imports it, so the counts a verify-restore compares against are the dump's
+        own, whatever is written meanwhile.  The transaction stays open (and the snapshot importable) until
+        the block ends — after the upload."""
+        port, user, password = await self.connect_info()
+        conn = await psycopg.AsyncConnection.connect(
+            host="127.0.0.1",
+            port=port,
+            user=user,
+            password=password,
+            dbname=dbname,
+            sslmode=self.config.database.sslmode,
+            connect_timeout=10,
+            application_name="opsconsole-backup",
+        )
+        try:
+            await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+            await conn.set_read_only(True)
+            row = await (await conn.execute(b"SELECT pg_export_snapshot()")).fetchone()
+            assert row is not None
+            tables = await (
+                await conn.execute(
+                    b"SELECT quote_ident(schemaname) || '.' || quote_ident(relname) "
+                    b"FROM pg_stat_user_tables ORDER BY 1"
+                )
+            ).fetchall()
+            counts = {}
+            for (name,) in tables:
+                got = await (await conn.execute(f"SELECT count(*) FROM {name}".encode())).fetchone()
+                counts[str(name)] = int(got[0]) if got else 0
+            yield str(row[0]), counts
+        finally:
+            await conn.close()
 
     async def restore(self, dbname: str, dump: Path, owner: str) -> None:
         port, user, password = await self.connect_info()
