@@ -47,12 +47,13 @@ class LiveSources:
         self.sources["borg"].start()
         await asyncio.sleep(0)  # let the borg processes spawn now
         # The others' modules are imported in a thread, in this order, each source started as soon as its
-        # module is in: the Hetzner poll's three requests first, then the probes, then PostgreSQL.
+        # module is in: PostgreSQL first (after its import come an SSH connection and a tunnel — the
+        # longest road to a first answer), then the Hetzner poll, the probes, DNS.
         order = (
+            ("postgres", "console.sources.pg"),
             ("hetzner", "console.sources.hetzner"),
             ("http", "console.sources.http"),
             ("dns", "console.sources.dns"),
-            ("postgres", "console.sources.pg"),
         )
         loop = asyncio.get_running_loop()
         ready: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

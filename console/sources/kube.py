@@ -12,10 +12,16 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from kubernetes.aio import client, config
+
+if TYPE_CHECKING:
+    from kubernetes.aio import client, config
+else:  # without the kubernetes packages' eager __init__s (~0.45 s): see console/clients/kube_lib.py
+    from console.clients.kube_lib import load
+
+    client, config = load()
 
 from console.model import SourceState
 from console.store import ClusterStore
