@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from console.config import Config
-from console.model import Snapshot
 from console.outages import longest, outages
 from console.paths import state_home
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the dashboard reads the newest report before its config is validated: no pydantic here
     from actions.drill import Drill
+    from console.config import Config
+    from console.model import Snapshot
 
 PROBES = ("http-prod", "http-staging", "db-write")
 

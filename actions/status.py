@@ -16,7 +16,7 @@ from console.store import ClusterStore
 
 async def collect(config: Config, timeout: float = 10.0) -> Snapshot:
     store = ClusterStore()
-    live = LiveSources(store, config)
+    live = LiveSources(store, config, postgres_first=True)
     try:
         await live.start()
         await live.synced(timeout)

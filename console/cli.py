@@ -13,10 +13,13 @@ import argparse
 import sys
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actions.registry import ACTIONS, refused
-from console.config import Config, ConfigError, default_config_path, load_config
+from console.config_file import ConfigError, default_config_path, read_head
+
+if TYPE_CHECKING:
+    from console.config import Config
 
 
 class ExitCode(IntEnum):
@@ -300,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
             path, started_lab = _lab_config_path(start=not args.check_config)
         else:
             path = args.config or default_config_path()
+        if not args.action and not args.check_config:
+            return _dashboard(path, bool(args.read_only), started_lab)
+        from console.config import load_config  # pydantic: ~0.25 s, paid where a config is validated
+
         config = load_config(path)
     except ConfigError as exc:
         print(f"opsconsole: {exc}", file=sys.stderr)
@@ -313,27 +320,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: ok")
         print(summary(config))
         return ExitCode.OK
-    if args.action:
-        try:
-            return run_action(str(args.action), config, args)
-        except ConfigError as exc:
-            print(f"opsconsole: {exc}", file=sys.stderr)
-            return ExitCode.USAGE
-        except KeyboardInterrupt:
-            return ExitCode.INTERRUPTED
-        except Exception as exc:  # one sentence, never a traceback
-            print(
-                f"opsconsole: {args.action} failed: {type(exc).__name__}: {_first_line(exc)}",
-                file=sys.stderr,
-            )
-            return ExitCode.FAILED
-        finally:
-            if started_lab:
-                _stop_lab()
     try:
+        return run_action(str(args.action), config, args)
+    except ConfigError as exc:
+        print(f"opsconsole: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # one sentence, never a traceback
+        print(
+            f"opsconsole: {args.action} failed: {type(exc).__name__}: {_first_line(exc)}",
+            file=sys.stderr,
+        )
+        return ExitCode.FAILED
+    finally:
+        if started_lab:
+            _stop_lab()
+
+
+def _dashboard(path: Path, read_only: bool, started_lab: bool) -> int:
+    """The TUI: painted from the config's head (console/config_file.py), validated right after the first
+    frame; a config that fails validation ends it with the one sentence and exit 2."""
+    try:
+        head = read_head(path)
         from screens.app import Dashboard  # lazy: console/ never imports Textual at module level
 
-        Dashboard(config, read_only=bool(args.read_only)).run()
+        app = Dashboard(None, read_only=read_only, head=head)
+        app.run()
+        if app.config_error:
+            print(f"opsconsole: {app.config_error}", file=sys.stderr)
+            return ExitCode.USAGE
     finally:
         if started_lab:
             _stop_lab()

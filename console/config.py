@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from console.config_file import ENV_CONFIG, ConfigError, default_config_path, read_toml
+
+__all__ = ["ENV_CONFIG", "Config", "ConfigError", "default_config_path", "load_config"]
 
 
 class _Model(BaseModel):
@@ -394,43 +397,15 @@ class Config(_Model):
         raise KeyError(name)
 
 
-class ConfigError(Exception):
-    """A config problem, already phrased for the operator (``file:line: field: message``)."""
-
-
 @dataclass(frozen=True)
 class LoadedConfig:
     path: Path
     config: Config
 
 
-ENV_CONFIG = "OPSCONSOLE_CONFIG"
-
-
-def default_config_path() -> Path:
-    """``$OPSCONSOLE_CONFIG``, else ``$XDG_CONFIG_HOME/opsconsole/config.toml``, else ``./config.toml``."""
-    if os.environ.get(ENV_CONFIG):
-        return Path(os.environ[ENV_CONFIG])
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "opsconsole" / "config.toml"
-    return xdg if xdg.exists() else Path("config.toml")
-
-
 def load_config(path: Path) -> Config:
     """Read and validate ``path``; raise :class:`ConfigError` naming every problem (file:line, field)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{path}: cannot read config file: {reason}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise ConfigError(f"{where}: TOML syntax error: {msg}") from None
+    text, raw = read_toml(path)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

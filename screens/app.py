@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -26,11 +26,14 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from console.config import Config
+from console.config_file import ConfigHead
 from console.model import Snapshot
 from console.store import ClusterStore
 from screens.help import HelpScreen
 from screens.panels import PANELS, Panel
+
+if TYPE_CHECKING:
+    from console.config import Config
 
 # Store keys that are not Kubernetes kinds, by the source that writes them.
 EXTRA_SOURCES = {
@@ -95,9 +98,21 @@ class Dashboard(App[None]):
         *[Binding(str((i + 1) % 10), f"panel({i})", show=False) for i in range(min(len(PANELS), 10))],
     ]
 
-    def __init__(self, config: Config, read_only: bool = False, start_sources: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config | None,
+        read_only: bool = False,
+        start_sources: bool = True,
+        head: ConfigHead | None = None,
+    ) -> None:
+        """``config`` validated already, or None with ``head``: the first frame is painted from the head and
+        the file validated right after it (console/config_file.py); a failure ends the app with
+        ``config_error`` set (the CLI prints it, exit 2)."""
         super().__init__()
-        self.config = config
+        assert config is not None or head is not None
+        self.config: Config = config  # type: ignore[assignment]  # None only until _config_ready
+        self.head = head
+        self.config_error: str | None = None
         self.read_only = read_only
         self.store = ClusterStore()
         self.snapshot: Snapshot | None = None
@@ -112,13 +127,16 @@ class Dashboard(App[None]):
     # ---- layout ---------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        kind = "LAB" if self.config.lab else "REAL CLUSTER"
+        if self.config is not None:
+            c = self.config
+            lab, cluster, context = c.lab is not None, c.cluster.name, c.kubernetes.context
+        else:
+            assert self.head is not None
+            lab, cluster, context = self.head.lab, self.head.cluster, self.head.context
+        kind = "LAB" if lab else "REAL CLUSTER"
         mode = "read-only" if self.read_only else "read-write"
-        banner = Banner(
-            f"{kind} · {self.config.cluster.name} · context {self.config.kubernetes.context} · {mode}",
-            id="banner",
-        )
-        banner.set_class(not self.config.lab, "-real")
+        banner = Banner(f"{kind} · {cluster} · context {context} · {mode}", id="banner")
+        banner.set_class(not lab, "-real")
         yield banner
         yield LastDrill(id="last-drill")
         yield FilterInput(placeholder="filter rows (Enter keeps it, Escape clears)", id="filter")
@@ -130,9 +148,38 @@ class Dashboard(App[None]):
     def on_mount(self) -> None:
         self.store.subscribe(self._changed)
         self.show_last_drill()
-        self._offer_recovery()
         self.set_interval(1.0, self._ages)  # age labels only
         self.query(Panel).first().table.focus()
+        if self.config is not None:
+            self._config_ready()
+        else:
+            self.call_after_refresh(self._validate)
+
+    def _validate(self) -> None:
+        self.run_worker(self._load_config(), group="config", exit_on_error=False, description="config")
+
+    async def _load_config(self) -> None:
+        from console.config_file import ConfigError
+
+        head = self.head
+        assert head is not None
+
+        def load() -> Config:
+            from console.config import load_config
+
+            return load_config(head.path)
+
+        try:
+            self.config = await asyncio.to_thread(load)
+        except ConfigError as exc:
+            self.config_error = str(exc)
+            self.exit(return_code=2)
+            return
+        self._config_ready()
+
+    def _config_ready(self) -> None:
+        """What needs the validated config: the recovery offer, then the live sources."""
+        self._offer_recovery()
         if self.start_sources:
             # After the first paint: the client imports in _run_sources hold the GIL for most of ~1 s,
             # and the frame should not wait for them.
@@ -275,6 +322,9 @@ class Dashboard(App[None]):
         reason = refused(ACTIONS[name], self.read_only)
         if reason:
             self.notify(reason, severity="error", timeout=6)
+            return
+        if self.config is None:
+            self.notify("still reading the config: try again in a moment", timeout=4)
             return
         if name == "status":
             self.action_refresh()

@@ -70,3 +70,24 @@ def test_unreadable_and_missing_files(tmp_path: Path) -> None:
 def test_wrong_flag_is_a_usage_error() -> None:
     proc = opsconsole("--no-such-flag", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+async def test_the_dashboard_paints_then_refuses_a_config_that_fails_validation(tmp_path: Path) -> None:
+    """`opsconsole` paints from the config's head and validates right after (console/config_file.py): a
+    config that fails validation ends the app with exit 2 and the same one-line message."""
+    from console.config_file import read_head
+    from screens.app import Dashboard
+
+    path = _write(tmp_path, SEED.replace("hetzner_id = 121365839", 'hetzner_id = "w1"'))
+    head = read_head(path)
+    assert head.cluster == "k3s-docfast" and not head.lab
+    app = Dashboard(None, head=head)
+    async with app.run_test() as pilot:
+        assert "k3s-docfast" in str(app.query_one("#banner").render())
+        for _ in range(500):
+            if app.config_error:
+                break
+            await pilot.pause(0.01)
+    assert app.return_code == 2
+    assert app.config_error is not None and app.config_error.startswith(f"{path}:")
+    assert "nodes[1].hetzner_id" in app.config_error
