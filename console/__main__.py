@@ -1,5 +1,5 @@
 """`python -m console` is the same as the `opsconsole` script."""
 
-from console.cli import main
+from console.cli import run
 
-raise SystemExit(main())
+run()

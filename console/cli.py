@@ -13,7 +13,7 @@ import argparse
 import sys
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from actions.registry import ACTIONS, refused
 from console.config_file import ConfigError, default_config_path, read_head
@@ -288,6 +288,28 @@ def summary(config: Config) -> str:
     if config.lab:
         lines.insert(0, f"LAB (twin in {config.lab.dir})")
     return "\n".join(lines)
+
+
+def run() -> NoReturn:
+    """The ``opsconsole`` script (and ``python -m console``): :func:`main`, then exit without the
+    interpreter's teardown.
+
+    Tearing down the modules a headless run loads (pydantic, the Kubernetes and SSH clients, psycopg,
+    aiohttp) takes ~0.4 s on this machine — a fifth of ``--action status``'s wall time — and does
+    nothing a finished command needs: every file is closed by then, the journal committed.  The
+    ``atexit`` handlers still run (the Kubernetes client removes its temporary certificate files there,
+    logging flushes), then the standard streams are flushed and the process ends with main's code."""
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say
+            pass
+    os._exit(int(code))
 
 
 def main(argv: list[str] | None = None) -> int:
