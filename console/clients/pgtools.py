@@ -79,9 +79,9 @@ class Primary:
             "PGCONNECT_TIMEOUT": "10",
         }
 
-    async def sql(self, dbname: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def _connect(self, dbname: str, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
         port, user, password = await self.connect_info()
-        async with await psycopg.AsyncConnection.connect(
+        return await psycopg.AsyncConnection.connect(
             host="127.0.0.1",
             port=port,
             user=user,
@@ -89,23 +89,33 @@ class Primary:
             dbname=dbname,
             sslmode=self.config.database.sslmode,
             connect_timeout=10,
-            autocommit=True,
+            autocommit=autocommit,
             application_name="opsconsole-backup",
-        ) as conn:
+        )
+
+    async def sql(self, dbname: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        async with await self._connect(dbname) as conn:
             cur = await conn.execute(query.encode(), params)
             return list(await cur.fetchall()) if cur.description else []
 
-    async def row_counts(self, dbname: str) -> dict[str, int]:
-        tables = await self.sql(
-            dbname,
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(relname) "
-            "FROM pg_stat_user_tables ORDER BY 1",
-        )
+    @staticmethod
+    async def _count_rows(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+        """Rows per user table, as this connection's transaction (or the moment) sees them."""
+        tables = await (
+            await conn.execute(
+                b"SELECT quote_ident(schemaname) || '.' || quote_ident(relname) "
+                b"FROM pg_stat_user_tables ORDER BY 1"
+            )
+        ).fetchall()
         counts = {}
         for (name,) in tables:
-            rows = await self.sql(dbname, f"SELECT count(*) FROM {name}")
-            counts[str(name)] = int(rows[0][0])
+            got = await (await conn.execute(f"SELECT count(*) FROM {name}".encode())).fetchone()
+            counts[str(name)] = int(got[0]) if got else 0
         return counts
+
+    async def row_counts(self, dbname: str) -> dict[str, int]:
+        async with await self._connect(dbname) as conn:
+            return await self._count_rows(conn)
 
     async def dump(self, dbname: str, path: Path) -> None:
         port, user, password = await self.connect_info()
@@ -156,32 +166,13 @@ class Primary:
         pg_dump ``--snapshot`` imports it, so the counts a verify-restore compares against are the dump's
         own, whatever is written meanwhile.  The transaction stays open (and the snapshot importable) until
         the block ends — after the upload."""
-        port, user, password = await self.connect_info()
-        conn = await psycopg.AsyncConnection.connect(
-            host="127.0.0.1",
-            port=port,
-            user=user,
-            password=password,
-            dbname=dbname,
-            sslmode=self.config.database.sslmode,
-            connect_timeout=10,
-            application_name="opsconsole-backup",
-        )
+        conn = await self._connect(dbname, autocommit=False)
         try:
             await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
             await conn.set_read_only(True)
             row = await (await conn.execute(b"SELECT pg_export_snapshot()")).fetchone()
             assert row is not None
-            tables = await (
-                await conn.execute(
-                    b"SELECT quote_ident(schemaname) || '.' || quote_ident(relname) "
-                    b"FROM pg_stat_user_tables ORDER BY 1"
-                )
-            ).fetchall()
-            counts = {}
-            for (name,) in tables:
-                got = await (await conn.execute(f"SELECT count(*) FROM {name}".encode())).fetchone()
-                counts[str(name)] = int(got[0]) if got else 0
+            counts = await self._count_rows(conn)
             yield str(row[0]), counts
         finally:
             await conn.close()
