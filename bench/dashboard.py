@@ -37,8 +37,10 @@ from screens.panels import Panel
 marks = {}
 class Timed(Dashboard):
     def on_mount(self):
-        super().on_mount()
+        # Registered before the app's own after-refresh work (it starts the config's validation in a
+        # thread), so the mark is the first frame itself, not the first frame plus a thread's start.
         self.call_after_refresh(lambda: marks.setdefault("first_paint", time.perf_counter() - t0))
+        super().on_mount()
     def action_focus_next(self):
         # The key's own handler ran: what the operator sees react (focus moves).  Pilot's press() returns
         # only once the whole screen is idle, which at start-up is "every panel loaded".
