@@ -130,7 +130,7 @@ async def borg_create(
     )
 
 
-async def _stream_dumps(
+async def stream_dumps(
     config: Config,
     r: BorgRepository,
     name: str,
@@ -215,7 +215,7 @@ async def backup_db(s: ActionSession, emit: Callable[[Event], None]) -> dict[str
             s.step("dump", "done", {"primary": meta["primary"]})
             emit(StepStarted("upload", f"pg_dump streamed into borg create {r.name}::{name}"))
             files = [f"{d}.dump" for d in dbs] + ["meta.json"]
-            result = await _stream_dumps(config, r, name, files, work, emit, primary, ids)
+            result = await stream_dumps(config, r, name, files, work, emit, primary, ids)
         stats = result.json().get("archive", {}).get("stats", {})
         emit(
             StepFinished(

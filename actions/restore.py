@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import time
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from actions.backup import SENTINEL_TABLE, _private_dir, archive_name, repo
+from actions.backup import SENTINEL_TABLE, _private_dir, archive_name, repo, stream_dumps
 from console.clients.borg import BorgError, borg_env
 from console.clients.borg_run import borg_run
 from console.clients.pgtools import Primary
@@ -168,18 +169,19 @@ async def run_restore_db(
             name, _ = await _latest(config, "db", env, archive)
             if production:
                 emit(StepStarted("safety", f"safety archive of {target} before it is replaced"))
-                await primary.dump(target, work / f"{target}.dump")
                 safety = archive_name(f"safety-{target}")
-                await borg_run(
-                    [
-                        "create",
-                        "--log-json",
-                        f"{config.backups.repo_url(repo(config, 'db'))}::{safety}",
-                        f"{target}.dump",
-                    ],
-                    env,
-                    cwd=work,
-                )
+                async with primary.snapshot(target) as (snap, _):  # streamed, as every dump (backup.py)
+                    os.mkfifo(work / f"{target}.dump", 0o600)
+                    await stream_dumps(
+                        config,
+                        repo(config, "db"),
+                        safety,
+                        [f"{target}.dump"],
+                        work,
+                        emit,
+                        primary,
+                        {target: snap},
+                    )
                 s.step("safety", "done", {"archive": safety})
                 emit(StepFinished("safety", True, f"{safety} stored"))
             emit(StepStarted("extract", f"borg extract {name}: {db}.dump"))

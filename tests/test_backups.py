@@ -122,6 +122,32 @@ def test_deleted_staging_rows_come_back_and_production_needs_confirmation(box_la
     assert code == 2 and "--i-mean-production" in output
 
 
+def test_production_restore_keeps_a_safety_archive_first(box_lab: LabState) -> None:
+    """Into production only with the explicit flag, and only after the current state is archived (streamed,
+    as every dump): the deleted rows come back, and the safety archive holds what production was."""
+    code, _, output = _action(box_lab, "backup", "--what", "db")
+    assert code == 0, output[-2000:]
+    with _pooler(box_lab, "docfast") as conn:
+        before = conn.execute("SELECT count(*) FROM usage_events").fetchone()
+        conn.execute("DELETE FROM usage_events")
+    code, events, output = _action(
+        box_lab, "restore", "--db", "docfast", "--into", "docfast", "--yes", "--i-mean-production"
+    )
+    assert code == 0, output[-3000:]
+    with _pooler(box_lab, "docfast") as conn:
+        assert conn.execute("SELECT count(*) FROM usage_events").fetchone() == before
+    safety = next(
+        e["detail"].split()[0]
+        for e in events
+        if e.get("kind") == "StepFinished" and e.get("step") == "safety"
+    )
+    assert safety.startswith("safety-docfast-")
+    files = _borg(box_lab, "list", "--short", f"{_db_repo(box_lab)}::{safety}").split()
+    assert files == ["docfast.dump"]
+    names = [a["name"] for a in _borg(box_lab, "list", "--json", _db_repo(box_lab))["archives"]]
+    assert safety in names
+
+
 def test_storage_box_unreachable_mid_backup(box_lab: LabState) -> None:
     latest = _borg(box_lab, "list", "--json", "--last", "1", _db_repo(box_lab))["archives"][0]["name"]
     proc = subprocess.Popen(

@@ -117,22 +117,6 @@ class Primary:
         async with await self._connect(dbname) as conn:
             return await self._count_rows(conn)
 
-    async def dump(self, dbname: str, path: Path) -> None:
-        port, user, password = await self.connect_info()
-        proc = await asyncio.create_subprocess_exec(
-            tool("pg_dump"),
-            "-Fc",
-            "-f",
-            str(path),
-            dbname,
-            env=self._env(port, user, password),
-            stderr=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise PgToolError(f"pg_dump {dbname}: {_last(err)}")
-
     async def start_dump(self, dbname: str, path: Path, snapshot: str) -> asyncio.subprocess.Process:
         """``pg_dump -Fc`` of ``dbname`` as of ``snapshot`` (see :meth:`snapshot`) into ``path`` — a FIFO the
         caller's ``borg create --read-special`` reads, so no dump byte touches the disk.  pg_dump opens its
