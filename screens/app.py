@@ -4,9 +4,10 @@ Data flows one way: sources -> :class:`~console.store.ClusterStore` -> coalesced
 snapshot -> the panels that depend on what changed.  The only timer refreshes the panels' "N s ago"
 labels; data is never redrawn on a clock.
 
-Keys: ``tab``/``shift+tab`` or ``1``–``9`` move between panels, ``/`` filters every panel's rows, ``?``
-shows help, ``ctrl+p`` opens the command palette (every action; mutating ones are hidden and refused in a
-read-only session), ``r`` looks again at the slow sources (Borg, PostgreSQL), ``q`` quits.
+Keys: ``tab``/``shift+tab`` or ``1``–``9``, ``0`` move between panels, ``/`` filters every panel's rows,
+``?`` shows help, ``ctrl+p`` opens the command palette (every action; mutating ones are hidden and refused
+in a read-only session), ``r`` looks again at the slow sources (Borg, PostgreSQL), ``d`` a drill, ``D`` the
+drill reports, ``q`` quits.
 """
 
 from __future__ import annotations
