@@ -30,6 +30,7 @@ from textual.worker import Worker, WorkerState
 from console.config_file import ConfigHead
 from console.model import Snapshot
 from console.store import ClusterStore
+from screens.gc_pauses import FreezeSurvivors
 from screens.help import HelpScreen
 from screens.panels import PANELS, Panel
 
@@ -124,6 +125,7 @@ class Dashboard(App[None]):
         self._build_timer: Timer | None = None
         self._last_build = 0.0
         self._build_cost = 0.0
+        self._gc: FreezeSurvivors | None = None
 
     # ---- layout ---------------------------------------------------------------------------------------
 
@@ -148,6 +150,8 @@ class Dashboard(App[None]):
 
     def on_mount(self) -> None:
         self.store.subscribe(self._changed)
+        self._gc = FreezeSurvivors(asyncio.get_running_loop())
+        self._gc.install()
         self.show_last_drill()
         self.set_interval(1.0, self._ages)  # age labels only
         self.query(Panel).first().table.focus()
@@ -410,5 +414,7 @@ class Dashboard(App[None]):
 
     async def on_unmount(self) -> None:
         self.store.unsubscribe(self._changed)
+        if self._gc is not None:
+            self._gc.uninstall()
         if self.live is not None:
             await self.live.stop()

@@ -11,9 +11,11 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from console.model import Severity, Snapshot, SourceState, SourceStatus
 
@@ -45,11 +47,25 @@ def nodes_rows(s: Snapshot) -> list[tuple[str, Row]]:
     ]
 
 
+# Up to this many nodes the spread column is a full node × workload matrix (zeros show where a replica is
+# missing, as on the seed's three nodes); on larger clusters it lists only the nodes holding the workload —
+# 500 "node:0" entries per row were unreadable and cost more to render than the rest of the screen.
+MATRIX_MAX_NODES = 8
+
+
+def _spread(node_names: list[str], on: tuple[str, ...]) -> str:
+    counts: dict[str, int] = {}
+    for nm in on:
+        counts[nm] = counts.get(nm, 0) + 1
+    shown = node_names if len(node_names) <= MATRIX_MAX_NODES else sorted(counts)
+    return " ".join(f"{nm.rsplit('-', 1)[-1]}:{counts.get(nm, 0)}" for nm in shown)
+
+
 def workloads_rows(s: Snapshot) -> list[tuple[str, Row]]:
     names = sorted({n.name for n in s.nodes})
     out: list[tuple[str, Row]] = []
     for w in s.workloads:
-        spread = " ".join(f"{nm.rsplit('-', 1)[-1]}:{w.nodes.count(nm)}" for nm in names)
+        spread = _spread(names, w.nodes)
         if w.kind == "daemonset" or w.desired < 2:
             holds = "-"
         else:
@@ -304,6 +320,8 @@ class Panel(Vertical):
         self.updated_at: float | None = None
         self.state = SourceState.PENDING
         self.error: str | None = None
+        self._meta_text = ""
+        self._shown: dict[str, Row] = {}  # what the table holds, by row key: unchanged rows skip cheaply
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for data…", classes="panel-meta")
@@ -328,17 +346,23 @@ class Panel(Vertical):
         if self.panel_id in ORDERED and list(rows) != [k.value for k in table.rows]:
             table.clear()  # order matters more than keeping rows: a few rows, rebuilt on change
             present = set()
+            self._shown.clear()
         for stale in [k for k in table.rows if k.value not in rows]:
             table.remove_row(stale)
         ncols = len(self.columns)
         for row_key, cells in rows.items():
             padded = (cells + ("",) * ncols)[:ncols]
             if row_key in present:
+                if self._shown.get(row_key) == padded:
+                    continue  # one tuple comparison for an unchanged row, not a lookup per cell
                 for i, value in enumerate(padded):
                     if table.get_cell(row_key, str(i)) != value:
-                        table.update_cell(row_key, str(i), value, update_width=True)
+                        self._update_cell(table, row_key, str(i), value)
             else:
                 table.add_row(*padded, key=row_key)
+            self._shown[row_key] = padded
+        for gone in [k for k in self._shown if k not in rows]:
+            del self._shown[gone]
         states = [sources[s] for s in self.sources if s in sources]
         worst = next((s for s in states if s.state is SourceState.FORBIDDEN), None) or next(
             (s for s in states if s.state in (SourceState.UNREACHABLE, SourceState.STALE)), None
@@ -353,6 +377,18 @@ class Panel(Vertical):
             self.set_class(self.state.value == cls[1:], cls)
         self.refresh_age()
 
+    @staticmethod
+    def _update_cell(table: DataTable[str], row: str, column: str, value: str) -> None:
+        """Change one cell; its column grows to fit, but never shrinks in place.
+
+        ``update_width=True`` for a value narrower than its column makes DataTable re-measure every cell
+        of that column on its next idle: 500 nodes with changing pod counts turned that into tens of
+        thousands of measurements a second at scale (and key presses waited behind them).  A column
+        keeps its widest width until the panel is rebuilt, which costs one blank cell at most.
+        """
+        wider = cell_len(value) > table.columns[ColumnKey(column)].content_width
+        table.update_cell(row, column, value, update_width=wider)
+
     def refresh_age(self) -> None:
         if self.updated_at is None:
             text = f"{self.state.value}" + (f": {self.error}" if self.error else "")
@@ -361,4 +397,6 @@ class Panel(Vertical):
             text = f"{age} s ago" + ("" if self.state is SourceState.OK else f" — {self.state.value}")
             if self.error:
                 text += f": {self.error}"
-        self.query_one(".panel-meta", Static).update(text)
+        if text != self._meta_text:  # height is fixed (1 line): no layout pass for a changed age
+            self._meta_text = text
+            self.query_one(".panel-meta", Static).update(text, layout=False)

@@ -1,0 +1,132 @@
+"""What keeps the dashboard answering at 500 nodes and 10,000 pods (bench/dashboard.py --scale measures it):
+one pass over the pods per build, a readable spread column, cells updated without re-measuring columns,
+and full garbage collections that walk only what is new.  Units over real objects; the same paths run end
+to end in the dashboard tests against the lab."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from typing import Any
+
+from textual.app import App, ComposeResult
+
+from console.model import Node, Snapshot, Workload
+from console.snapshot import pod_index
+from console.store import ClusterStore
+from screens.gc_pauses import FreezeSurvivors
+from screens.panels import MATRIX_MAX_NODES, Panel, workloads_rows
+
+
+def _pod(ns: str, name: str, node: str, ready: bool = True, terminating: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"namespace": ns, "name": name, "ownerReferences": [{"name": "rs-abc"}]}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-11-30T00:00:00Z"
+    return {
+        "metadata": meta,
+        "spec": {"nodeName": node},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_pod_index_groups_counts_and_keeps_order_across_changes() -> None:
+    store = ClusterStore()
+    store.replace(
+        "pods",
+        [
+            _pod("b", "p2", "n1"),
+            _pod("a", "p9", "n2"),
+            _pod("b", "p1", "n1"),
+            _pod("a", "x", "n1", terminating=True),
+        ],
+    )
+    first = pod_index(store)
+    assert [(p.namespace, p.name) for p in first.all] == [("a", "p9"), ("a", "x"), ("b", "p1"), ("b", "p2")]
+    assert first.per_node == {"n2": 1, "n1": 2}  # the terminating pod is not counted
+    assert [p.name for p in first.by_namespace["b"]] == ["p1", "p2"]
+    assert [p["metadata"]["name"] for p in first.raw("a")] == ["p9", "x"]
+    assert first.raw("nowhere") == []
+
+    store.apply("pods", "MODIFIED", _pod("b", "p1", "n1", ready=False))  # a status change: order kept
+    second = pod_index(store)
+    assert [p.name for p in second.all] == ["p9", "x", "p1", "p2"]
+    assert not next(p for p in second.all if p.name == "p1").ready
+    assert second.all[0] is first.all[0]  # unchanged pods are not converted again
+
+    store.apply("pods", "DELETED", _pod("a", "p9", "n2"))  # one gone and one new, same count: sorted again
+    store.apply("pods", "ADDED", _pod("a", "p0", "n2"))
+    third = pod_index(store)
+    assert [(p.namespace, p.name) for p in third.all] == [("a", "p0"), ("a", "x"), ("b", "p1"), ("b", "p2")]
+
+
+def _snapshot(node_count: int) -> Snapshot:
+    nodes = tuple(Node(f"node-{i:03d}", True, (), (), "v1", "", "", False, 0) for i in range(node_count))
+    web = Workload("prod", "web", "deployment", 2, 2, ("node-001", "node-002"))
+    return Snapshot("c", "ctx", True, time.time(), nodes=nodes, workloads=(web,))
+
+
+def test_spread_is_a_full_matrix_on_small_clusters_and_the_holding_nodes_on_large_ones() -> None:
+    small = dict(workloads_rows(_snapshot(3)))["prod/web"]
+    assert small[4] == "000:0 001:1 002:1" and small[5] == "spread"
+    large = dict(workloads_rows(_snapshot(MATRIX_MAX_NODES + 492)))["prod/web"]
+    assert large[4] == "001:1 002:1" and large[5] == "spread"
+
+
+class _OnePanel(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Panel("nodes")
+
+
+def _nodes_snapshot(name: str) -> Snapshot:
+    return Snapshot("c", "ctx", True, time.time(), nodes=(Node(name, True, (), (), "v1", "", "", False, 3),))
+
+
+async def test_a_changed_cell_grows_its_column_and_never_shrinks_it() -> None:
+    app = _OnePanel()
+    async with app.run_test() as pilot:
+        panel = app.query_one(Panel)
+        panel.show(_nodes_snapshot("n1"), {})
+        await pilot.pause()
+        column = next(iter(panel.table.columns.values()))
+        assert column.content_width == len("node")  # the label is wider than "n1"
+        # The row key is the node's name: a new name is a new row; change the cell in place instead.
+        key = next(iter(panel.table.rows))
+        panel._update_cell(panel.table, key.value, "0", "a-much-longer-node-name")
+        await pilot.pause()
+        assert column.content_width == len("a-much-longer-node-name")
+        panel._update_cell(panel.table, key.value, "0", "n1")
+        await pilot.pause()
+        assert column.content_width == len("a-much-longer-node-name")
+        assert str(panel.table.get_cell(key, "0")) == "n1"
+
+
+async def test_full_collections_freeze_their_survivors_and_unfreeze_on_schedule() -> None:
+    loop = asyncio.get_running_loop()
+    gc.unfreeze()
+    survivors = FreezeSurvivors(loop)
+    survivors.install()
+    try:
+        gc.collect()  # a full collection: its survivors are frozen on the loop's next turn
+        deadline = time.monotonic() + 5
+        while survivors.freezes == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert survivors.freezes == 1 and gc.get_freeze_count() > 0
+    finally:
+        survivors.uninstall()
+    assert gc.get_freeze_count() == 0 and survivors._collected not in gc.callbacks
+
+    due = FreezeSurvivors(loop, unfreeze_after_s=0.0)  # due: the next full collection sees everything
+    due.install()
+    try:
+        gc.freeze()
+        gc.collect()
+        deadline = time.monotonic() + 5
+        while gc.get_freeze_count() > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert gc.get_freeze_count() == 0 and due.freezes == 0
+    finally:
+        due.uninstall()
