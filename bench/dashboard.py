@@ -101,6 +101,27 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
+async def _flip_ready(api: Any, namespace: str, pod: str, i: int) -> tuple[str, float]:
+    """Patch the pod's Ready condition as its kubelet would (not ready on even ``i``); return the cell text
+    the Database panel should show and when the patch was sent."""
+    status = "False" if i % 2 == 0 else "True"
+    body = {"status": {"conditions": [{"type": "Ready", "status": status}]}}
+    method, url, headers, data, post = await api.param_serialize(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/{pod}/status",
+        body=body,
+        header_params={
+            "Content-Type": "application/strategic-merge-patch+json",
+            "Accept": "application/json",
+        },
+        auth_settings=["BearerToken"],
+    )
+    t0 = time.perf_counter()
+    resp = await api.call_api(method, url, headers, data, post, _preload_content=False)
+    await resp.read()
+    return ("NOT READY" if i % 2 == 0 else "ready"), t0
+
+
 async def _pod_to_cell(config_path: Path, runs: int = 40) -> list[float]:
     """Patch a pooler pod's Ready condition (as its kubelet would) and time the Database cell's change."""
     from console.config import load_config
@@ -119,23 +140,7 @@ async def _pod_to_cell(config_path: Path, runs: int = 40) -> list[float]:
         key = next(k for k in panel.table.rows if k.value.startswith("main-db-pooler"))
         name = key.value
         for i in range(runs):
-            want = "NOT READY" if i % 2 == 0 else "ready"
-            status = "False" if want == "NOT READY" else "True"
-            body = {"status": {"conditions": [{"type": "Ready", "status": status}]}}
-            path = f"/api/v1/namespaces/{config.database.namespace}/pods/{name}/status"
-            method, url, headers, data, post = await api.param_serialize(
-                "PATCH",
-                path,
-                body=body,
-                header_params={
-                    "Content-Type": "application/strategic-merge-patch+json",
-                    "Accept": "application/json",
-                },
-                auth_settings=["BearerToken"],
-            )
-            t0 = time.perf_counter()
-            resp = await api.call_api(method, url, headers, data, post, _preload_content=False)
-            await resp.read()
+            want, t0 = await _flip_ready(api, config.database.namespace, name, i)
             while str(panel.table.get_cell(key, "3")) != want:
                 await asyncio.sleep(0.002)
                 if time.perf_counter() - t0 > 5:
@@ -204,24 +209,9 @@ async def _view_lag(app: Any, api: Any, config: Any, until: float) -> list[float
 
     panel = app.query_one("#panel-database", Panel)
     key = next(k for k in panel.table.rows if k.value.startswith("main-db-pooler"))
-    path = f"/api/v1/namespaces/{config.database.namespace}/pods/{key.value}/status"
     out, i = [], 0
     while time.perf_counter() < until:
-        want = "NOT READY" if i % 2 == 0 else "ready"
-        body = {"status": {"conditions": [{"type": "Ready", "status": "False" if i % 2 == 0 else "True"}]}}
-        method, url, headers, data, post = await api.param_serialize(
-            "PATCH",
-            path,
-            body=body,
-            header_params={
-                "Content-Type": "application/strategic-merge-patch+json",
-                "Accept": "application/json",
-            },
-            auth_settings=["BearerToken"],
-        )
-        t0 = time.perf_counter()
-        resp = await api.call_api(method, url, headers, data, post, _preload_content=False)
-        await resp.read()
+        want, t0 = await _flip_ready(api, config.database.namespace, key.value, i)
         while str(panel.table.get_cell(key, "3")) != want and time.perf_counter() - t0 < 5:
             await asyncio.sleep(0.005)
         if str(panel.table.get_cell(key, "3")) == want:
