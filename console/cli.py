@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from actions.registry import ACTIONS, refused
 from console.config_file import ConfigError, default_config_path, read_head
+from console.gc_policy import quiet_start, restore, settle
 
 if TYPE_CHECKING:
     from console.config import Config
@@ -318,7 +319,17 @@ def main(argv: list[str] | None = None) -> int:
         from lab.cli import main as lab_main
 
         return lab_main(argv[1:])
+    quiet_start()  # no garbage collection during start-up's imports (console/gc_policy.py)
+    try:
+        return _main(argv)
+    finally:
+        restore()
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.check_config or (args.action and args.action != "status"):
+        settle()  # a long-running action: start-up is over once the arguments are read
     started_lab = False
     try:
         if args.lab:

@@ -28,9 +28,9 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from console.config_file import ConfigHead
+from console.gc_policy import FreezeSurvivors, settle
 from console.model import Snapshot
 from console.store import ClusterStore
-from screens.gc_pauses import FreezeSurvivors
 from screens.help import HelpScreen
 from screens.panels import PANELS, Panel
 
@@ -207,6 +207,7 @@ class Dashboard(App[None]):
 
         self.live = LiveSources(self.store, self.config)
         await self.live.start()
+        settle()  # start-up's imports are done: collector back on, what they built frozen (gc_policy)
 
     # ---- data -> panels -------------------------------------------------------------------------------
 

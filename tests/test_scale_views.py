@@ -12,10 +12,10 @@ from typing import Any
 
 from textual.app import App, ComposeResult
 
+from console.gc_policy import FreezeSurvivors
 from console.model import Node, Snapshot, Workload
 from console.snapshot import pod_index
 from console.store import ClusterStore
-from screens.gc_pauses import FreezeSurvivors
 from screens.panels import MATRIX_MAX_NODES, Panel, workloads_rows
 
 
@@ -130,3 +130,22 @@ async def test_full_collections_freeze_their_survivors_and_unfreeze_on_schedule(
         assert gc.get_freeze_count() == 0 and due.freezes == 0
     finally:
         due.uninstall()
+
+
+def test_start_up_runs_without_the_collector_and_settles_frozen() -> None:
+    from console.gc_policy import quiet_start, restore, settle
+
+    assert gc.isenabled()
+    try:
+        quiet_start()
+        assert not gc.isenabled()
+        settle()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        settle()  # once only
+        gc.unfreeze()
+        quiet_start()
+        restore()  # an in-process caller of main(): back on, nothing frozen
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        gc.enable()

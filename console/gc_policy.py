@@ -1,4 +1,13 @@
-"""Keep CPython's full garbage collections off the key path.
+"""Keep CPython's garbage collector off the start-up and key paths.
+
+**Start-up** (:func:`quiet_start`, :func:`settle`): importing textual, the Kubernetes, Hetzner, SSH and
+PostgreSQL clients and pydantic grows the heap from nothing to ~400,000 objects, and CPython runs a full
+collection each time the survivors grow by a quarter — several walks of an ever larger heap, for garbage
+that import does not make.  ``opsconsole`` starts with the collector off; the dashboard turns it on once
+its sources are imported and started, after freezing everything alive then (the modules, the app), so no
+later collection walks it.  A one-shot command (``--action status``) leaves it off until it exits.
+
+**Full collections** (:class:`FreezeSurvivors`):
 
 With 10,000 pods in the store a full (generation 2) collection walks every container object the process
 holds: measured 300–400 ms each, about every 1.5 s under 200 pod updates a second — the longest pauses the
@@ -17,12 +26,41 @@ inside a collection.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # console.cli imports this module first thing: nothing it does not need
+    import asyncio
 
 UNFREEZE_AFTER_S = 600.0
+
+_quiet = False  # quiet_start() ran and settle() has not
+
+
+def quiet_start() -> None:
+    """Collector off for start-up (``opsconsole``'s first line, before the heavy imports)."""
+    global _quiet
+    if gc.isenabled():
+        gc.disable()
+        _quiet = True
+
+
+def settle() -> None:
+    """Start-up is over: freeze what is alive and turn the collector back on (no-op without quiet_start)."""
+    global _quiet
+    if _quiet:
+        _quiet = False
+        gc.freeze()
+        gc.enable()
+
+
+def restore() -> None:
+    """Collector back on without freezing (a caller of ``main()`` in-process keeps its own heap as it was)."""
+    global _quiet
+    if _quiet:
+        _quiet = False
+        gc.enable()
 
 
 class FreezeSurvivors:
@@ -40,6 +78,7 @@ class FreezeSurvivors:
     def uninstall(self) -> None:
         if self._collected in gc.callbacks:
             gc.callbacks.remove(self._collected)
+        restore()  # the app ended before its sources settled start-up (a config error, a test)
         gc.unfreeze()
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
