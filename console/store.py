@@ -72,6 +72,20 @@ class ClusterStore:
 
     # ---- reads (views) --------------------------------------------------------------------------------
 
+    def view(self) -> ClusterStore:
+        """A copy to read in another thread while the sources go on writing this one.
+
+        The tables are copied (a dict copy of 10,000 pods is ~0.3 ms); the objects in them are shared — a
+        watch event replaces an object, never changes it in place.  The views' memo is shared too: only
+        the snapshot builder touches it, one build at a time per store.  Nobody subscribes to a view.
+        """
+        copy = ClusterStore()
+        copy.objects = {kind: dict(table) for kind, table in self.objects.items()}
+        copy.sources = dict(self.sources)
+        copy.extra = dict(self.extra)
+        copy.memo = self.memo
+        return copy
+
     def items(self, kind: str) -> list[dict[str, Any]]:
         return list(self.objects.get(kind, {}).values())
 
