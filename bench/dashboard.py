@@ -204,24 +204,35 @@ async def _press_and_paint(app: Any, key: str) -> tuple[float, float]:
     return handled * 1000, (time.perf_counter() - t0) * 1000
 
 
-async def _view_lag(app: Any, api: Any, config: Any, until: float) -> list[float]:
+async def _view_lag(app: Any, api: Any, config: Any, until: float) -> tuple[list[float], list[float]]:
     """A pooler pod's Ready flipped through the API about once a second during the churn: ms until the
-    Database panel shows it (how far the view is behind).  A flip the lab's own kubelet undid before the
-    view caught up is not a sample."""
+    Database panel shows it (how far the view is behind), and of that, ms until the console's store held
+    it (the twin's API server and the watch: not the dashboard's part).  A flip the lab's own kubelet undid
+    before the view caught up is not a sample."""
+    from console.kubeobj import is_ready
     from screens.panels import Panel
 
     panel = app.query_one("#panel-database", Panel)
     key = next(k for k in panel.table.rows if k.value.startswith("main-db-pooler"))
-    out, i = [], 0
+    pods = app.store.objects["pods"]
+    behind: list[float] = []
+    delivered: list[float] = []
+    i = 0
     while time.perf_counter() < until:
         want, t0 = await _flip_ready(api, config.database.namespace, key.value, i)
+        stored: float | None = None
         while str(panel.table.get_cell(key, "3")) != want and time.perf_counter() - t0 < 5:
+            pod = pods.get((config.database.namespace, key.value))
+            if stored is None and pod is not None and is_ready(pod) == (want == "ready"):
+                stored = time.perf_counter()
             await asyncio.sleep(0.005)
         if str(panel.table.get_cell(key, "3")) == want:
-            out.append((time.perf_counter() - t0) * 1000)
+            behind.append((time.perf_counter() - t0) * 1000)
+            if stored is not None:
+                delivered.append((stored - t0) * 1000)
         i += 1
         await asyncio.sleep(0.7)
-    return out
+    return behind, delivered
 
 
 async def _scale(config_path: Path, seconds: float = 60.0) -> dict[str, Any]:
@@ -258,7 +269,7 @@ async def _scale(config_path: Path, seconds: float = 60.0) -> dict[str, Any]:
             by_key.setdefault("focus" if "tab" in key else "cursor", []).append(answered)
             i += 1
             await asyncio.sleep(0.2)
-        behind = await lag
+        behind, delivered = await lag
         await pilot.press("q")
     await api.close()
     answered_all = [x for xs in by_key.values() for x in xs]
@@ -269,6 +280,7 @@ async def _scale(config_path: Path, seconds: float = 60.0) -> dict[str, Any]:
         "answered": answered_all,
         "by_key": by_key,
         "behind": behind,
+        "delivered": delivered,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -348,6 +360,7 @@ def _scale_run() -> None:
             print(_figures("  key -> frame, cursor", r["by_key"].get("cursor", []), ""))
             print(_figures("  key -> frame, focus ", r["by_key"].get("focus", []), ""))
             print(_figures("  view behind (pod -> cell)", r["behind"], "; goal ≤ 1000 always"))
+            print(_figures("  … of which pod -> store (twin + watch)", r["delivered"], ""))
             print(f"  max RSS {r['max_rss_mb']:.0f} MB (goal ≤ 300)")
         finally:
             _down(lab_dir)
