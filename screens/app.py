@@ -108,11 +108,14 @@ class KeyFooter(Footer):
     _shown: tuple[tuple[str, str, str, bool, bool], ...] | None = None
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
+        if not screen.app.app_focus:  # the stock Footer defers to the next update; so does the comparison
+            super().bindings_changed(screen)
+            return
         shown = tuple(
             (b.key, b.action, b.description, enabled, b.show)
             for (_, b, enabled, _tooltip) in screen.active_bindings.values()
         )
-        if shown == self._shown and screen.app.app_focus:
+        if shown == self._shown:
             return
         self._shown = shown
         super().bindings_changed(screen)
