@@ -214,7 +214,6 @@ async def _view_lag(app: Any, api: Any, config: Any, until: float) -> tuple[list
 
     panel = app.query_one("#panel-database", Panel)
     key = next(k for k in panel.table.rows if k.value.startswith("main-db-pooler"))
-    pods = app.store.objects["pods"]
     behind: list[float] = []
     delivered: list[float] = []
     i = 0
@@ -222,7 +221,7 @@ async def _view_lag(app: Any, api: Any, config: Any, until: float) -> tuple[list
         want, t0 = await _flip_ready(api, config.database.namespace, key.value, i)
         stored: float | None = None
         while str(panel.table.get_cell(key, "3")) != want and time.perf_counter() - t0 < 5:
-            pod = pods.get((config.database.namespace, key.value))
+            pod = app.store.objects.get("pods", {}).get((config.database.namespace, key.value))
             if stored is None and pod is not None and is_ready(pod) == (want == "ready"):
                 stored = time.perf_counter()
             await asyncio.sleep(0.005)
