@@ -321,7 +321,7 @@ class Panel(Vertical):
         self.state = SourceState.PENDING
         self.error: str | None = None
         self._meta_text = ""
-        self._shown: dict[str, Row] = {}  # what the table holds, by row key and in its order
+        self._shown: dict[str, Row] = {}  # what the table holds, by row key: unchanged rows skip cheaply
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for data…", classes="panel-meta")
@@ -342,24 +342,27 @@ class Panel(Vertical):
         rows = dict(self.rows_fn(snapshot))
         if filter_text:
             rows = {k: v for k, v in rows.items() if filter_text in " ".join(v).lower()}
-        shown = self._shown  # what the table holds, in its order
-        if self.panel_id in ORDERED and list(rows) != list(shown):
+        present = {k.value for k in table.rows}
+        if self.panel_id in ORDERED and list(rows) != [k.value for k in table.rows]:
             table.clear()  # order matters more than keeping rows: a few rows, rebuilt on change
-            shown.clear()
-        for stale in [k for k in shown if k not in rows]:
+            present = set()
+            self._shown.clear()
+        for stale in [k for k in table.rows if k.value not in rows]:
             table.remove_row(stale)
-            del shown[stale]
         ncols = len(self.columns)
         for row_key, cells in rows.items():
             padded = (cells + ("",) * ncols)[:ncols]
-            old = shown.get(row_key)
-            if old is None:
-                table.add_row(*padded, key=row_key)
-            elif old != padded:  # one tuple comparison for an unchanged row
-                for i, (was, value) in enumerate(zip(old, padded, strict=True)):
-                    if was != value:
+            if row_key in present:
+                if self._shown.get(row_key) == padded:
+                    continue  # one tuple comparison for an unchanged row, not a lookup per cell
+                for i, value in enumerate(padded):
+                    if table.get_cell(row_key, str(i)) != value:
                         self._update_cell(table, row_key, str(i), value)
-            shown[row_key] = padded
+            else:
+                table.add_row(*padded, key=row_key)
+            self._shown[row_key] = padded
+        for gone in [k for k in self._shown if k not in rows]:
+            del self._shown[gone]
         states = [sources[s] for s in self.sources if s in sources]
         worst = next((s for s in states if s.state is SourceState.FORBIDDEN), None) or next(
             (s for s in states if s.state in (SourceState.UNREACHABLE, SourceState.STALE)), None
