@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
 from console.model import Severity, Snapshot, SourceState, SourceStatus
+from screens.plain_table import PlainTable
 
 Row = tuple[str, ...]
 RowsFn = Callable[[Snapshot], list[tuple[str, Row]]]
@@ -325,7 +326,7 @@ class Panel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for data…", classes="panel-meta")
-        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
+        table = PlainTable(cursor_type="row", zebra_stripes=True)
         yield table
 
     def on_mount(self) -> None:

@@ -1,0 +1,107 @@
+"""PlainTable draws exactly what Textual's DataTable draws, character by character and style by style.
+
+Its fast path overrides a private DataTable method (see screens/plain_table.py); these tests render the
+same rows through both tables — cursor, zebra stripes, focus and blur, cells that take the fast path and
+cells that must not (markup, emoji codes, tabs, wide characters, a cell wider than its column) — and
+compare every line.  A Textual release that changes what the override relies on fails here.
+"""
+
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+from textual.containers import Vertical
+from textual.strip import Strip
+from textual.widgets import DataTable
+
+from screens.plain_table import PlainTable
+
+ROWS = [
+    ("k3s-cp1", "Ready", "control-plane", "-", "running", "20"),
+    ("k3s-w1", "NotReady", "agent", "NoSchedule", "off", "0"),
+    ("[b]bold[/b]", "a [link] that is not markup", ":thumbs_up: emoji", "tab\there", "wide 漢字", ""),
+    ("scale-node-499", "Ready", "agent", "-", "running", "1234567"),
+    ("x" * 40, "y", "z", "-", "?", "3"),
+]
+COLUMNS = ("node", "status", "roles", "taints", "hetzner", "pods")
+
+
+class _Twins(App[None]):
+    CSS = "DataTable { height: 8; }"
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield DataTable(id="stock", cursor_type="row", zebra_stripes=True)
+            yield PlainTable(id="plain", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        for table in self.query(DataTable):
+            for i, name in enumerate(COLUMNS):
+                table.add_column(name, key=str(i))
+            for i, row in enumerate(ROWS):
+                table.add_row(*row, key=f"r{i}")
+
+
+def _cells(strip: Strip) -> list[tuple[str, object]]:
+    """One (character, style) per character: equal pictures, however the segments are split."""
+    return [(ch, seg.style) for seg in strip for ch in seg.text if not seg.control]
+
+
+def _lines(table: DataTable[str]) -> list[list[tuple[str, object]]]:
+    width = table.size.width
+    table._pseudo_class_state = table.get_pseudo_class_state()
+    return [_cells(table._render_line(y, 0, width, table.rich_style)) for y in range(table.size.height)]
+
+
+async def _compare(app: _Twins) -> None:
+    stock = app.query_one("#stock", DataTable)
+    plain = app.query_one("#plain", PlainTable)
+    assert stock.size == plain.size
+    for y, (ours, theirs) in enumerate(zip(_lines(plain), _lines(stock), strict=True)):
+        assert ours == theirs, f"line {y} differs"
+
+
+async def test_plain_table_draws_what_data_table_draws() -> None:
+    app = _Twins()
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.pause()
+        stock = app.query_one("#stock", DataTable)
+        plain = app.query_one("#plain", PlainTable)
+        app.set_focus(None)
+        await pilot.pause()
+        await _compare(app)  # neither focused
+        for table in (stock, plain):
+            table.move_cursor(row=2)
+        await pilot.pause()
+        await _compare(app)  # the cursor on the row of cells that must take DataTable's own path
+        # Focus one, then the other: the focused picture of each against the other's.
+        stock.focus()
+        await pilot.pause()
+        focused_stock = _lines(stock)
+        plain.focus()
+        await pilot.pause()
+        assert _lines(plain) == focused_stock
+        assert _lines(stock) != focused_stock  # blurred differs: the comparison can fail
+        for table in (stock, plain):
+            table.update_cell("r3", "5", "7")
+            table.update_cell("r0", "1", "NotReady")
+        await pilot.pause()
+        stock.focus()
+        await pilot.pause()
+        focused_stock = _lines(stock)
+        plain.focus()
+        await pilot.pause()
+        assert _lines(plain) == focused_stock
+
+
+async def test_plain_table_takes_the_fast_path_for_plain_cells() -> None:
+    """The override is used (a cell renders as one segment) — else the equality above proves nothing."""
+    app = _Twins()
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.pause()
+        plain = app.query_one("#plain", PlainTable)
+        width = plain.columns[plain.ordered_columns[0].key].get_render_width(plain)
+        fast = plain._render_cell(0, 0, plain.rich_style, width)
+        assert len(fast) == 1 and len(fast[0]) == 1
+        assert fast[0][0].text == " k3s-cp1".ljust(width)
+        slow = plain._render_cell(2, 0, plain.rich_style, width)  # markup: DataTable's own path
+        assert "".join(s.text for s in slow[0]).strip() == "bold"
