@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.strip import Strip
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
-from screens.plain_table import PlainTable
+from screens.plain_table import PlainTable, plain_text
 
 ROWS = [
     ("k3s-cp1", "Ready", "control-plane", "-", "running", "20"),
@@ -93,15 +95,37 @@ async def test_plain_table_draws_what_data_table_draws() -> None:
         assert _lines(plain) == focused_stock
 
 
-async def test_plain_table_takes_the_fast_path_for_plain_cells() -> None:
-    """The override is used (a cell renders as one segment) — else the equality above proves nothing."""
+async def test_plain_table_draws_hover_and_other_cursors_as_data_table_does() -> None:
+    app = _Twins()
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.pause()
+        app.set_focus(None)
+        tables = (app.query_one("#stock", DataTable), app.query_one("#plain", PlainTable))
+        for cursor_type in ("row", "cell", "column"):
+            for table in tables:
+                table.cursor_type = cursor_type
+                table.move_cursor(row=3, column=1)
+                table.hover_coordinate = Coordinate(1, 2)
+                table._show_hover_cursor = True
+            await pilot.pause()
+            await _compare(app)
+
+
+async def test_plain_table_takes_the_fast_path_for_plain_rows() -> None:
+    """The override is used (a cell is one segment) — else the equality above proves nothing."""
     app = _Twins()
     async with app.run_test(size=(120, 24)) as pilot:
         await pilot.pause()
         plain = app.query_one("#plain", PlainTable)
-        width = plain.columns[plain.ordered_columns[0].key].get_render_width(plain)
-        fast = plain._render_cell(0, 0, plain.rich_style, width)
-        assert len(fast) == 1 and len(fast[0]) == 1
-        assert fast[0][0].text == " k3s-cp1".ljust(width)
-        slow = plain._render_cell(2, 0, plain.rich_style, width)  # markup: DataTable's own path
+        here = Coordinate(0, 0)
+        _, fast = plain._render_line_in_row(RowKey("r0"), 0, plain.rich_style, here, here)
+        assert [len(cell) for cell in fast] == [1] * (len(COLUMNS) + 1)  # the cells and the blank after
+        assert fast[0][0].text.strip() == "k3s-cp1"
+        _, head = plain._render_line_in_row(plain._header_row_key, 0, plain.rich_style, here, here)
+        assert [len(cell) for cell in head] == [1] * (len(COLUMNS) + 1)
+        assert head[0][0].text.strip() == "node"
+        _, slow = plain._render_line_in_row(RowKey("r2"), 0, plain.rich_style, here, here)  # markup
         assert "".join(s.text for s in slow[0]).strip() == "bold"
+        assert plain_text("[b]x[/b]") is None and plain_text("tab\there") is None
+        assert plain_text("80:healthy 443:healthy") == "80:healthy 443:healthy"
+        assert plain_text("a [link] is markup") is None

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import time
 from typing import Any
 
+import pytest
 from textual.app import App, ComposeResult
 
+import console.snapshot
 from console.gc_policy import FreezeSurvivors
 from console.model import Node, Snapshot, Workload
-from console.snapshot import pod_index
+from console.snapshot import PodIndex, pod_index
 from console.store import ClusterStore
 from screens.panels import MATRIX_MAX_NODES, Panel, workloads_rows
 
@@ -61,6 +64,57 @@ def test_pod_index_groups_counts_and_keeps_order_across_changes() -> None:
     store.apply("pods", "ADDED", _pod("a", "p0", "n2"))
     third = pod_index(store)
     assert [(p.namespace, p.name) for p in third.all] == [("a", "p0"), ("a", "x"), ("b", "p1"), ("b", "p2")]
+
+
+def _same_index(a: PodIndex, b: PodIndex) -> None:
+    assert a.all == b.all
+    assert a.by_namespace == b.by_namespace and a.raw_by_namespace == b.raw_by_namespace
+    assert a.per_node == b.per_node
+
+
+def test_pod_index_from_views_redoes_only_what_changed_and_equals_the_full_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each view carries the pod keys written since the previous one; the index built from it must equal
+    one built from scratch from the same objects, through status changes, moves between nodes,
+    terminations, pods coming and going, a relist and a view the builder never saw."""
+    full_passes = []
+    real_full = console.snapshot._full_index
+    monkeypatch.setattr(console.snapshot, "_full_index", lambda *a: full_passes.append(1) or real_full(*a))
+    rng = random.Random(7)
+    live = ClusterStore()
+    names = [(ns, f"p{i:03d}") for ns in ("a", "b", "c") for i in range(60)]
+    live.replace("pods", [_pod(ns, n, f"n{rng.randrange(5)}") for ns, n in names])
+    incremental = 0
+    previous: PodIndex | None = None
+    for step in range(40):
+        for _ in range(rng.randrange(0, 12)):
+            ns, n = rng.choice(names)
+            live.apply(
+                "pods",
+                "MODIFIED",
+                _pod(ns, n, f"n{rng.randrange(5)}", ready=rng.random() < 0.5, terminating=rng.random() < 0.1),
+            )
+        if step == 10:  # a pod gone and another come: the full pass
+            live.apply("pods", "DELETED", _pod(*names.pop(0), "n0"))
+            names.append(("d", "new"))
+            live.apply("pods", "ADDED", _pod("d", "new", "n1"))
+        if step == 20:
+            live.replace("pods", list(live.objects["pods"].values()))  # a relist
+        if step == 30:
+            live.view()  # a view nobody built from: the next one cannot trust the previous index
+        before = len(full_passes)
+        kept = None if previous is None else {ns: list(v) for ns, v in previous.by_namespace.items()}
+        view = live.view()
+        index = pod_index(view)
+        incremental += len(full_passes) == before
+        fresh = ClusterStore()
+        fresh.replace("pods", list(view.objects["pods"].values()))
+        _same_index(index, pod_index(fresh))
+        if previous is not None:  # copy on write: the index shown before is unchanged by this one
+            assert previous.by_namespace == kept
+        previous = index
+    assert 30 <= incremental < 40  # most builds were incremental; the relist, the churn and the gap not
 
 
 def _snapshot(node_count: int) -> Snapshot:
