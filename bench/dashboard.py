@@ -182,26 +182,74 @@ def _key_state(app: Any) -> tuple[int, Any]:
     return id(focused), getattr(focused, "cursor_row", None)
 
 
+def _shows(app: Any, before: tuple[int, Any], was: Any) -> bool:
+    """The state differs from ``before`` and the widgets it concerns were last drawn that way: the newly
+    focused table in its focused style, the one that lost focus in its blurred style (a focus change
+    restyles on the next idle, so the first frame after it may still show the old styles)."""
+    focused = app.focused
+    if _key_state(app) == before:
+        return False
+    if focused is not was:
+        drawn = getattr(focused, "_pseudo_class_state", None)
+        if drawn is not None and not drawn.focus:
+            return False
+        drawn = getattr(was, "_pseudo_class_state", None)
+        if drawn is not None and drawn.focus:
+            return False
+    return True
+
+
+def _on_frames(app: Any) -> list[Any]:
+    """Callbacks run after each frame the app renders (its ``_display``, which headless skips writing)."""
+    listeners: list[Any] | None = getattr(app, "_bench_frame_listeners", None)
+    if listeners is None:
+        listeners = []
+        display = app._display
+
+        def displayed(screen: Any, renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is not None:
+                for listener in list(listeners):
+                    listener()
+
+        app._display = displayed
+        app._bench_frame_listeners = listeners
+    return listeners
+
+
 async def _press_and_paint(app: Any, key: str) -> tuple[float, float]:
     """Send one key as the terminal driver would; return (ms to handled, ms to the frame showing it).
 
     Pilot's ``press()`` returns only once the process is idle, which under 200 updates a second it never is
     (it then waits its 1 s limit twice): it measured the cluster's churn, not the key.  Here "handled" is the
-    focus or cursor having moved, "answered" the next frame painted after that."""
+    focus or cursor having moved (seen by polling the loop), "answered" the end of the first frame rendered
+    that shows it (see ``_shows``).  Until 2026-11-30 "answered" was the frame after the poll saw the
+    change, which counted one frame too many whenever the showing frame came first."""
     from textual import events
 
     before = _key_state(app)
+    was = app.focused
+    listeners = _on_frames(app)
+    loop = asyncio.get_running_loop()
+    painted: asyncio.Future[float] = loop.create_future()
+
+    def frame() -> None:
+        if not painted.done() and _shows(app, before, was):
+            painted.set_result(time.perf_counter())
+
+    listeners.append(frame)
     event = events.Key(key, None)
     event.set_sender(app)
     t0 = time.perf_counter()
-    app._driver.send_message(event)
-    while _key_state(app) == before and time.perf_counter() - t0 < 10:
-        await asyncio.sleep(0.001)
-    handled = time.perf_counter() - t0
-    painted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    app.call_after_refresh(lambda: painted.done() or painted.set_result(None))
-    await painted
-    return handled * 1000, (time.perf_counter() - t0) * 1000
+    try:
+        app._driver.send_message(event)
+        while _key_state(app) == before and time.perf_counter() - t0 < 10:
+            await asyncio.sleep(0.001)
+        handled = time.perf_counter() - t0
+        answered = await asyncio.wait_for(painted, 10)
+    finally:
+        listeners.remove(frame)
+    return handled * 1000, (answered - t0) * 1000
 
 
 async def _view_lag(app: Any, api: Any, config: Any, until: float) -> tuple[list[float], list[float]]:

@@ -15,10 +15,14 @@ dashboard had, and key presses waited behind them.
 
 So every object that survives a full collection is *frozen* (``gc.freeze()``: moved to the permanent
 generation, which no collection scans; O(1)), and each later full collection walks only what was allocated
-since the one before.  Frozen objects are still freed by reference counting when dropped — watch events
-replace pod dicts parsed from JSON, which hold no reference cycles.  Only a cycle that becomes garbage after
-being frozen waits: every ``UNFREEZE_AFTER_S`` the next full collection starts from an unfrozen heap (one
-ordinary pause) so such cycles are collected, and freezing resumes after it.
+since the one before.  The survivors of a middle (generation 1) collection are frozen too: what they
+promote is what the next full collection would walk — still 50–100 ms every ~10 s at scale, each one a
+key press answered late — and after the freeze there is next to nothing left for it.
+
+Frozen objects are still freed by reference counting when dropped — watch events replace pod dicts parsed
+from JSON, which hold no reference cycles.  Only a cycle that becomes garbage after being frozen waits:
+every ``UNFREEZE_AFTER_S`` the heap is unfrozen, nothing is frozen again until the next full collection has
+walked all of it (one ordinary pause) and freed such cycles, and freezing resumes after it.
 
 Driven by the collector itself (``gc.callbacks``), not a clock; the freeze runs on the event loop, never
 inside a collection.
@@ -70,6 +74,7 @@ class FreezeSurvivors:
         self._loop = loop
         self._unfreeze_after_s = unfreeze_after_s
         self._unfrozen_at = time.monotonic()
+        self._awaiting_full = False
         self.freezes = 0
 
     def install(self) -> None:
@@ -83,13 +88,19 @@ class FreezeSurvivors:
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
         # May run in any thread (a collection happens wherever an allocation crosses the threshold).
-        if phase == "stop" and info.get("generation") == 2 and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._after_full_collection)
+        generation = info.get("generation", 0)
+        if phase == "stop" and generation >= 1 and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._after_collection, generation)
 
-    def _after_full_collection(self) -> None:
-        if time.monotonic() - self._unfrozen_at >= self._unfreeze_after_s:
+    def _after_collection(self, generation: int) -> None:
+        if self._awaiting_full:
+            if generation < 2:
+                return  # unfrozen for a full collection to see everything: not frozen again before it
+            self._awaiting_full = False
+        elif time.monotonic() - self._unfrozen_at >= self._unfreeze_after_s:
             gc.unfreeze()  # the next full collection sees everything once: cycles frozen since are freed
             self._unfrozen_at = time.monotonic()
+            self._awaiting_full = True
             return
         gc.freeze()
         self.freezes += 1

@@ -158,7 +158,7 @@ async def test_a_changed_cell_grows_its_column_and_never_shrinks_it() -> None:
         assert str(panel.table.get_cell(key, "0")) == "n1"
 
 
-async def test_full_collections_freeze_their_survivors_and_unfreeze_on_schedule() -> None:
+async def test_collections_freeze_their_survivors_and_unfreeze_on_schedule() -> None:
     loop = asyncio.get_running_loop()
     gc.unfreeze()
     survivors = FreezeSurvivors(loop)
@@ -169,6 +169,12 @@ async def test_full_collections_freeze_their_survivors_and_unfreeze_on_schedule(
         while survivors.freezes == 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert survivors.freezes == 1 and gc.get_freeze_count() > 0
+        gc.unfreeze()
+        gc.collect(1)  # a middle collection: its survivors too
+        deadline = time.monotonic() + 5
+        while survivors.freezes == 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert survivors.freezes == 2 and gc.get_freeze_count() > 0
     finally:
         survivors.uninstall()
     assert gc.get_freeze_count() == 0 and survivors._collected not in gc.callbacks
@@ -182,6 +188,10 @@ async def test_full_collections_freeze_their_survivors_and_unfreeze_on_schedule(
         while gc.get_freeze_count() > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert gc.get_freeze_count() == 0 and due.freezes == 0
+        due._after_collection(1)  # unfrozen for a full collection: a middle one does not freeze again
+        assert gc.get_freeze_count() == 0 and due.freezes == 0
+        due._after_collection(2)  # the full collection saw everything: freezing resumes
+        assert gc.get_freeze_count() > 0 and due.freezes == 1
     finally:
         due.uninstall()
 
