@@ -15,7 +15,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 import console.snapshot
-from console.gc_policy import FreezeSurvivors
+from console.gc_policy import YOUNG_THRESHOLD, FreezeSurvivors
 from console.model import Node, Snapshot, Workload
 from console.snapshot import PodIndex, pod_index
 from console.store import ClusterStore
@@ -162,8 +162,10 @@ async def test_collections_freeze_their_survivors_and_unfreeze_on_schedule() -> 
     loop = asyncio.get_running_loop()
     gc.unfreeze()
     survivors = FreezeSurvivors(loop)
+    before = gc.get_threshold()
     survivors.install()
     try:
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
         gc.collect()  # a full collection: its survivors are frozen on the loop's next turn
         deadline = time.monotonic() + 5
         while survivors.freezes == 0 and time.monotonic() < deadline:
@@ -178,6 +180,7 @@ async def test_collections_freeze_their_survivors_and_unfreeze_on_schedule() -> 
     finally:
         survivors.uninstall()
     assert gc.get_freeze_count() == 0 and survivors._collected not in gc.callbacks
+    assert gc.get_threshold() == before
 
     due = FreezeSurvivors(loop, unfreeze_after_s=0.0)  # due: the next full collection sees everything
     due.install()
