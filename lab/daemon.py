@@ -139,6 +139,14 @@ async def serve(
         from lab.scale import populate
 
         kube.cluster.virtual_nodes.update(populate(kube.store, kube.cluster, scale[0], scale[1]))
+        # The twin's own collector, as the dashboard's (console/gc_policy.py): full collections of 10,000
+        # pods paused the API server for hundreds of milliseconds, and its watchers heard of changes late.
+        import gc
+
+        from console.gc_policy import FreezeSurvivors
+
+        gc.freeze()
+        FreezeSurvivors(asyncio.get_running_loop()).install()
         churn = asyncio.ensure_future(churn_loop(kube.store, kube.cluster, scale[2]))
     await kube.dataplane.start()
     from lab.cnpg import CnpgTwin

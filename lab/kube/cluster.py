@@ -194,13 +194,19 @@ class Cluster:
             self._wake.set()
 
     def pods(self) -> list[dict[str, Any]]:
-        """Every pod the controllers manage (all but the --scale load)."""
+        """Every pod the controllers manage (all but the --scale load).
+
+        Read namespace by namespace from the store's index, never by filtering every pod: each reconcile
+        pass asks six times, and filtering 10,000 scale pods each time kept the twin's loop busy for most
+        of every second — its watch streams then delivered changes up to a second late."""
+        res = self.res["pods"]
         if not self.skip_namespaces:
-            return self.store.list(self.res["pods"])
+            return self.store.list(res)
         return [
             p
-            for p in self.store.list(self.res["pods"])
-            if p["metadata"]["namespace"] not in self.skip_namespaces
+            for ns in self.store.namespaces(res)
+            if ns not in self.skip_namespaces
+            for p in self.store.list(res, ns)
         ]
 
     def managed_nodes(self) -> list[dict[str, Any]]:

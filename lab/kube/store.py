@@ -16,6 +16,7 @@ Semantics kept from the real API server (etcd3 storage + generic registry):
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import random
 import uuid
@@ -87,16 +88,27 @@ class Store:
         """Objects sorted by (namespace, name); the key order is cached between creates and deletes."""
         table = self.table(res)
         k = self.key(res)
+        keys = self._keys(res)
+        if namespace is None:
+            return [table[key] for key in keys]
+        return [table[key] for key in self._by_ns[k].get(namespace, [])]
+
+    def namespaces(self, res: Resource) -> builtins.list[str]:
+        """The namespaces holding objects of ``res``, sorted (``list(res, ns)`` for each, in this order, is
+        ``list(res)``)."""
+        self._keys(res)
+        return sorted(self._by_ns[self.key(res)])
+
+    def _keys(self, res: Resource) -> builtins.list[tuple[str, str]]:
+        k = self.key(res)
         keys = self._sorted.get(k)
         if keys is None:
-            keys = self._sorted[k] = sorted(table)
+            keys = self._sorted[k] = sorted(self.table(res))
             by_ns: dict[str, list[tuple[str, str]]] = {}
             for key in keys:
                 by_ns.setdefault(key[0], []).append(key)
             self._by_ns[k] = by_ns
-        if namespace is None:
-            return [table[key] for key in keys]
-        return [table[key] for key in self._by_ns[k].get(namespace, [])]
+        return keys
 
     # ---- writes ---------------------------------------------------------------------------------------
 
