@@ -123,12 +123,7 @@ def _full_index(
     per_node: dict[str | None, int] = {}
     for key in sorted(table):
         p = table[key]
-        hit = memo.get(key)
-        if hit is not None and hit[0] is p:
-            pod = hit[1]
-        else:
-            pod = _pod(p)
-            memo[key] = (p, pod)
+        pod = _converted(memo, key, p)
         ns = key[0]
         if ns in by_ns:
             where[key] = (len(out), len(by_ns[ns]))
@@ -161,12 +156,7 @@ def _update_index(
         ns = key[0]
         if raw_by_ns[ns][j] is p:
             continue  # written and written back, or already seen: the index holds this version
-        hit = memo.get(key)
-        if hit is not None and hit[0] is p:
-            pod = hit[1]
-        else:
-            pod = _pod(p)
-            memo[key] = (p, pod)
+        pod = _converted(memo, key, p)
         old = out[i]
         out[i] = pod
         if ns not in copied:
@@ -180,6 +170,18 @@ def _update_index(
         if not pod.terminating:
             per_node[pod.node] = per_node.get(pod.node, 0) + 1
     return _IndexState(generation, out, by_ns, raw_by_ns, state.where, per_node)
+
+
+def _converted(
+    memo: dict[tuple[str, str], tuple[dict[str, Any], Pod]], key: tuple[str, str], p: dict[str, Any]
+) -> Pod:
+    """``p`` as a Pod: from the memo if this very object was converted before, else converted now."""
+    hit = memo.get(key)
+    if hit is not None and hit[0] is p:
+        return hit[1]
+    pod = _pod(p)
+    memo[key] = (p, pod)
+    return pod
 
 
 def _pod(p: dict[str, Any]) -> Pod:
