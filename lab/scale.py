@@ -4,7 +4,7 @@ Extra nodes (``scale-node-NNN``) have no Hetzner server: they are always Ready a
 pods live in namespace ``scale``, bound round-robin to those nodes, Running and Ready; the controllers
 leave that namespace alone so the seed's behaviour is unchanged.  A churn task then changes
 ``UPDATES_PER_S`` pods a second (readiness flips and restarts), which every watcher sees.  The daemon
-keeps full garbage collections of those pods off its API server as the dashboard does (lab/daemon.py).
+also keeps full garbage collections of those pods off its loop, as the dashboard does (lab/daemon.py).
 """
 
 from __future__ import annotations
