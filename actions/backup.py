@@ -30,21 +30,25 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from console.action import Action, Outcome, P, Plan, param
 from console.clients.borg import BorgError, borg_env, borg_json
 from console.clients.borg_run import BorgResult, borg_run
 from console.clients.kube import request
 from console.clients.pgtools import Primary
 from console.clients.ssh import connect
 from console.config import BorgRepository, Config
-from console.events import Event, Finished, Log, StepFinished, StepStarted
+from console.errors import ActionFailed, Verdict
+from console.events import Event, Log, PlanItem, Progress, StepFinished, StepStarted
 from console.paths import state_home
-from console.runner import ActionSession
+from console.report import Report, Section, Table
+from console.runner import Run
 
 SENTINEL_TABLE = "opsconsole_backup_sentinel"
 NAMESPACED = (
@@ -85,6 +89,7 @@ def _private_dir(prefix: str) -> Path:
 
 
 def progress_printer(emit: Callable[[Event], None], step: str) -> Callable[[dict[str, Any]], None]:
+    """Borg's ``--progress --log-json`` lines as :class:`Progress` events, at most two a second."""
     last = [0.0]
 
     def on(doc: dict[str, Any]) -> None:
@@ -94,9 +99,14 @@ def progress_printer(emit: Callable[[Event], None], step: str) -> Callable[[dict
         last[0] = now
         if doc.get("type") == "archive_progress":
             size = int(doc.get("original_size") or 0)
-            emit(Log("progress", f"{step}: {doc.get('nfiles', 0)} files, {size / 1e6:.1f} MB read"))
+            files = int(doc.get("nfiles") or 0)
+            text = f"{step}: {files} files, {size / 1e6:.1f} MB read"
+            emit(Progress(step, text, bytes=size, items=files))
+        elif doc.get("type") == "progress_percent" and doc.get("total"):
+            fraction = float(doc.get("current") or 0) / float(doc["total"])
+            emit(Progress(step, f"{step}: {doc.get('message') or f'{fraction:.0%}'}", fraction=fraction))
         elif doc.get("message"):
-            emit(Log("progress", f"{step}: {doc['message']}"))
+            emit(Progress(step, f"{step}: {doc['message']}"))
 
     return on
 
@@ -169,15 +179,16 @@ async def stream_dumps(
         await asyncio.gather(*dumps, return_exceptions=True)
 
 
-async def backup_db(s: ActionSession, emit: Callable[[Event], None]) -> dict[str, Any]:
-    config = s.config
+async def backup_db(run: Run) -> dict[str, Any]:
+    config, emit = run.config, run.emit
+    api = await run.kube()
     r = repo(config, "db")
-    primary = Primary(config, s.api)
+    primary = Primary(config, api)
     work = _private_dir("db-")
     try:
         token = secrets.token_hex(8)
         cluster = await request(
-            s.api,
+            api,
             "GET",
             f"/apis/postgresql.cnpg.io/v1/namespaces/{config.database.namespace}/clusters/{config.database.cluster}",
         )
@@ -212,7 +223,7 @@ async def backup_db(s: ActionSession, emit: Callable[[Event], None]) -> dict[str
                 os.mkfifo(work / f"{dbname}.dump", 0o600)
             (work / "meta.json").write_text(json.dumps(meta, indent=2))
             emit(StepFinished("dump", True, "sentinel written; snapshots exported and their rows counted"))
-            s.step("dump", "done", {"primary": meta["primary"]})
+            run.step("dump", "done", {"primary": meta["primary"]})
             emit(StepStarted("upload", f"pg_dump streamed into borg create {r.name}::{name}"))
             files = [f"{d}.dump" for d in dbs] + ["meta.json"]
             result = await stream_dumps(config, r, name, files, work, emit, primary, ids)
@@ -222,7 +233,7 @@ async def backup_db(s: ActionSession, emit: Callable[[Event], None]) -> dict[str
                 "upload", True, f"{name}: {result.verdict}, {stats.get('deduplicated_size', 0)} bytes new"
             )
         )
-        s.step("upload", "done", {"archive": name, "borg": result.verdict})
+        run.step("upload", "done", {"archive": name, "borg": result.verdict})
         return {
             "repository": r.name,
             "archive": name,
@@ -266,8 +277,8 @@ async def export_resources(api: Any) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-async def backup_cluster(s: ActionSession, emit: Callable[[Event], None]) -> dict[str, Any]:
-    config = s.config
+async def backup_cluster(run: Run) -> dict[str, Any]:
+    config, emit = run.config, run.emit
     r = repo(config, "cluster")
     server = next(n for n in config.nodes if n.role == "server")
     work = _private_dir("cluster-")
@@ -278,18 +289,18 @@ async def backup_cluster(s: ActionSession, emit: Callable[[Event], None]) -> dic
             name = f"opsconsole-{int(time.time())}"
             res = await conn.run(f"k3s etcd-snapshot save --name {name}", check=False)
             if res.exit_status != 0:
-                raise RuntimeError(f"k3s etcd-snapshot save: {str(res.stderr).strip()[:200]}")
+                raise ActionFailed(f"k3s etcd-snapshot save: {str(res.stderr).strip()[:200]}")
             listing = await conn.run("k3s etcd-snapshot ls", check=False)
             location = next(
                 (line.split()[1] for line in str(listing.stdout).splitlines() if line.startswith(name)), None
             )
             if location is None:
-                raise RuntimeError("the new etcd snapshot is not listed by k3s etcd-snapshot ls")
+                raise ActionFailed("the new etcd snapshot is not listed by k3s etcd-snapshot ls")
             remote = location.removeprefix("file://")
             # Files travel over the session itself (cat / tar), which any sshd serves, SFTP or not.
             snap = await conn.run(f"cat {shlex.quote(remote)}", encoding=None, check=False)
             if snap.exit_status != 0:
-                raise RuntimeError(f"cannot read {remote} on {server.name}")
+                raise ActionFailed(f"cannot read {remote} on {server.name}")
             (work / "etcd-snapshot").write_bytes(_raw(snap.stdout))
             manifests = work / "manifests"
             manifests.mkdir()
@@ -300,7 +311,7 @@ async def backup_cluster(s: ActionSession, emit: Callable[[Event], None]) -> dic
                     t.extractall(manifests, filter="data")
         emit(StepFinished("etcd", True, f"snapshot {name} fetched"))
         emit(StepStarted("export", "export of every namespaced resource as YAML"))
-        exported = await export_resources(s.api)
+        exported = await export_resources(await run.kube())
         res_dir = work / "resources"
         res_dir.mkdir()
         for key, items in exported.items():
@@ -311,38 +322,111 @@ async def backup_cluster(s: ActionSession, emit: Callable[[Event], None]) -> dic
         emit(StepStarted("upload", f"borg create {r.name}::{archive}"))
         result = await borg_create(config, r, archive, ["."], work, emit)
         emit(StepFinished("upload", True, f"{archive}: {result.verdict}"))
-        s.step("upload", "done", {"archive": archive, "borg": result.verdict})
+        run.step("upload", "done", {"archive": archive, "borg": result.verdict})
         return {"repository": r.name, "archive": archive, "borg": result.verdict, "objects": count}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def run_backup(config: Config, emit: Callable[[Event], None], what: str) -> int:
-    async with ActionSession(config, "backup", {"what": what}, emit) as s:
-        done = []
-        if what in ("db", "all"):
-            done.append(await backup_db(s, emit))
-        if what in ("cluster", "all"):
-            done.append(await backup_cluster(s, emit))
-        s.result = {"archives": [d["archive"] for d in done]}
-        warn = any(d["borg"] == "warning" for d in done)
-        emit(
-            Finished(
-                "DONE",
-                1 if warn else 0,
-                ", ".join(f"{d['repository']}::{d['archive']} ({d['borg']})" for d in done),
-                {"backups": done},
+@dataclass(frozen=True)
+class BorgParams:
+    """What every Borg action takes: how long to wait for a repository another borg holds."""
+
+    lock_wait: int | None = param(
+        "--lock-wait", "wait up to N s for a locked Borg repository (default: fail)", tui=False
+    )
+
+
+class BorgAction(Action[P]):
+    """An action on the Storage Box's repositories; ``--lock-wait`` overrides ``backups.lock_wait_s``."""
+
+    def __init__(self, config: Config, params: P) -> None:
+        wait = getattr(params, "lock_wait", None)
+        if wait is not None:
+            backups = config.backups.model_copy(update={"lock_wait_s": max(0, wait)})
+            config = config.model_copy(update={"backups": backups})
+        super().__init__(config, params)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return borg_env(self.config.backups, self.config.ssh)
+
+
+@dataclass(frozen=True)
+class BackupParams(BorgParams):
+    what: str = param("--what", "what to back up", "db", choices=("db", "cluster", "all"), tui_default="all")
+
+
+@dataclass(frozen=True)
+class BackupReport(Report):
+    """One line per archive written."""
+
+    kind = "backup"
+    backups: list[dict[str, Any]]
+
+    def sections(self, full: bool) -> list[Section]:
+        rows = [(b["repository"], b["archive"], b["borg"]) for b in self.backups]
+        return [Table("archives", ("repository", "archive", "borg"), rows)]
+
+
+class Backup(BorgAction[BackupParams]):
+    name = "backup"
+    title = "Back up now"
+    description = "pg_dump and/or cluster backup into Borg (--what db|cluster|all)"
+    Params = BackupParams
+    needs_yes = False  # it adds an archive, nothing else
+
+    def confirm_word(self) -> str | None:
+        return None
+
+    async def plan(self, run: Run) -> Plan:
+        items = []
+        if self.params.what in ("db", "all"):
+            dbs = ", ".join(self.config.database.databases)
+            items.append(PlanItem("create", f"pg_dump of {dbs} streamed into {repo(self.config, 'db').name}"))
+        if self.params.what in ("cluster", "all"):
+            items.append(
+                PlanItem(
+                    "create",
+                    f"etcd snapshot, resources and manifests into {repo(self.config, 'cluster').name}",
+                )
             )
-        )
-        return 1 if warn else 0
+        return Plan(items)
+
+    async def execute(self, run: Run) -> Outcome:
+        done = []
+        if self.params.what in ("db", "all"):
+            done.append(await backup_db(run))
+        if self.params.what in ("cluster", "all"):
+            done.append(await backup_cluster(run))
+        warn = any(d["borg"] == "warning" for d in done)
+        summary = ", ".join(f"{d['repository']}::{d['archive']} ({d['borg']})" for d in done)
+        return Outcome(Verdict.WARNING if warn else Verdict.DONE, summary, BackupReport(done))
 
 
-async def run_prune(config: Config, emit: Callable[[Event], None], dry_run: bool) -> int:
-    env = borg_env(config.backups, config.ssh)
+def _archive_of(message: str) -> str:
+    """The archive name in borg's ``Keeping archive (rule: daily #1): NAME  TIME [ID]`` and
+    ``Would prune:     NAME  TIME [ID]`` lines."""
+    rest = message.split("):", 1)[1] if "):" in message else message.split(":", 1)[1]
+    return rest.split()[0]
 
-    async def prune_all() -> dict[str, Any]:
+
+class Prune(BorgAction[BorgParams]):
+    """Per repository ``borg prune`` by its keep-daily/keep-weekly, then ``compact``.
+
+    Headless it runs without ``--yes``: it removes only what the configured retention says, as a cron
+    job of borgmatic's would, and scripts run it so; ``--dry-run`` lists what would go, and the TUI asks
+    for ``prune`` to be typed after showing that list."""
+
+    name = "prune"
+    title = "Prune backups"
+    description = "borg prune per retention (--dry-run previews), then compact"
+    Params = BorgParams
+    needs_yes = False
+
+    async def _prune(self, run: Run, dry_run: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for r in config.backups.repositories:
+        for r in self.config.backups.repositories:
             prefix = "db" if r.what == "db" else "cluster"
             args = [
                 "prune",
@@ -354,90 +438,72 @@ async def run_prune(config: Config, emit: Callable[[Event], None], dry_run: bool
             ]
             if dry_run:
                 args.append("--dry-run")
-            emit(StepStarted("prune", f"{'preview of ' if dry_run else ''}borg prune {r.name}"))
-            res = await borg_run([*args, config.backups.repo_url(r)], env)
-            pruned = [
-                m.split()[-1] if False else m
-                for m in res.messages
-                if m.startswith(("Would prune", "Pruning archive"))
-            ]
+            run.emit(StepStarted("prune", f"{'preview of ' if dry_run else ''}borg prune {r.name}"))
+            res = await borg_run([*args, self.config.backups.repo_url(r)], self.env)
+            pruned = [m for m in res.messages if m.startswith(("Would prune", "Pruning archive"))]
             kept = [m for m in res.messages if m.startswith("Keeping archive")]
             names = [_archive_of(m) for m in pruned]
             out[r.name] = {"prune": names, "keep": [_archive_of(m) for m in kept]}
-            emit(
-                StepFinished(
-                    "prune",
-                    True,
-                    f"{r.name}: {len(names)} {'would go' if dry_run else 'pruned'}, {len(kept)} kept",
-                )
-            )
+            verb = "would go" if dry_run else "pruned"
+            run.emit(StepFinished("prune", True, f"{r.name}: {len(names)} {verb}, {len(kept)} kept"))
             if not dry_run:
-                await borg_run(["compact", "--log-json", config.backups.repo_url(r)], env)
+                await borg_run(["compact", "--log-json", self.config.backups.repo_url(r)], self.env)
         return out
 
-    if dry_run:
-        result = await prune_all()
-        emit(
-            Finished(
-                "PLAN",
-                0,
-                "dry run: " + "; ".join(f"{k}: {len(v['prune'])} would go" for k, v in result.items()),
-                {"prune": result},
-            )
-        )
-        return 0
-    async with ActionSession(config, "prune", {}, emit) as s:
-        result = await prune_all()
-        s.result = {k: len(v["prune"]) for k, v in result.items()}
-        emit(
-            Finished(
-                "DONE",
-                0,
-                "; ".join(f"{k}: {len(v['prune'])} pruned" for k, v in result.items()),
-                {"prune": result},
-            )
-        )
-        return 0
+    async def plan(self, run: Run) -> Plan:
+        result = await self._prune(run, dry_run=True)
+        items = [
+            PlanItem("delete", f"{k}: {name}", subject=k) for k, v in result.items() for name in v["prune"]
+        ]
+        summary = "dry run: " + "; ".join(f"{k}: {len(v['prune'])} would go" for k, v in result.items())
+        return Plan(items, summary, {"prune": result})
+
+    async def execute(self, run: Run) -> Outcome:
+        result = await self._prune(run, dry_run=False)
+        summary = "; ".join(f"{k}: {len(v['prune'])} pruned" for k, v in result.items())
+        return Outcome(Verdict.DONE, summary, {"prune": result})
 
 
-def _archive_of(message: str) -> str:
-    """The archive name in borg's ``Keeping archive (rule: daily #1): NAME  TIME [ID]`` and
-    ``Would prune:     NAME  TIME [ID]`` lines."""
-    rest = message.split("):", 1)[1] if "):" in message else message.split(":", 1)[1]
-    return rest.split()[0]
+@dataclass(frozen=True)
+class CheckParams(BorgParams):
+    verify_data: bool = param("--verify-data", "read every chunk (slow)", False)
 
 
-async def run_check(config: Config, emit: Callable[[Event], None], verify_data: bool) -> int:
-    env = borg_env(config.backups, config.ssh)
-    results = {}
-    for r in config.backups.repositories:
-        emit(StepStarted("check", f"borg check {r.name}{' --verify-data' if verify_data else ''}"))
-        try:
-            res = await borg_run(
-                [
-                    "check",
-                    "--log-json",
-                    *(["--verify-data"] if verify_data else []),
-                    config.backups.repo_url(r),
-                ],
-                env,
-            )
-            results[r.name] = res.verdict
-        except BorgError as exc:
-            results[r.name] = f"error: {exc}"
-        emit(StepFinished("check", results[r.name] == "ok", f"{r.name}: {results[r.name]}"))
-    record = {"at": time.time(), "verify_data": verify_data, "results": results}
-    path = state_home() / "backup-check.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    bad = [k for k, v in results.items() if v != "ok"]
-    code = 1 if bad else 0  # a warning (borg 1) or an error (2) is not a clean check: exit 1
-    emit(
-        Finished(
-            "DONE" if not bad else "FAIL", code, ", ".join(f"{k}: {v}" for k, v in results.items()), record
-        )
-    )
-    return code
+class BackupCheck(BorgAction[CheckParams]):
+    """``borg check`` of every repository; the result is kept for the Backups panel."""
+
+    name = "backup-check"
+    title = "Check backups"
+    description = "borg check of every repository (--verify-data)"
+    Params = CheckParams
+    mutating = takes_lock = journaled = needs_yes = False
+
+    async def execute(self, run: Run) -> Outcome:
+        verify = self.params.verify_data
+        results = {}
+        for r in self.config.backups.repositories:
+            run.emit(StepStarted("check", f"borg check {r.name}{' --verify-data' if verify else ''}"))
+            try:
+                res = await borg_run(
+                    [
+                        "check",
+                        "--log-json",
+                        *(["--verify-data"] if verify else []),
+                        self.config.backups.repo_url(r),
+                    ],
+                    self.env,
+                )
+                results[r.name] = res.verdict
+            except BorgError as exc:
+                results[r.name] = f"error: {exc}"
+            run.emit(StepFinished("check", results[r.name] == "ok", f"{r.name}: {results[r.name]}"))
+        record = {"at": time.time(), "verify_data": verify, "results": results}
+        path = state_home() / "backup-check.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+        bad = [k for k, v in results.items() if v != "ok"]  # a warning (borg 1) is not a clean check either
+        summary = ", ".join(f"{k}: {v}" for k, v in results.items())
+        return Outcome(Verdict.FAIL if bad else Verdict.DONE, summary, record)
 
 
 def _size(n: int) -> str:
@@ -449,56 +515,59 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-async def run_archives(config: Config, emit: Callable[[Event], None]) -> int:
+class Archives(BorgAction[BorgParams]):
     """Every schedule archive per repository, newest first: name, time, original and deduplicated size,
     file count (``borg info --json``; read-only, no cluster lock).
 
     The live Backups panel reads only names and times (``borg list``, cheap enough to poll); sizes need each
     archive's metadata, so they are read here, on demand."""
-    env = borg_env(config.backups, config.ssh)
-    report: dict[str, Any] = {}
-    failed = []
-    for r in config.backups.repositories:
-        prefix = "db-" if r.what == "db" else "cluster-"
-        emit(StepStarted("archives", f"borg info {r.name} ({prefix}*)"))
-        try:
-            doc = await borg_json(
-                ["info", "--json", "--glob-archives", f"{prefix}*", config.backups.repo_url(r)], env, 120.0
-            )
-        except BorgError as exc:
-            failed.append(r.name)
-            report[r.name] = {"error": str(exc)}
-            emit(StepFinished("archives", False, f"{r.name}: {exc}"))
-            continue
-        rows = [
-            {
-                "name": a["name"],
-                "start": a["start"],
-                "original_size": int(a["stats"]["original_size"]),
-                "deduplicated_size": int(a["stats"]["deduplicated_size"]),
-                "nfiles": int(a["stats"]["nfiles"]),
-            }
-            for a in sorted(doc.get("archives", []), key=lambda a: str(a["start"]), reverse=True)
-        ]
-        report[r.name] = {"archives": rows}
-        for a in rows:
-            emit(
-                Log(
-                    r.name,
-                    f"{a['name']:<26} {a['start'][:16].replace('T', ' ')}  {_size(a['original_size']):>10} "
-                    f"original, {_size(a['deduplicated_size']):>10} new, {a['nfiles']} files",
+
+    name = "archives"
+    title = "List backup archives"
+    description = "every schedule archive per repository: time, original and deduplicated size, files"
+    Params = BorgParams
+    mutating = takes_lock = journaled = needs_yes = False
+
+    async def execute(self, run: Run) -> Outcome:
+        report: dict[str, Any] = {}
+        failed = []
+        for r in self.config.backups.repositories:
+            prefix = "db-" if r.what == "db" else "cluster-"
+            run.emit(StepStarted("archives", f"borg info {r.name} ({prefix}*)"))
+            try:
+                doc = await borg_json(
+                    ["info", "--json", "--glob-archives", f"{prefix}*", self.config.backups.repo_url(r)],
+                    self.env,
+                    120.0,
                 )
-            )
-        emit(StepFinished("archives", True, f"{r.name}: {len(rows)} archives"))
-    emit(
-        Finished(
-            "FAIL" if failed else "DONE",
-            1 if failed else 0,
-            ", ".join(
-                f"{k}: {v['error']}" if "error" in v else f"{k}: {len(v['archives'])} archives"
-                for k, v in report.items()
-            ),
-            report,
+            except BorgError as exc:
+                failed.append(r.name)
+                report[r.name] = {"error": str(exc)}
+                run.emit(StepFinished("archives", False, f"{r.name}: {exc}"))
+                continue
+            rows = [
+                {
+                    "name": a["name"],
+                    "start": a["start"],
+                    "original_size": int(a["stats"]["original_size"]),
+                    "deduplicated_size": int(a["stats"]["deduplicated_size"]),
+                    "nfiles": int(a["stats"]["nfiles"]),
+                }
+                for a in sorted(doc.get("archives", []), key=lambda a: str(a["start"]), reverse=True)
+            ]
+            report[r.name] = {"archives": rows}
+            for a in rows:
+                run.emit(
+                    Log(
+                        r.name,
+                        f"{a['name']:<26} {a['start'][:16].replace('T', ' ')}  "
+                        f"{_size(a['original_size']):>10} "
+                        f"original, {_size(a['deduplicated_size']):>10} new, {a['nfiles']} files",
+                    )
+                )
+            run.emit(StepFinished("archives", True, f"{r.name}: {len(rows)} archives"))
+        summary = ", ".join(
+            f"{k}: {v['error']}" if "error" in v else f"{k}: {len(v['archives'])} archives"
+            for k, v in report.items()
         )
-    )
-    return 1 if failed else 0
+        return Outcome(Verdict.FAIL if failed else Verdict.DONE, summary, report)

@@ -33,15 +33,16 @@ from typing import Any
 
 import aiohttp
 
-from actions.provision import fresh_config, run_provision
-from actions.restore import run_restore_cluster, run_restore_db
+from actions.provision import fresh_config
+from console.action import Outcome
 from console.clients.hetzner import client
 from console.clients.kube import KubeError, request
 from console.config import Config
-from console.events import Event, Finished, Log, StepFinished, StepStarted
+from console.errors import ActionFailed, Verdict
+from console.events import Finished, Log, StepFinished, StepStarted
+from console.runner import Run, run_sub
 from console.sources.http import probe
 
-EXIT_FAILED, EXIT_REFUSED = 1, 3
 SEED_ESTIMATE_MIN = (15, 30)
 
 
@@ -122,120 +123,62 @@ def plan_lines(config: Config) -> list[str]:
     ]
 
 
-async def preview(config: Config, emit: Callable[[Event], None]) -> int:
-    """What the TUI shows before the typed confirmation."""
-    for line in plan_lines(config):
-        emit(Log("plan", line))
-    emit(Finished("PLAN", 0, "the cluster's server is gone from the project; these steps rebuild it"))
-    return 0
+async def run_disaster_recovery(run: Run, timings: dict[str, float]) -> Outcome:
+    """The recovery's steps, each an action of its own run through the pipeline (journal, lock); each
+    step's time goes into ``timings`` as it ends (the report's, whether it ends well or not)."""
+    from actions.provision import Provision, ProvisionParams
+    from actions.restore import Restore, RestoreCluster, RestoreClusterParams, RestoreParams
 
-
-async def run_disaster_recovery(config: Config, emit: Callable[[Event], None], yes: bool) -> int:
-    plan = plan_lines(config)
-    for line in plan:
-        emit(Log("plan", line))
-    if not yes:
-        emit(
-            Finished(
-                "REFUSED",
-                2,
-                "the cluster's server is gone: add --yes to run the recovery above",
-                {"plan": plan},
-            )
-        )
-        return 2
-    timings: dict[str, float] = {}
+    config, emit = run.config, run.emit
     started = time.monotonic()
-    results: dict[str, Any] = {}
+    results: dict[str, Finished] = {}
 
-    current = [""]
-
-    def sub(e: Event) -> None:
-        """A step's own verdict is one line of this recovery, not its end."""
-        if isinstance(e, Finished):
-            emit(Log("info" if e.exit_code == 0 else "error", f"{e.verdict}: {e.summary}"))
-            results[current[0]] = e
-        else:
-            emit(e)
-
-    async def phase(name: str, what: str, run: Callable[[], Any]) -> bool:
-        current[0] = name
+    async def phase(name: str, what: str, step: Callable[[], Awaitable[Finished | str | None]]) -> None:
         emit(StepStarted(name, what))
         t0 = time.monotonic()
-        code = await run()
+        done = await step()
         timings[name] = round(time.monotonic() - t0, 1)
-        ok = code in (0, None)
+        if isinstance(done, Finished):
+            results[name] = done
+            why = None if done.exit_code == 0 else done.summary
+        else:
+            why = done
+        ok = why is None
         emit(
             StepFinished(name, ok, f"{timings[name]:.1f} s" if ok else f"failed after {timings[name]:.1f} s")
         )
-        return ok
+        if not ok:
+            raise ActionFailed(
+                f"recovery stopped at {name}: {why} — every step converges, "
+                "run `--action recover --yes` again"
+            )
 
-    if not await phase(
-        "provision",
-        "fresh servers, network, load balancer and K3s",
-        lambda: run_provision(config, sub, workloads=False),
-    ):
-        return _failed(emit, "provision", timings, results)
+    await phase("provision", "fresh servers, network, load balancer and K3s",
+                lambda: run_sub(run, Provision(config, ProvisionParams(workloads=False))))  # fmt: skip
     fresh = fresh_config(config)
-    if not await phase("restore-cluster", "etcd snapshot from the latest cluster archive",
-                       lambda: run_restore_cluster(fresh, sub, "latest", True)):  # fmt: skip
-        return _failed(emit, "restore-cluster", timings, results)
-
-    async def wait_cnpg() -> int:
-        return await _check(emit, "CNPG not healthy", _cnpg_healthy(fresh, 300))
-
-    if not await phase("database-ready", "CNPG bootstraps the instances again", wait_cnpg):
-        return _failed(emit, "database-ready", timings, results)
+    await phase("restore-cluster", "etcd snapshot from the latest cluster archive",
+                lambda: run_sub(run, RestoreCluster(fresh, RestoreClusterParams())))  # fmt: skip
+    await phase("database-ready", "CNPG bootstraps the instances again", lambda: _cnpg_healthy(fresh, 300))
     rows: dict[str, int] = {}
     for db in config.database.databases:
-        ok = await phase(f"restore-{db}", f"{db} from the latest database archive",
-                         partial(run_restore_db, fresh, sub, db, "latest", db, True, True))  # fmt: skip
-        if not ok:
-            return _failed(emit, f"restore-{db}", timings, results)
-        done = results.get(f"restore-{db}")
-        rows[db] = sum((done.report.get("row_counts") or {}).values()) if isinstance(done, Finished) else 0
-
-    async def verify() -> int:
-        return await _check(emit, "production is not serving", _serving(fresh, 120))
-
-    if not await phase("verify", "production answers through the new load balancer", verify):
-        return _failed(emit, "verify", timings, results)
+        restore = Restore(fresh, RestoreParams(db=db, archive="latest", into=db, i_mean_production=True))
+        await phase(f"restore-{db}", f"{db} from the latest database archive", partial(run_sub, run, restore))
+        report = results[f"restore-{db}"].report
+        rows[db] = sum((getattr(report, "row_counts", None) or {}).values())
+    await phase("verify", "production answers through the new load balancer", lambda: _serving(fresh, 120))
     ip = await asyncio.to_thread(_lb_ipv4, config)
     total = time.monotonic() - started
     low, high = SEED_ESTIMATE_MIN
     emit(Log("dns", f"point {', '.join(sorted({r.name for r in config.dns if r.type == 'A'}))} at {ip}"))
-    emit(
-        Finished(
-            "DONE",
-            0,
-            f"recovered in {total / 60:.1f} min (the seed estimates {low}–{high} min); "
-            f"DocFast serves the restored data; new load balancer IPv4 {ip}",
-            {"timings_s": timings, "total_s": round(total, 1), "seed_estimate_min": [low, high],
-             "rows_restored": rows, "load_balancer_ipv4": ip},
-        )
-    )  # fmt: skip
-    return 0
-
-
-async def _check(emit: Callable[[Event], None], label: str, waiting: Awaitable[str | None]) -> int:
-    """A wait as a step's exit code: 0 when it ended well, else 1 with why in the log."""
-    why = await waiting
-    if why is not None:
-        emit(Log("error", f"{label}: {why}"))
-    return 0 if why is None else 1
-
-
-def _failed(
-    emit: Callable[[Event], None], step: str, timings: dict[str, float], results: dict[str, Any]
-) -> int:
-    done = results.get(step)
-    why = done.summary if isinstance(done, Finished) else "see the lines above"
-    emit(
-        Finished(
-            "FAIL",
-            EXIT_FAILED,
-            f"recovery stopped at {step}: {why} — every step converges, run `--action recover --yes` again",
-            {"timings_s": timings},
-        )
+    summary = (
+        f"recovered in {total / 60:.1f} min (the seed estimates {low}–{high} min); "
+        f"DocFast serves the restored data; new load balancer IPv4 {ip}"
     )
-    return EXIT_FAILED
+    report = {
+        "timings_s": timings,
+        "total_s": round(total, 1),
+        "seed_estimate_min": [low, high],
+        "rows_restored": rows,
+        "load_balancer_ipv4": ip,
+    }
+    return Outcome(Verdict.DONE, summary, report)

@@ -6,77 +6,19 @@ TUI, printed headless and written into the report is one computation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from console.config import Config
-from console.events import ProbeSample
+from console.events import Check, ProbeSample
 from console.model import Snapshot
 
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    title: str
-    target_kind: str  # node | instance | pooler-pod
-    fault: str
-    rollback: str
-
-
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in (
-        Scenario(
-            "node-down",
-            "Node down (Hetzner power off / shutdown)",
-            "node",
-            "power the node's Hetzner server off (hard) or shut it down (graceful)",
-            "power the server on; wait until the node is Ready",
-        ),
-        Scenario(
-            "node-drain",
-            "Node drain (maintenance path)",
-            "node",
-            "cordon the node, let CNPG move the primary off it, evict its pods (PDBs honoured)",
-            "uncordon the node",
-        ),
-        Scenario(
-            "db-switchover",
-            "Database switchover (planned)",
-            "instance",
-            "CNPG switchover: patch the Cluster's status.targetPrimary to the replica",
-            "none needed: the old primary follows the new one as a replica",
-        ),
-        Scenario(
-            "db-primary-kill",
-            "Database primary killed",
-            "instance",
-            "delete the primary's pod with a 1 s grace period (CNPG fails over)",
-            "none needed: CNPG re-creates the pod, which rejoins as a replica",
-        ),
-        Scenario(
-            "pooler-kill",
-            "Pooler pod killed",
-            "pooler-pod",
-            "delete one pooler pod",
-            "none needed: its Deployment replaces it",
-        ),
-    )
-}
+if TYPE_CHECKING:
+    from actions.drill_scenarios import Scenario
 
 
 def targets(scenario: Scenario, snap: Snapshot, config: Config) -> list[str]:
     """The valid targets of ``scenario`` right now, the default first."""
-    db = snap.database
-    if scenario.target_kind == "node":
-        # The primary's node first: the drill worth running is the one that moves the database.
-        names = [n.name for n in config.nodes]
-        home = next((m.node for m in db.members if m.name == db.primary), None) if db else None
-        return sorted(names, key=lambda n: n != home)
-    if scenario.name == "db-primary-kill":
-        return [db.primary] if db and db.primary else []
-    if scenario.name == "db-switchover":
-        return [m.name for m in db.members if m.name != db.primary] if db else []
-    return [p.name for p in db.poolers if not p.terminating] if db else []
+    return scenario.targets(snap, config)
 
 
 def node_of(scenario: Scenario, target: str, snap: Snapshot) -> str | None:
@@ -119,22 +61,13 @@ def blast_radius(scenario: Scenario, target: str, snap: Snapshot, config: Config
     return f"{target} hosts " + (", ".join(parts) if parts else "no pods")
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    ok: bool
-    critical: bool
-    why: str
-
-
-def preflight(
-    scenario: Scenario, target: str | None, snap: Snapshot, config: Config, lock_holder: str | None
-) -> list[CheckResult]:
-    """Every check before a fault.  Critical ones refuse the drill; the others only yield to --force."""
-    out: list[CheckResult] = []
+def preflight(scenario: Scenario, target: str | None, snap: Snapshot, config: Config) -> list[Check]:
+    """Every check of the cluster before a fault.  Critical ones refuse the drill; the others only yield to
+    --force.  (The runner adds its own: no unfinished action, the cluster lock free.)"""
+    out: list[Check] = []
     valid = targets(scenario, snap, config)
     out.append(
-        CheckResult(
+        Check(
             "target",
             target in valid,
             True,
@@ -145,7 +78,7 @@ def preflight(
     )
     not_ready = [n.name for n in snap.nodes if not n.ready or n.unschedulable]
     out.append(
-        CheckResult(
+        Check(
             "nodes-ready",
             bool(snap.nodes) and not not_ready,
             True,
@@ -162,7 +95,7 @@ def preflight(
         if state != "healthy"
     ]
     out.append(
-        CheckResult(
+        Check(
             "lb-targets-healthy",
             lb is not None and not bad,
             True,
@@ -172,7 +105,7 @@ def preflight(
     db = snap.database
     db_ok = db is not None and db.ready_instances == db.instances and "healthy" in db.phase.lower()
     out.append(
-        CheckResult(
+        Check(
             "cnpg-healthy",
             db_ok,
             True,
@@ -189,7 +122,7 @@ def preflight(
         if r.state != "streaming" or r.lag_bytes is None or r.lag_bytes > bound
     ]
     out.append(
-        CheckResult(
+        Check(
             "replica-streaming",
             bool(replicas) and not lagging,
             True,
@@ -202,7 +135,7 @@ def preflight(
     )
     prod = next((p for p in snap.probes if p.name == "prod"), None)
     out.append(
-        CheckResult(
+        Check(
             "prod-healthy",
             prod is not None and prod.ok,
             True,
@@ -216,7 +149,7 @@ def preflight(
     db_backups = [b for b in snap.backups if b.what == "db"]
     fresh = [b for b in db_backups if not b.overdue and not b.error]
     out.append(
-        CheckResult(
+        Check(
             "backup-fresh",
             bool(fresh),
             False,
@@ -227,14 +160,6 @@ def preflight(
                 else "; ".join(f"{b.name}: {b.error or 'overdue'}" for b in db_backups)
                 or "no database backup seen"
             ),
-        )
-    )
-    out.append(
-        CheckResult(
-            "lock-free",
-            lock_holder is None,
-            True,
-            "no other action holds the cluster lock" if lock_holder is None else lock_holder,
         )
     )
     return out

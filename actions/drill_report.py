@@ -7,13 +7,16 @@ is the probe interval (0.5 s).  Nothing secret enters: probes record outcomes, n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.outages import longest, outages
 from console.paths import state_home
+from console.report import Block, Report, Section, Table, render
 
 if TYPE_CHECKING:  # the dashboard reads the newest report before its config is validated: no pydantic here
     from actions.drill import Drill
@@ -62,13 +65,86 @@ def _slo(name: str, measured: float | None, bound: float, unit: str = "s") -> di
     }
 
 
-def build_report(drill: Drill, t0: float, verdict_hint: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DrillReport(Report):
+    """A drill's report: the JSON saved beside its Markdown, and ``Finished.report`` of ``--action drill``."""
+
+    kind_: str = field(metadata={"json": "kind"})
+    id: str | None
+    scenario: str
+    target: str | None
+    mode: str | None
+    started: float
+    fault_at: float | None
+    finished: float
+    verdict: str
+    summary: str
+    plan: dict[str, Any]
+    preflight: list[dict[str, Any]]
+    forced: list[str]
+    slos: list[dict[str, Any]]
+    time_to_recovery_s: float | None
+    probes: dict[str, dict[str, int]]
+    outages: dict[str, list[dict[str, float]]]
+    probe_interval_s: float
+    timeline: list[dict[str, Any]]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    samples: list[dict[str, Any]]
+
+    def with_verdict(self, verdict: str) -> DrillReport:
+        return dataclasses.replace(self, verdict=verdict)
+
+    def headline(self) -> str:
+        return f"Drill {self.scenario} on {self.target}: {self.verdict}"
+
+    def sections(self, full: bool) -> list[Section]:
+        slos = Table("SLOs", ("SLO", "measured", "bound", "verdict"), [_slo_row(s) for s in self.slos])
+        if not full:
+            return [slos]
+        probes = Table(
+            "Probes",
+            ("probe", "ok", "failed", "outages (s after the fault)"),
+            [
+                (
+                    p,
+                    str(c["ok"]),
+                    str(c["failed"]),
+                    ", ".join(f"{w['start']}–{w['end']} ({w['seconds']} s)" for w in self.outages[p])
+                    or "none",
+                )
+                for p, c in self.probes.items()
+            ],
+        )
+        timeline = "\n".join(f"- {e['t']:+.1f} s — {e['subject']}: {e['what']}" for e in self.timeline)
+        checks = "\n".join(f"- {'✔' if c['ok'] else '✘'} {c['name']}: {c['why']}" for c in self.preflight)
+        state = json.dumps({"before": self.before, "after": self.after}, indent=2)
+        return [
+            Block("", self.summary),
+            Block("", f"Blast radius: {self.plan.get('blast_radius', '')}"),
+            slos,
+            probes,
+            Block("Timeline (seconds after the fault)", timeline),
+            Block("Preflight", checks),
+            Block("State before and after", state, code="json"),
+        ]
+
+
+def _slo_row(s: dict[str, Any]) -> tuple[str, ...]:
+    unit = s.get("unit", "s")
+    measured = "—" if s["measured"] is None else f"{s['measured']} {unit}"
+    return (s["slo"], measured, f"{s['bound']} {unit}", s["verdict"])
+
+
+def build_report(drill: Drill, t0: float, verdict_hint: str) -> DrillReport:
     cfg = drill.config
     slo = cfg.slo
     fault = drill.marks.get("fault")
     samples = drill.samples
+    scenario = drill.scenario
+    assert scenario is not None
     primary_expected = (
-        drill.scenario.name in ("db-switchover", "db-primary-kill")
+        scenario.moves_primary
         or drill.before.get("primary_node") == drill.target
         or "new_primary" in drill.marks
     )
@@ -81,28 +157,13 @@ def build_report(drill: Drill, t0: float, verdict_hint: str) -> dict[str, Any]:
         slos.append(
             _slo("time to a new primary", to_primary, slo.max_time_to_new_primary_s)
             if to_primary is not None
-            else {
-                "slo": "time to a new primary",
-                "measured": None,
-                "bound": slo.max_time_to_new_primary_s,
-                "verdict": "FAIL",
-            }
+            else _missed("time to a new primary", slo.max_time_to_new_primary_s)
         )
     steady_at = drill.marks.get("steady")
     slos.append(
-        _slo(
-            "recovered to steady state",
-            (steady_at - fault) / 60 if fault and steady_at else None,
-            slo.recovered_within_min,
-            "min",
-        )
+        _slo("recovered to steady state", (steady_at - fault) / 60, slo.recovered_within_min, "min")
         if fault and steady_at
-        else {
-            "slo": "recovered to steady state",
-            "measured": None,
-            "bound": slo.recovered_within_min,
-            "verdict": "FAIL",
-        }
+        else _missed("recovered to steady state", slo.recovered_within_min)
     )
     passed = all(s["verdict"] in ("PASS", "n/a") for s in slos)
     recovered_at = drill.marks.get("recovered")
@@ -113,106 +174,66 @@ def build_report(drill: Drill, t0: float, verdict_hint: str) -> dict[str, Any]:
         }
         for p in PROBES
     }
+    origin = fault or t0
     windows = {
         p: [
-            {
-                "start": round(a - (fault or t0), 2),
-                "end": round(b - (fault or t0), 2),
-                "seconds": round(b - a, 2),
-            }
+            {"start": round(a - origin, 2), "end": round(b - origin, 2), "seconds": round(b - a, 2)}
             for a, b in outages(samples, p)
         ]
         for p in PROBES
     }
-    after = state_summary(drill.snapshot(), cfg)
     http = longest(samples, "http-prod")
     dbw = longest(samples, "db-write")
     summary = (
-        f"{drill.scenario.name} {drill.target}: {'PASS' if passed else 'FAIL'} — HTTP outage {http:.1f} s, "
+        f"{scenario.name} {drill.target}: {'PASS' if passed else 'FAIL'} — HTTP outage {http:.1f} s, "
         f"database write outage {dbw:.1f} s"
         + (f", new primary after {to_primary:.1f} s" if to_primary is not None else "")
     )
-    return {
-        "id": drill.action_id,
-        "kind": "drill",
-        "scenario": drill.scenario.name,
-        "target": drill.target,
-        "mode": drill.plan.get("mode"),
-        "started": t0,
-        "fault_at": fault,
-        "finished": time.time(),
-        "verdict": "PASS"
-        if passed and verdict_hint != "ABORTED"
-        else ("ABORTED" if verdict_hint == "ABORTED" else "FAIL"),
-        "summary": summary,
-        "plan": drill.plan,
-        "preflight": [c.__dict__ for c in drill.checks],
-        "forced": drill.forced,
-        "slos": slos,
-        "time_to_recovery_s": round(recovered_at - fault, 2) if fault and recovered_at else None,
-        "probes": counts,
-        "outages": windows,
-        "probe_interval_s": cfg.drill.probe_interval_s,
-        "timeline": [{**e, "t": round(e["at"] - (fault or t0), 2)} for e in drill.timeline.entries],
-        "before": drill.before,
-        "after": after,
-        "samples": [{"at": round(s.at, 3), "probe": s.probe, "ok": s.ok} for s in samples],
-    }
+    verdict = "ABORTED" if verdict_hint == "ABORTED" else "PASS" if passed else "FAIL"
+    return DrillReport(
+        kind_="drill",
+        id=drill.action_id,
+        scenario=scenario.name,
+        target=drill.target,
+        mode=drill.plan_info.get("mode"),
+        started=t0,
+        fault_at=fault,
+        finished=time.time(),
+        verdict=verdict,
+        summary=summary,
+        plan=drill.plan_info,
+        preflight=[{"name": c.name, "ok": c.ok, "critical": c.critical, "why": c.why} for c in drill.checks],
+        forced=drill.forced,
+        slos=slos,
+        time_to_recovery_s=round(recovered_at - fault, 2) if fault and recovered_at else None,
+        probes=counts,
+        outages=windows,
+        probe_interval_s=cfg.drill.probe_interval_s,
+        timeline=[{**e, "t": round(e["at"] - origin, 2)} for e in drill.timeline.entries],
+        before=drill.before,
+        after=state_summary(drill.snapshot(), cfg),
+        samples=[{"at": round(s.at, 3), "probe": s.probe, "ok": s.ok} for s in samples],
+    )
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        f"# Drill {report['scenario']} on {report['target']}: {report['verdict']}",
-        "",
-        report["summary"],
-        "",
-        f"Blast radius: {report['plan'].get('blast_radius', '')}",
-        "",
-        "## SLOs",
-        "",
-        "| SLO | measured | bound | verdict |",
-        "|-----|----------|-------|---------|",
-    ]
-    for s in report["slos"]:
-        unit = s.get("unit", "s")
-        measured = "—" if s["measured"] is None else f"{s['measured']} {unit}"
-        lines.append(f"| {s['slo']} | {measured} | {s['bound']} {unit} | {s['verdict']} |")
-    lines += [
-        "",
-        "## Probes",
-        "",
-        "| probe | ok | failed | outages (s after the fault) |",
-        "|---|---|---|---|",
-    ]
-    for p, c in report["probes"].items():
-        windows = (
-            ", ".join(f"{w['start']}–{w['end']} ({w['seconds']} s)" for w in report["outages"][p]) or "none"
-        )
-        lines.append(f"| {p} | {c['ok']} | {c['failed']} | {windows} |")
-    lines += ["", "## Timeline (seconds after the fault)", ""]
-    lines += [f"- {e['t']:+.1f} s — {e['subject']}: {e['what']}" for e in report["timeline"]]
-    lines += ["", "## Preflight", ""]
-    lines += [f"- {'✔' if c['ok'] else '✘'} {c['name']}: {c['why']}" for c in report["preflight"]]
-    lines += [
-        "",
-        "## State before and after",
-        "",
-        "```json",
-        json.dumps({"before": report["before"], "after": report["after"]}, indent=2),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+def _missed(name: str, bound: float) -> dict[str, Any]:
+    """An SLO whose moment never came (no new primary, never steady): failed, not "n/a"."""
+    return {"slo": name, "measured": None, "bound": bound, "verdict": "FAIL"}
 
 
-def save_report(report: dict[str, Any]) -> Path:
+def markdown(report: DrillReport) -> str:
+    return render(report, "markdown")
+
+
+def save_report(report: DrillReport) -> Path:
+    """The report as JSON (for scripts) and Markdown (for people), both from :func:`console.report.render`."""
     d = reports_dir()
     d.mkdir(parents=True, exist_ok=True)
-    when = time.strftime("%Y%m%dT%H%M%S", time.localtime(report["started"]))
-    stem = f"drill-{when}-{report['scenario']}-{report['target']}"
+    when = time.strftime("%Y%m%dT%H%M%S", time.localtime(report.started))
+    stem = f"drill-{when}-{report.scenario}-{report.target}"
     path = d / f"{stem}.json"
-    path.write_text(json.dumps(report, indent=2, default=str))
-    (d / f"{stem}.md").write_text(markdown(report))
+    path.write_text(render(report, "json"))
+    (d / f"{stem}.md").write_text(render(report, "markdown"))
     return path
 
 

@@ -21,25 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from console import ha_patch, ha_policy
+from console.action import Action, NoParams, Outcome, Plan, param
 from console.clients.kube import KubeError, delete, request, update_fresh
 from console.config import Config, HaPatch
-from console.events import Event, Finished, Log, StepFinished, StepStarted
+from console.errors import ActionFailed, UsageError, Verdict
+from console.events import Diff, Log, PlanItem, StepFinished, StepStarted
 from console.ha import drift as patch_drift
 from console.ha_policy import OwnedObject
 from console.kubeobj import rolled_out
-from console.runner import ActionSession, Refused
+from console.runner import Run
 
 Item = HaPatch | OwnedObject
 
 
-def items(config: Config) -> list[Item]:
+def items_of(config: Config) -> list[Item]:
     """Every enabled item of the desired HA state: the runtime patches, then the owned policies."""
     return [*(p for p in config.ha.patches if p.enabled), *ha_policy.owned_objects(config)]
 
@@ -67,7 +69,7 @@ async def _get(api: Any, item: Item) -> dict[str, Any] | None:
 
 async def plan(config: Config, api: Any) -> list[dict[str, Any]]:
     out = []
-    for item in items(config):
+    for item in items_of(config):
         obj = await _get(api, item)
         out.append(
             {
@@ -78,40 +80,6 @@ async def plan(config: Config, api: Any) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-async def run_dry_run(config: Config, emit: Callable[[Event], None]) -> int:
-    from console.sources.kube import api_client
-
-    api: Any = await api_client(config.kubernetes.kubeconfig or None, config.kubernetes.context)
-    try:
-        listed = await plan(config, api)
-    finally:
-        await api.close()
-    for item in listed:
-        emit(
-            Log(
-                "drift" if item["drift"] else "holds",
-                f"{item['name']} ({item['subject']}): " + ("; ".join(item["drift"]) or "holds"),
-            )
-        )
-        if item["diff"]:
-            emit(Log("diff", item["diff"]))
-    off = ha_policy.opted_out(config)
-    if off:
-        emit(Log("info", f"opt-in, off (not checked): {', '.join(off)}"))
-    drifted = [i["name"] for i in listed if i["drift"]]
-    emit(
-        Finished(
-            "DRIFT" if drifted else "CLEAN",
-            1 if drifted else 0,
-            f"{len(drifted)} of {len(listed)} items drifted: {', '.join(drifted)}"
-            if drifted
-            else f"all {len(listed)} items hold",
-            {"patches": listed, "opt_in_off": off},
-        )
-    )
-    return 1 if drifted else 0
 
 
 async def _apply_one(api: Any, item: Item) -> dict[str, Any] | None:
@@ -218,69 +186,103 @@ async def _restore(api: Any, item: Item, before: dict[str, Any] | None) -> None:
     )
 
 
-async def run_apply(config: Config, emit: Callable[[Event], None], verify_timeout: float = 180.0) -> int:
-    async with ActionSession(config, "ha", {}, emit) as s:
-        listed = await plan(config, s.api)
-        todo = [it for it, row in zip(items(config), listed, strict=True) if row["drift"]]
-        if not todo:
-            emit(Finished("CLEAN", 0, f"all {len(listed)} items hold: nothing to apply", {"patches": listed}))
-            return 0
-        changed: list[tuple[Item, dict[str, Any] | None]] = []
-        failure = None
-        try:
-            for p in todo:
-                emit(StepStarted("apply", f"{p.name}: {p.kind} {p.namespace}/{p.object}"))
-                try:
-                    before = await _apply_one(s.api, p)
-                except KubeError as exc:
-                    failure = f"{p.name}: {exc.message}"
-                    emit(StepFinished("apply", False, failure))
-                    break
-                changed.append((p, before))
-                s.step("apply", "fault-applied", {"key": "ha", "patch": p.name})
-                emit(StepFinished("apply", True, f"{p.name} {'created' if before is None else 'patched'}"))
-            if failure is None:
-                for p, _ in changed:
-                    checks = (
-                        "rollout, spread, patch holds" if isinstance(p, HaPatch) else "holds and takes effect"
-                    )
-                    emit(StepStarted("verify", f"{p.name}: {checks}"))
-                    why = await _verify(s.api, config, p, verify_timeout)
-                    emit(StepFinished("verify", why is None, why or "verified"))
-                    if why is not None:
-                        failure = f"{p.name}: {why}"
-                        break
-        except KubeError as exc:
-            failure = exc.message
-        if failure is not None:
-            for p, before in reversed(changed):
-                what = (
-                    "deleted again (this run created it)" if before is None else "back to its previous spec"
-                )
-                emit(StepStarted("rollback", f"{p.name}: {what}"))
-                await _restore(s.api, p, before)
-                s.step("rollback", "rolled-back", {"key": "ha", "patch": p.name})
-                emit(StepFinished("rollback", True, f"{p.name} restored"))
-            s.result = {"failed": failure}
-            emit(
-                Finished(
-                    "FAIL",
-                    1,
-                    f"HA apply failed and was rolled back: {failure}",
-                    {"applied": [p.name for p, _ in changed]},
+class Ha(Action[NoParams]):
+    """``--action ha``: ``--dry-run`` shows the drift (exit 1 when any), ``--yes`` applies and verifies;
+    a failed verification puts back everything this run changed (exit 4)."""
+
+    name = "ha"
+    title = "Re-apply the HA patches"
+    description = (
+        "the seed's runtime HA patches: --dry-run shows the drift (exit 1), --yes applies and verifies"
+    )
+    verify_timeout_s = 180.0
+
+    def __init__(self, config: Config, params: NoParams) -> None:
+        super().__init__(config, params)
+        self.todo: list[Item] = []
+        self.changed: list[tuple[Item, dict[str, Any] | None]] = []
+
+    async def plan(self, run: Run) -> Plan:
+        listed = await plan(self.config, await run.kube())
+        items: list[PlanItem | Diff] = []
+        for row in listed:
+            text = f"{row['name']} ({row['subject']}): " + ("; ".join(row["drift"]) or "holds")
+            items.append(
+                PlanItem(
+                    "change" if row["drift"] else "keep",
+                    text,
+                    row["subject"],
+                    level="drift" if row["drift"] else "holds",
                 )
             )
-            return 1
-        s.result = {"applied": [p.name for p, _ in changed]}
-        emit(
-            Finished(
-                "DONE",
-                0,
-                f"applied and verified: {', '.join(p.name for p, _ in changed)}",
-                {"applied": [p.name for p, _ in changed]},
-            )
+            if row["diff"]:
+                items.append(Diff(row["subject"], row["diff"]))
+        off = ha_policy.opted_out(self.config)
+        if off:
+            run.emit(Log("info", f"opt-in, off (not checked): {', '.join(off)}"))
+        self.todo = [it for it, row in zip(items_of(self.config), listed, strict=True) if row["drift"]]
+        drifted = [p.name for p in self.todo]
+        report = {"patches": listed, "opt_in_off": off}
+        if drifted:
+            summary = f"{len(drifted)} of {len(listed)} items drifted: {', '.join(drifted)}"
+            return Plan(items, summary, report, Verdict.DRIFT)
+        clean = f"all {len(listed)} items hold"
+        return Plan(
+            items,
+            clean,
+            report,
+            Verdict.CLEAN,
+            nothing_to_do=f"{clean}: nothing to apply",
+            done_verdict=Verdict.CLEAN,
         )
-        return 0
+
+    async def execute(self, run: Run) -> Outcome:
+        api = await run.kube()
+        for p in self.todo:
+            run.emit(StepStarted("apply", f"{p.name}: {p.kind} {p.namespace}/{p.object}"))
+            run.applied("apply", "ha", patch=p.name)
+            try:
+                before = await _apply_one(api, p)
+            except KubeError as exc:
+                run.emit(StepFinished("apply", False, f"{p.name}: {exc.message}"))
+                raise ActionFailed(f"{p.name}: {exc.message}") from None
+            self.changed.append((p, before))
+            run.emit(StepFinished("apply", True, f"{p.name} {'created' if before is None else 'patched'}"))
+        names = ", ".join(p.name for p, _ in self.changed)
+        return Outcome(Verdict.DONE, f"applied and verified: {names}", self.result())
+
+    async def verify(self, run: Run) -> str | None:
+        api = await run.kube()
+        for p, _ in self.changed:
+            checks = "rollout, spread, patch holds" if isinstance(p, HaPatch) else "holds and takes effect"
+            run.emit(StepStarted("verify", f"{p.name}: {checks}"))
+            why = await _verify(api, self.config, p, self.verify_timeout_s)
+            run.emit(StepFinished("verify", why is None, why or "verified"))
+            if why is not None:
+                return f"{p.name}: {why}"
+        return None
+
+    async def rollback(self, run: Run) -> str:
+        api = await run.kube()
+        for p, before in reversed(self.changed):
+            what = "deleted again (this run created it)" if before is None else "back to its previous spec"
+            run.emit(StepStarted("rollback", f"{p.name}: {what}"))
+            await _restore(api, p, before)
+            run.step("rollback", "rolled-back", {"key": "ha", "patch": p.name})
+            run.emit(StepFinished("rollback", True, f"{p.name} restored"))
+        return (
+            ", ".join(p.name for p, _ in self.changed) + " restored"
+            if self.changed
+            else "nothing was changed"
+        )
+
+    async def undo(self, run: Run, data: dict[str, Any]) -> str:
+        return (
+            "ha: nothing to undo (the previous specs were in the killed console's memory; run ha --dry-run)"
+        )
+
+    def result(self) -> dict[str, Any]:
+        return {"applied": [p.name for p, _ in self.changed]}
 
 
 DURABILITY = """# What survives a K3s restart — and the durable form of each HA item
@@ -336,24 +338,43 @@ def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def run_export(config: Config, emit: Callable[[Event], None], directory: Path) -> int:
-    from console.sources.kube import api_client
+@dataclass(frozen=True)
+class ExportParams:
+    dir: Path | None = param("--dir", "where to write the manifests", required=True)
 
-    api: Any = await api_client(config.kubernetes.kubeconfig or None, config.kubernetes.context)
-    files = []
-    try:
+
+class HaExport(Action[ExportParams]):
+    """The desired HA state as plain manifests, a kustomization and ``DURABILITY.md`` (read-only)."""
+
+    name = "ha-export"
+    title = "Export HA as code"
+    description = "the desired HA state as manifests in --dir"
+    Params = ExportParams
+    mutating = takes_lock = journaled = needs_yes = False
+
+    def validate(self) -> None:
+        if self.params.dir is None:
+            raise UsageError("--action ha-export needs --dir DIR")
+
+    async def execute(self, run: Run) -> Outcome:
+        directory = self.params.dir
+        assert directory is not None
+        api = await run.kube()
+        files = []
         directory.mkdir(parents=True, exist_ok=True)
         # Several patch items may own fields of one object (DocFast's failover settings and its resources):
         # each is layered on the same object, which is written once.
         wanted: dict[str, dict[str, Any]] = {}
-        for p in items(config):
+        for p in items_of(self.config):
             name = f"{p.namespace}-{p.kind.lower()}-{p.object}.yaml"
             if isinstance(p, OwnedObject):
                 wanted[name] = p.manifest
                 continue
             obj = wanted.get(name) or await _get(api, p)
             if obj is None:
-                emit(Log("warning", f"{p.name}: {p.kind} {p.namespace}/{p.object} not found, not exported"))
+                run.emit(
+                    Log("warning", f"{p.name}: {p.kind} {p.namespace}/{p.object} not found, not exported")
+                )
                 continue
             obj.setdefault("apiVersion", "postgresql.cnpg.io/v1" if p.kind == "Pooler" else "apps/v1")
             obj.setdefault("kind", p.kind)
@@ -361,29 +382,21 @@ async def run_export(config: Config, emit: Callable[[Event], None], directory: P
         for name, manifest in wanted.items():
             (directory / name).write_text(yaml.safe_dump(manifest, sort_keys=False))
             files.append(name)
-    finally:
-        await api.close()
-    (directory / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": files},
-            sort_keys=False,
+        (directory / "kustomization.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                    "kind": "Kustomization",
+                    "resources": files,
+                },
+                sort_keys=False,
+            )
         )
-    )
-    extra = directory / "k3s-server-manifests"
-    extra.mkdir(exist_ok=True)
-    (extra / "coredns.yaml.skip").write_text("")
-    (directory / "DURABILITY.md").write_text(
-        DURABILITY.format(rows="\n".join(_durability(p) for p in items(config)))
-    )
-    emit(
-        Finished(
-            "DONE",
-            0,
-            f"{len(files)} manifests, kustomization.yaml and DURABILITY.md in {directory}",
-            {"files": files},
+        extra = directory / "k3s-server-manifests"
+        extra.mkdir(exist_ok=True)
+        (extra / "coredns.yaml.skip").write_text("")
+        (directory / "DURABILITY.md").write_text(
+            DURABILITY.format(rows="\n".join(_durability(p) for p in items_of(self.config)))
         )
-    )
-    return 0
-
-
-__all__ = ["Refused", "run_apply", "run_dry_run", "run_export"]
+        summary = f"{len(files)} manifests, kustomization.yaml and DURABILITY.md in {directory}"
+        return Outcome(Verdict.DONE, summary, {"files": files})

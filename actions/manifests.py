@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from console.action import Action, NoParams, Outcome
 from console.clients.kube import KubeError, request
 from console.config import Config
-from console.events import Event, Finished, Log, StepFinished, StepStarted
+from console.errors import ActionFailed, Verdict
+from console.events import Log, StepFinished, StepStarted
 from console.kubeobj import unsettled
 from console.manifests import Discovery, Manifest, ManifestError, load
-from console.runner import ActionSession
-
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+from console.runner import Run
 
 
 def _stage_name(directory: Path) -> str:
@@ -73,53 +72,62 @@ async def _waiting(disc: Discovery, api: Any, created: list[Manifest]) -> list[s
     return out
 
 
-async def run_apply_manifests(config: Config, emit: Callable[[Event], None]) -> int:
-    try:
-        stages = load(config.provision.manifest_dirs())
-    except ManifestError as exc:
-        emit(Finished("FAIL", EXIT_BAD_INPUT, str(exc)))
-        return EXIT_BAD_INPUT
-    timings: dict[str, float] = {}
-    counts = {"created": 0, "kept": 0}
-    async with ActionSession(config, "manifests", {"stages": [str(d) for d, _ in stages]}, emit) as s:
-        disc = Discovery(s.api)
-        for directory, found in stages:
+class ApplyManifests(Action[NoParams]):
+    """The workloads stage of ``provision`` (run by it as an action of its own; not a ``--action``)."""
+
+    name = "manifests"
+    title = "Apply the workload manifests"
+    description = "the configured manifest directories into the cluster, stage by stage"
+
+    def __init__(self, config: Config, params: NoParams) -> None:
+        super().__init__(config, params)
+        self.stages: list[tuple[Path, list[Manifest]]] = []
+        self.timings: dict[str, float] = {}
+        self.counts = {"created": 0, "kept": 0}
+
+    def journal_params(self) -> dict[str, Any]:
+        return {"stages": [str(d) for d, _ in self.stages]}
+
+    def validate(self) -> None:
+        self.stages = load(self.config.provision.manifest_dirs())  # ManifestError: a usage error, exit 2
+
+    async def execute(self, run: Run) -> Outcome:
+        api = await run.kube()
+        disc = Discovery(api)
+        for directory, found in self.stages:
             stage = _stage_name(directory)
-            emit(StepStarted(stage, f"{len(found)} objects from {directory}"))
+            run.emit(StepStarted(stage, f"{len(found)} objects from {directory}"))
             t0 = time.monotonic()
             try:
                 for m in found:
                     made = await disc.create(m)
-                    counts["created" if made else "kept"] += 1
-                    emit(Log("create" if made else "keep", m.label))
+                    self.counts["created" if made else "kept"] += 1
+                    run.emit(Log("create" if made else "keep", m.label))
                     if made:
-                        s.step(stage, "created", {"object": m.label})
-                deadline = time.monotonic() + config.provision.workloads_timeout_s
-                pending = await _waiting(disc, s.api, found)
+                        run.step(stage, "created", {"object": m.label})
+                deadline = time.monotonic() + self.config.provision.workloads_timeout_s
+                pending = await _waiting(disc, api, found)
                 while pending and time.monotonic() < deadline:
                     await asyncio.sleep(1.0)
-                    pending = await _waiting(disc, s.api, found)
+                    pending = await _waiting(disc, api, found)
             except (KubeError, ManifestError) as exc:
                 why = exc.message if isinstance(exc, KubeError) else str(exc)
-                emit(StepFinished(stage, False, why))
-                s.result = {"failed": stage, "error": why, **counts}
-                emit(Finished("FAIL", EXIT_FAILED, f"{stage}: {why}", {"timings": timings, **counts}))
-                return EXIT_FAILED
-            timings[stage] = round(time.monotonic() - t0, 2)
+                run.emit(StepFinished(stage, False, why))
+                raise ActionFailed(f"{stage}: {why}") from None
+            self.timings[stage] = round(time.monotonic() - t0, 2)
             if pending:
-                why = f"not up after {config.provision.workloads_timeout_s:g} s: {'; '.join(pending[:4])}"
-                emit(StepFinished(stage, False, why))
-                s.result = {"failed": stage, "error": why, **counts}
-                emit(Finished("FAIL", EXIT_FAILED, f"{stage}: {why}", {"timings": timings, **counts}))
-                return EXIT_FAILED
-            emit(StepFinished(stage, True, f"up in {timings[stage]:.1f} s"))
-        s.result = {"timings": timings, **counts}
-    emit(
-        Finished(
-            "DONE",
-            0,
-            f"{counts['created']} objects created, {counts['kept']} kept, every workload up",
-            {"timings": timings, **counts},
+                why = (
+                    f"not up after {self.config.provision.workloads_timeout_s:g} s: {'; '.join(pending[:4])}"
+                )
+                run.emit(StepFinished(stage, False, why))
+                raise ActionFailed(f"{stage}: {why}")
+            run.emit(StepFinished(stage, True, f"up in {self.timings[stage]:.1f} s"))
+        c = self.counts
+        return Outcome(
+            Verdict.DONE,
+            f"{c['created']} objects created, {c['kept']} kept, every workload up",
+            self.result(),
         )
-    )
-    return 0
+
+    def result(self) -> dict[str, Any]:
+        return {"timings": self.timings, **self.counts}

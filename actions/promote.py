@@ -29,24 +29,26 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from console.action import Action, Outcome, Plan, param
 from console.clients.borg import BorgError, borg_env
 from console.clients.borg_run import borg_run
 from console.clients.git import GitError, git_env, next_version, push_tag, remote_tags
-from console.clients.kube import STRATEGIC_PATCH, KubeError, request, update_fresh
+from console.clients.kube import STRATEGIC_PATCH, request, update_fresh
 from console.config import Config
-from console.events import Check, Event, Finished, Log, Observation, ProbeSample, StepFinished, StepStarted
+from console.errors import ActionFailed, Refused, UsageError, Verdict
+from console.events import Check, Event, Log, Observation, PlanItem, ProbeSample, StepFinished, StepStarted
 from console.journal import operator
 from console.kubeobj import is_ready, rolled_out
-from console.lock import ClusterLock
 from console.outages import longest
 from console.probes import SteadyProbes
 from console.releases import config_diff, container, digest, history, tag, without_digest
-from console.runner import ActionSession
+from console.report import Facts, Report, Section
+from console.runner import Run
 
 
 @dataclass(frozen=True)
@@ -120,14 +122,6 @@ async def gates(config: Config, api: Any) -> tuple[list[Check], Build]:
             f"{st.get('phase')}, {st.get('readyInstances')}/{st.get('instances')} ready",
         )
     )
-    d = config.drill
-    lock = ClusterLock(api, d.lock_namespace, d.lock_name, "promote-preflight", "promote")
-    try:
-        lease = await lock.peek()
-        holder = None if lease is None or ClusterLock.expired(lease) else ClusterLock.describe(lease)
-    except KubeError as exc:
-        holder = f"cannot read the cluster lock: {exc.message}"
-    out.append(Check("lock-free", holder is None, True, holder or "no other action holds the cluster lock"))
     repo = next(x for x in config.backups.repositories if x.what == "db")
     try:
         res = await borg_run(
@@ -222,105 +216,41 @@ async def _tag_gates(config: Config, build: Build, wanted: str | None) -> tuple[
     return out, _TagPlan(commit, name)
 
 
-async def run_promote(
-    config: Config, emit: Callable[[Event], None], yes: bool, dry_run: bool, tag_name: str | None = None
-) -> int:
-    from console.sources.kube import api_client
-
-    r, ns = config.release, config.namespaces
-    if tag_name and r.route != "tag":
-        emit(Finished("REFUSED", 2, "--tag is for release.route = 'tag'"))
-        return 2
-    api: Any = await api_client(config.kubernetes.kubeconfig or None, config.kubernetes.context)
-    try:
-        checks, build = await gates(config, api)
-        prod = await request(api, "GET", _deploy_path(ns.prod, r.deployment))
-        running = {digest(p, r.container) for p in await _pods(api, ns.prod, prod)}
-    finally:
-        await api.close()
-    tag_plan = None
-    if r.route == "tag":
-        more, tag_plan = await _tag_gates(config, build, tag_name)
-        checks += more
-    for c in checks:
-        emit(c)
-    dst = container(prod, r.container)
-    previous = str(dst.get("image", ""))
-    plan = config_diff(build.container, dst)
-    if tag_plan is not None:
-        to = f"{without_digest(build.image).rsplit(':', 1)[0]}:{tag_plan.tag}"
-        plan.append(
-            f"route tag: tag {tag_plan.tag} at {tag_plan.commit} (staging's build {tag(build.image)}), "
-            f"push it to {r.git_repository}; promote.yml builds and deploys it"
-        )
-    else:
-        to = build.pinned if build.digest else build.image
-        plan.append(f"route image: production set to {to}")
-    for line in plan:
-        emit(Log("plan", line))
-    failed = [c for c in checks if not c.ok]
-    if dry_run:
-        emit(
-            Finished(
-                "PLAN",
-                3 if failed else 0,
-                "dry run: gates and plan only",
-                {"plan": plan, "gates": [c.__dict__ for c in checks]},
-            )
-        )
-        return 3 if failed else 0
-    if failed:
-        emit(
-            Finished(
-                "REFUSED",
-                3,
-                "gates refused the promotion: " + "; ".join(f"{c.name}: {c.why}" for c in failed),
-            )
-        )
-        return 3
-    if build.digest and running == {build.digest}:
-        emit(Finished("DONE", 0, f"production already runs staging's build ({build.digest[:19]})"))
-        return 0
-    if not yes:
-        emit(Finished("REFUSED", 2, f"promote {to} to production: add --yes"))
-        return 2
-    if tag_plan is None:
-
-        async def apply_image(s: ActionSession) -> None:
-            await _set_image(s.api, config, to)
-
-        return await _roll(config, emit, "promote", to, previous, apply_image, build.digest)
-    planned = tag_plan
-
-    async def apply_tag(s: ActionSession) -> None:
-        emit(StepStarted("tag", f"tag {planned.tag} at {planned.commit} and push to {r.git_repository}"))
-        full = await push_tag(
-            r.git_repository,
-            r.branch,
-            planned.commit,
-            planned.tag,
-            f"Release {planned.tag} (promoted from staging's {tag(build.image)} by opsconsole)",
-            operator(),
-            git_env(config.ssh),
-        )
-        s.step("tag", "done", {"tag": planned.tag, "commit": full})
-        emit(StepFinished("tag", True, f"{planned.tag} pushed ({full[:12]})"))
-        emit(StepStarted("pipeline", f"waiting for promote.yml to set production to {planned.tag}"))
-        deadline = time.monotonic() + r.pipeline_timeout_s
-        while True:
-            d = await request(s.api, "GET", _deploy_path(ns.prod, r.deployment))
-            if tag(str(container(d, r.container).get("image", ""))) == planned.tag:
-                emit(StepFinished("pipeline", True, f"production's image is {planned.tag}"))
-                return
-            if time.monotonic() > deadline:
-                raise _Failed(f"the pipeline did not deploy {planned.tag} within {r.pipeline_timeout_s:g} s")
-            await asyncio.sleep(1.0)
-
-    return await _roll(config, emit, "promote", to, previous, apply_tag, build.digest, tag_plan.tag)
+@dataclass(frozen=True)
+class PromoteParams:
+    tag: str | None = param(
+        "--tag", "with release.route = 'tag': the v* tag to push (default: next patch)", tui=True
+    )
 
 
-class _Failed(Exception):
-    """A promotion step that failed in a way that rolls back (not a crash)."""
+@dataclass(frozen=True)
+class PromoteReport(Report):
+    """A promotion's or a rollback's outcome (the journal keeps who, when, from, to)."""
+
+    kind = "promote"
+    from_: str = field(metadata={"json": "from"})
+    to: str
+    tag: str = field(default="", metadata={"omit_empty": True})
+    probes: dict[str, Any] = field(default_factory=dict)
+    post_check_errors: int = 0
+    digest_matches_soaked: bool | None = None
+    longest_http_outage_s: float = 0.0
+    rolled_back: bool = False
+
+    def sections(self, full: bool) -> list[Section]:
+        http = self.probes.get("http-prod", {})
+        facts = [
+            ("from", self.from_),
+            ("to", self.to),
+            ("health checks", f"{http.get('ok', 0)} ok, {http.get('failed', 0)} failed"),
+            ("longest outage", f"{self.longest_http_outage_s:g} s"),
+            ("post-check errors", str(self.post_check_errors)),
+        ]
+        if self.tag:
+            facts.insert(2, ("tag", self.tag))
+        if self.digest_matches_soaked is False:
+            facts.append(("digest", "NOT the one that soaked in staging"))
+        return [Facts("", facts)]
 
 
 async def _restarts(api: Any, config: Config) -> int:
@@ -339,148 +269,241 @@ async def _prod_digests(api: Any, config: Config) -> set[str]:
     return {digest(p, r.container) for p in await _pods(api, ns.prod, d)}
 
 
-async def _roll(
-    config: Config,
-    emit: Callable[[Event], None],
-    action: str,
-    to: str,
-    previous: str,
-    apply: Callable[[ActionSession], Awaitable[None]],
-    soaked_digest: str = "",
-    pushed_tag: str = "",
-) -> int:
-    samples: list[ProbeSample] = []
-    rel = config.release
+class _Roll(Action[Any]):
+    """What a promotion and a rollback share: production's image changed, the rollout watched per pod, a
+    probe through the load balancer every 0.5 s, post-checks; a failure puts the previous image back."""
 
-    def on_sample(x: ProbeSample) -> None:
-        samples.append(x)
-        emit(x)
+    soaked_digest = ""
+    pushed_tag = ""
 
-    params = {"from": previous, "to": to, **({"tag": pushed_tag} if pushed_tag else {})}
-    async with ActionSession(config, action, params, emit) as s:
-        probes = SteadyProbes(
-            config,
-            None,
-            on_sample,
-            config.drill.probe_interval_s,
-            config.drill.probe_timeout_s,
-        )
-        probes.start()
-        failure = None
-        errors = 0
-        digest_note = ""
-        try:
-            emit(StepStarted("apply", f"production {previous} -> {to}"))
-            s.step("apply", "fault-applied", {"key": "image", "from": previous, "to": to})
-            try:
-                await apply(s)
-            except (_Failed, GitError) as exc:
-                failure = str(exc)
-            if failure is None and not await _watch_rollout(s.api, config, emit, rel.rollout_timeout_s):
-                failure = f"the rollout did not finish within {rel.rollout_timeout_s:g} s"
-            if failure is None:
-                emit(StepFinished("rollout", True, "every pod updated and ready"))
-                running = await _prod_digests(s.api, config)
-                if soaked_digest and running != {soaked_digest}:
-                    digest_note = (
-                        f"production runs {', '.join(sorted(d[:19] for d in running))}, not the digest that "
-                        f"soaked in staging ({soaked_digest[:19]}): the pipeline rebuilt it"
-                    )
-                    emit(Log("warning", digest_note))
-                emit(
-                    StepStarted(
-                        "post-check",
-                        f"production health through the load balancer for {rel.post_check_s:g} s",
-                    )
-                )
-                start, restarts0 = time.time(), await _restarts(s.api, config)
-                while time.time() - start < rel.post_check_s:
-                    await asyncio.sleep(0.5)
-                bad = [x for x in samples if x.probe == "http-prod" and x.at >= start and not x.ok]
-                restarted = max(0, await _restarts(s.api, config) - restarts0)
-                errors = len(bad) + restarted
-                if errors > rel.max_post_check_errors:
-                    failure = (
-                        f"{len(bad)} failed health checks and {restarted} container restarts after the "
-                        f"rollout (at most {rel.max_post_check_errors} errors allowed)"
-                    )
-                else:
-                    emit(StepFinished("post-check", True, f"healthy throughout ({errors} errors)"))
-            if failure is not None:
-                emit(Log("error", f"{failure}: rolling back to {previous}"))
-                await _set_image(s.api, config, previous)
-                await _watch_rollout(s.api, config, emit, rel.rollout_timeout_s)
-                s.step("rollback", "rolled-back", {"key": "image", "to": previous})
-        finally:
-            await probes.stop()
-        http_failed = sum(1 for x in samples if x.probe == "http-prod" and not x.ok)
-        report = {
-            "from": previous,
-            "to": to,
-            **({"tag": pushed_tag} if pushed_tag else {}),
-            "probes": {
-                "http-prod": {
-                    "ok": sum(1 for x in samples if x.probe == "http-prod" and x.ok),
-                    "failed": http_failed,
-                }
-            },
-            "post_check_errors": errors,
-            "digest_matches_soaked": not digest_note if soaked_digest else None,
-            "longest_http_outage_s": longest(samples, "http-prod"),
-            "rolled_back": failure is not None,
-        }
-        s.result = {**report, "result": "rolled back" if failure else "done"}
-        if failure is not None:
-            kept = f"; the tag {pushed_tag} stays in git" if pushed_tag else ""
-            emit(
-                Finished(
-                    "ROLLED-BACK",
-                    1,
-                    f"{action} of {to} failed ({failure}); production is back on {previous}{kept}",
-                    report,
-                )
+    def __init__(self, config: Config, params: Any) -> None:
+        super().__init__(config, params)
+        self.previous = ""
+        self.to = ""
+        self.samples: list[ProbeSample] = []
+        self.errors = 0
+        self.digest_note = ""
+        self.rolled_back = False
+        self.probes: SteadyProbes | None = None
+
+    def journal_params(self) -> dict[str, Any]:
+        return {"from": self.previous, "to": self.to, **({"tag": self.pushed_tag} if self.pushed_tag else {})}
+
+    async def apply(self, run: Run) -> None:
+        raise NotImplementedError
+
+    def _on_sample(self, run: Run) -> Any:
+        def on(x: ProbeSample) -> None:
+            self.samples.append(x)
+            run.emit(x)
+
+        return on
+
+    async def execute(self, run: Run) -> Outcome:
+        config, emit, rel = self.config, run.emit, self.config.release
+        api = await run.kube()
+        d = config.drill
+        self.probes = SteadyProbes(config, None, self._on_sample(run), d.probe_interval_s, d.probe_timeout_s)
+        self.probes.start()
+        emit(StepStarted("apply", f"production {self.previous} -> {self.to}"))
+        run.applied("apply", "image", **{"from": self.previous, "to": self.to})
+        await self.apply(run)
+        if not await _watch_rollout(api, config, emit, rel.rollout_timeout_s):
+            raise ActionFailed(f"the rollout did not finish within {rel.rollout_timeout_s:g} s")
+        emit(StepFinished("rollout", True, "every pod updated and ready"))
+        running = await _prod_digests(api, config)
+        if self.soaked_digest and running != {self.soaked_digest}:
+            self.digest_note = (
+                f"production runs {', '.join(sorted(x[:19] for x in running))}, not the digest that "
+                f"soaked in staging ({self.soaked_digest[:19]}): the pipeline rebuilt it"
             )
-            return 1
+            emit(Log("warning", self.digest_note))
         emit(
-            Finished(
-                "DONE",
-                0,
-                f"production runs {to} (was {previous}); {http_failed} failed health checks",
-                report,
+            StepStarted(
+                "post-check", f"production health through the load balancer for {rel.post_check_s:g} s"
             )
         )
-        return 0
+        start, restarts0 = time.time(), await _restarts(api, config)
+        while time.time() - start < rel.post_check_s:
+            await asyncio.sleep(0.5)
+        bad = [x for x in self.samples if x.probe == "http-prod" and x.at >= start and not x.ok]
+        restarted = max(0, await _restarts(api, config) - restarts0)
+        self.errors = len(bad) + restarted
+        if self.errors > rel.max_post_check_errors:
+            raise ActionFailed(
+                f"{len(bad)} failed health checks and {restarted} container restarts after the "
+                f"rollout (at most {rel.max_post_check_errors} errors allowed)"
+            )
+        emit(StepFinished("post-check", True, f"healthy throughout ({self.errors} errors)"))
+        await self._stop_probes()
+        http_failed = sum(1 for x in self.samples if x.probe == "http-prod" and not x.ok)
+        summary = f"production runs {self.to} (was {self.previous}); {http_failed} failed health checks"
+        return Outcome(Verdict.DONE, summary, self.result())
+
+    async def rollback(self, run: Run) -> str:
+        api = await run.kube()
+        run.emit(Log("error", f"rolling back to {self.previous}"))
+        await _set_image(api, self.config, self.previous)
+        await _watch_rollout(api, self.config, run.emit, self.config.release.rollout_timeout_s)
+        run.step("rollback", "rolled-back", {"key": "image", "to": self.previous})
+        self.rolled_back = True
+        await self._stop_probes()
+        kept = f"; the tag {self.pushed_tag} stays in git" if self.pushed_tag else ""
+        return f"production is back on {self.previous}{kept}"
+
+    async def undo(self, run: Run, data: dict[str, Any]) -> str:
+        previous = str(data.get("from") or "")
+        if not previous:
+            return ""
+        await _set_image(await run.kube(), self.config, previous)
+        return f"production set back to {previous}"
+
+    async def _stop_probes(self) -> None:
+        if self.probes is not None:
+            await self.probes.stop()
+            self.probes = None
+
+    async def close(self) -> None:
+        await self._stop_probes()
+
+    def result(self) -> PromoteReport | None:
+        if not self.to:
+            return None
+        ok = sum(1 for x in self.samples if x.probe == "http-prod" and x.ok)
+        failed = sum(1 for x in self.samples if x.probe == "http-prod" and not x.ok)
+        return PromoteReport(
+            from_=self.previous,
+            to=self.to,
+            tag=self.pushed_tag,
+            probes={"http-prod": {"ok": ok, "failed": failed}},
+            post_check_errors=self.errors,
+            digest_matches_soaked=(not self.digest_note) if self.soaked_digest else None,
+            longest_http_outage_s=longest(self.samples, "http-prod"),
+            rolled_back=self.rolled_back,
+        )
 
 
-async def run_rollback(config: Config, emit: Callable[[Event], None], yes: bool, dry_run: bool) -> int:
+class Promote(_Roll):
+    """Staging's exact digest (route ``image``) or a ``v*`` tag through the pipeline (route ``tag``) to
+    production, behind the gates; the module's docstring says how."""
+
+    name = "promote"
+    title = "Promote a release"
+    description = (
+        "staging's exact digest (or a v* tag via the pipeline) to production: gates, plan, roll back"
+    )
+    Params = PromoteParams
+
+    def __init__(self, config: Config, params: PromoteParams) -> None:
+        super().__init__(config, params)
+        self.build: Build | None = None
+        self.tag_plan: _TagPlan | None = None
+        self.running: set[str] = set()
+        self.prod: dict[str, Any] = {}
+        self.gates: list[Check] = []
+
+    def validate(self) -> None:
+        if self.params.tag and self.config.release.route != "tag":
+            raise UsageError("--tag is for release.route = 'tag'")
+
+    def unconfirmed(self) -> str:
+        return f"promote {self.to} to production: add --yes"
+
+    async def preflight(self, run: Run) -> list[Check]:
+        r, ns = self.config.release, self.config.namespaces
+        api = await run.kube()
+        checks, self.build = await gates(self.config, api)
+        self.prod = await request(api, "GET", _deploy_path(ns.prod, r.deployment))
+        self.running = {digest(p, r.container) for p in await _pods(api, ns.prod, self.prod)}
+        if r.route == "tag":
+            more, self.tag_plan = await _tag_gates(self.config, self.build, self.params.tag)
+            checks += more
+        self.gates = checks
+        return checks
+
+    async def plan(self, run: Run) -> Plan:
+        r, build = self.config.release, self.build
+        assert build is not None
+        dst = container(self.prod, r.container)
+        self.previous = str(dst.get("image", ""))
+        lines = config_diff(build.container, dst)
+        if self.tag_plan is not None:
+            self.to = f"{without_digest(build.image).rsplit(':', 1)[0]}:{self.tag_plan.tag}"
+            lines.append(
+                f"route tag: tag {self.tag_plan.tag} at {self.tag_plan.commit} "
+                f"(staging's build {tag(build.image)}), "
+                f"push it to {r.git_repository}; promote.yml builds and deploys it"
+            )
+        else:
+            self.to = build.pinned if build.digest else build.image
+            lines.append(f"route image: production set to {self.to}")
+        checks = [{"name": c.name, "ok": c.ok, "critical": c.critical, "why": c.why} for c in self.gates]
+        plan = Plan([PlanItem("step", line) for line in lines], report={"plan": lines, "gates": checks})
+        if build.digest and self.running == {build.digest}:
+            plan.nothing_to_do = f"production already runs staging's build ({build.digest[:19]})"
+        return plan
+
+    async def apply(self, run: Run) -> None:
+        api = await run.kube()
+        if self.tag_plan is None:
+            await _set_image(api, self.config, self.to)
+            return
+        r, ns, planned, build = self.config.release, self.config.namespaces, self.tag_plan, self.build
+        assert build is not None
+        self.soaked_digest = build.digest
+        run.emit(StepStarted("tag", f"tag {planned.tag} at {planned.commit} and push to {r.git_repository}"))
+        full = await push_tag(
+            r.git_repository,
+            r.branch,
+            planned.commit,
+            planned.tag,
+            f"Release {planned.tag} (promoted from staging's {tag(build.image)} by opsconsole)",
+            operator(),
+            git_env(self.config.ssh),
+        )
+        self.pushed_tag = planned.tag
+        run.step("tag", "done", {"tag": planned.tag, "commit": full})
+        run.emit(StepFinished("tag", True, f"{planned.tag} pushed ({full[:12]})"))
+        run.emit(StepStarted("pipeline", f"waiting for promote.yml to set production to {planned.tag}"))
+        deadline = time.monotonic() + r.pipeline_timeout_s
+        while True:
+            d = await request(api, "GET", _deploy_path(ns.prod, r.deployment))
+            if tag(str(container(d, r.container).get("image", ""))) == planned.tag:
+                run.emit(StepFinished("pipeline", True, f"production's image is {planned.tag}"))
+                return
+            if time.monotonic() > deadline:
+                raise ActionFailed(
+                    f"the pipeline did not deploy {planned.tag} within {r.pipeline_timeout_s:g} s"
+                )
+            await asyncio.sleep(1.0)
+
+
+class Rollback(_Roll):
     """Production back to the image of its previous revision (its ReplicaSet history)."""
-    from console.sources.kube import api_client
 
-    r, ns = config.release, config.namespaces
-    api: Any = await api_client(config.kubernetes.kubeconfig or None, config.kubernetes.context)
-    try:
+    name = "rollback"
+    title = "Roll back production"
+    description = "production back to its previous revision's image"
+
+    def unconfirmed(self) -> str:
+        return f"roll production back to {self.to}: add --yes"
+
+    async def plan(self, run: Run) -> Plan:
+        r, ns = self.config.release, self.config.namespaces
+        api = await run.kube()
         prod = await request(api, "GET", _deploy_path(ns.prod, r.deployment))
         rss = await request(api, "GET", f"/apis/apps/v1/namespaces/{ns.prod}/replicasets")
-    finally:
-        await api.close()
-    current = str(container(prod, r.container).get("image", ""))
-    previous = next(
-        (h.image for h in history(rss.get("items", []), r.deployment, r.container) if h.image != current),
-        None,
-    )
-    if previous is None:
-        emit(Finished("REFUSED", 3, f"no earlier revision than {current} to roll back to"))
-        return 3
-    emit(Log("plan", f"image: {current} -> {previous}"))
-    if dry_run:
-        emit(Finished("PLAN", 0, f"dry run: would roll production back to {previous}", {"to": previous}))
-        return 0
-    if not yes:
-        emit(Finished("REFUSED", 2, f"roll production back to {previous}: add --yes"))
-        return 2
-    target = previous
+        self.previous = str(container(prod, r.container).get("image", ""))
+        earlier = history(rss.get("items", []), r.deployment, r.container)
+        target = next((h.image for h in earlier if h.image != self.previous), None)
+        if target is None:
+            raise Refused(f"no earlier revision than {self.previous} to roll back to")
+        self.to = target
+        return Plan(
+            [PlanItem("change", f"image: {self.previous} -> {target}")],
+            f"dry run: would roll production back to {target}",
+            {"to": target},
+        )
 
-    async def apply_image(s: ActionSession) -> None:
-        await _set_image(s.api, config, target)
-
-    return await _roll(config, emit, "rollback", target, current, apply_image)
+    async def apply(self, run: Run) -> None:
+        await _set_image(await run.kube(), self.config, self.to)

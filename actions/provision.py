@@ -54,15 +54,17 @@ from hcloud.locations import Location
 from hcloud.networks import NetworkSubnet
 from hcloud.server_types import ServerType
 
-from console.clients.hetzner import HetznerError, RequestCounter, client, wait_action
+from console.action import Action, NoParams, Outcome, Plan, param
+from console.clients.hetzner import RequestCounter, client, wait_action
 from console.clients.ssh import SshError, connect
 from console.config import Config, NodeConfig
-from console.events import Event, Finished, Log, StepFinished, StepStarted
-from console.journal import Journal, operator
+from console.errors import ActionFailed, OpsError, Unreachable, Verdict
+from console.events import Log, PlanItem, StepFinished, StepStarted
 from console.manifests import ManifestError
 from console.paths import state_home
+from console.report import Report, Section, Table
+from console.runner import Run, run_sub
 
-EXIT_FAILED, EXIT_REFUSED = 1, 3
 TOKEN_FILE = "/var/lib/rancher/k3s/server/node-token"
 KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
 INSTALLER = "https://get.k3s.io"
@@ -288,7 +290,7 @@ def plan_load_balancer(config: Config, c: Client) -> list[Change]:
         for name in names:
             server = c.servers.get_by_name(name)
             if server is None:
-                raise RuntimeError(f"target {name}: no such server")
+                raise ActionFailed(f"target {name}: no such server")
             target = LoadBalancerTarget(type="server", server=server, use_private_ip=lbc.use_private_ip)
             wait_action(bound.add_target(target), timeout)
 
@@ -395,7 +397,7 @@ async def install_k3s(config: Config, node: NodeConfig, token: str | None) -> st
         result = await conn.run(command, input=(token + "\n") if token else None, check=False)
     if result.exit_status != 0:
         err = str(result.stderr or result.stdout or "").strip().splitlines()
-        raise RuntimeError(
+        raise ActionFailed(
             f"K3s install on {node.name} failed: {err[-1] if err else f'exit {result.exit_status}'}"
         )
     return str(result.stdout or "").strip().splitlines()[-1] if result.stdout else "installed"
@@ -406,7 +408,7 @@ async def read_root_file(config: Config, node: NodeConfig, path: str) -> str:
     async with await connect(node.ssh_host, config.ssh) as conn:
         result = await conn.run(f'cat "$HOME/..{path}"', check=False)
     if result.exit_status != 0:
-        raise RuntimeError(f"cannot read {path} on {node.name}")
+        raise ActionFailed(f"cannot read {path} on {node.name}")
     return str(result.stdout)
 
 
@@ -454,13 +456,6 @@ async def _nodes_ready(config: Config, timeout: float) -> list[str]:
 # ---- the action -----------------------------------------------------------------------------------------
 
 
-async def _plan(config: Config, counter: RequestCounter) -> tuple[Client, list[Change], dict[str, str]]:
-    c = client(config, counter)
-    changes = await asyncio.to_thread(plan_hetzner, config, c)
-    k3s = {n.name: await k3s_state(config, n) for n in config.nodes}
-    return c, changes, k3s
-
-
 def _k3s_rows(config: Config, k3s: dict[str, str]) -> list[dict[str, str]]:
     return [
         {
@@ -496,135 +491,124 @@ async def _manifest_rows(config: Config, k3s: dict[str, str]) -> list[dict[str, 
         await api.close()
 
 
-def _emit_plan(rows: list[dict[str, str]], emit: Callable[[Event], None]) -> None:
-    for r in rows:
-        emit(Log(r["op"], f"{r['kind']:<16} {r['name']:<22} {r['detail']}".rstrip()))
+def _item(row: dict[str, str]) -> PlanItem:
+    text = f"{row['kind']:<16} {row['name']:<22} {row['detail']}".rstrip()
+    return PlanItem(row["op"], text, f"{row['kind']} {row['name']}", row["detail"])
 
 
-async def run_plan(config: Config, emit: Callable[[Event], None]) -> int:
-    counter = RequestCounter()
-    try:
-        _, changes, k3s = await _plan(config, counter)
-    except APIException as exc:
-        emit(Finished("FAIL", EXIT_FAILED, f"Hetzner API refused the plan: {exc.message} ({exc.code})"))
-        return EXIT_FAILED
-    except requests.RequestException:
-        emit(Finished("FAIL", EXIT_FAILED, f"the Hetzner API at {config.hetzner.endpoint} is unreachable"))
-        return EXIT_FAILED
-    try:
-        rows = [c.row() for c in changes] + _k3s_rows(config, k3s) + await _manifest_rows(config, k3s)
-    except ManifestError as exc:
-        emit(Finished("FAIL", 2, str(exc)))
-        return 2
-    _emit_plan(rows, emit)
-    pending = [r for r in rows if r["op"] != "keep"]
-    counts = {op: sum(1 for r in rows if r["op"] == op) for op in ("create", "change", "delete", "keep")}
-    summary = ", ".join(f"{n} to {op}" for op, n in counts.items() if n and op != "keep") or "no changes"
-    emit(
-        Finished(
-            "PLAN",
-            0,
-            f"{summary} ({counts['keep']} kept; {counter.requests} Hetzner requests to plan)",
-            {"changes": rows, "pending": len(pending), "hetzner_requests": counter.requests},
-        )
+@dataclass(frozen=True)
+class ProvisionParams:
+    plan: bool = param("--plan", "show the plan only (changes nothing; as --dry-run)", False, tui=False)
+    allow_delete: bool = param("--allow-delete", "also delete labelled resources not in config", False)
+    workloads: bool = True  # the manifests and HA stages (the disaster recovery skips them: not a flag)
+
+
+@dataclass(frozen=True)
+class ProvisionReport(Report):
+    kind = "provision"
+    timings: dict[str, float]
+    total_s: float = 0.0
+    hetzner_requests: int = 0
+    rate_limit_remaining: int | None = None
+
+    def sections(self, full: bool) -> list[Section]:
+        rows = [(k, f"{v:.1f}") for k, v in self.timings.items()]
+        return [Table("steps", ("step", "seconds"), rows)] if full else []
+
+
+class Provision(Action[ProvisionParams]):
+    """The Hetzner resources and K3s, then the workloads stages (module docstring).  The journal records it;
+    the cluster Lease cannot guard it — before K3s runs there is no API to hold a Lease in — so the
+    workloads stages, each an action of its own, take the lock."""
+
+    name = "provision"
+    title = "Provision the cluster"
+    description = (
+        "Hetzner resources and K3s from config: --plan shows create/keep/change/delete, --yes applies"
     )
-    return 0
+    Params = ProvisionParams
+    takes_lock = False
+    nothing_without = "provision creates servers: add --yes (or --plan to see what)"
+    guide = "Creates what the plan below says is missing (nothing is deleted). Type the cluster's name."
 
+    def __init__(self, config: Config, params: ProvisionParams) -> None:
+        super().__init__(config, params)
+        self.counter = RequestCounter()
+        self.changes: list[Change] = []
+        self.timings: dict[str, float] = {}
+        self.started = 0.0
 
-async def run_provision(
-    config: Config, emit: Callable[[Event], None], allow_delete: bool = False, workloads: bool = True
-) -> int:
-    """Apply the plan: Hetzner and K3s (:func:`_run_infra`), then — with ``workloads`` and manifests
-    configured — the manifests (``actions/manifests.py``) and the HA state (``actions/ha.py``), each an
-    action of its own holding the cluster lock.  The disaster recovery passes ``workloads=False``: its
-    workloads come from the etcd snapshot."""
-    from actions.ha import run_apply as run_ha
-    from actions.manifests import run_apply_manifests
-    from console.runner import Refused
+    def confirm_word(self) -> str:
+        return self.config.cluster.name
 
-    done: list[Finished] = []
+    def dry_run_requested(self) -> bool:
+        return self.params.plan
 
-    def sub(e: Event) -> None:
-        """A part's own verdict is one line of this provision, not its end."""
-        if isinstance(e, Finished):
-            done.append(e)
-            if len(done) > 1:  # the infrastructure's own verdict is decided on below
-                emit(Log("info" if e.exit_code == 0 else "error", f"{e.verdict}: {e.summary}"))
-        else:
-            emit(e)
+    def journal_params(self) -> dict[str, Any]:
+        return {"allow_delete": self.params.allow_delete}
 
-    code = await _run_infra(config, sub, allow_delete)
-    infra = done[0]
-    if code != 0 or not workloads or not config.provision.manifests:
-        emit(infra)
-        return code
-    emit(Log("info", f"{infra.verdict}: {infra.summary}"))
-    fresh = fresh_config(config)
-    timings = dict(infra.report.get("timings") or {})
-    started = time.monotonic() - float(infra.report.get("total_s") or 0)
-    for part, run in (("manifests", run_apply_manifests), ("ha", run_ha)):
-        emit(StepStarted(part, "the configured manifests, stage by stage" if part == "manifests" else
-                         "the seed's HA state (actions/ha.py)"))  # fmt: skip
-        t0 = time.monotonic()
+    async def plan(self, run: Run) -> Plan:
         try:
-            code = await run(fresh, sub)
-        except Refused as exc:
-            emit(StepFinished(part, False, str(exc)))
-            emit(Finished("REFUSED", EXIT_REFUSED, f"provision: {part} refused: {exc}", {"timings": timings}))
-            return EXIT_REFUSED
-        timings[part] = round(time.monotonic() - t0, 2)
-        emit(StepFinished(part, code == 0, f"{timings[part]:.1f} s"))
-        if code != 0:
-            emit(Finished("FAIL", code, f"provision stopped at {part}: {done[-1].summary}",
-                          {**infra.report, "timings": timings}))  # fmt: skip
-            return code
-    total = time.monotonic() - started
-    emit(
-        Finished(
-            "DONE",
-            0,
-            f"provisioned with workloads in {total:.1f} s ({infra.report.get('hetzner_requests')} Hetzner "
-            "requests); the dashboard shows the result",
-            {**infra.report, "timings": timings, "total_s": round(total, 2)},
-        )
-    )
-    return 0
+            c = client(self.config, self.counter)
+            self.changes = await asyncio.to_thread(plan_hetzner, self.config, c)
+        except requests.RequestException:
+            raise Unreachable(f"the Hetzner API at {self.config.hetzner.endpoint} is unreachable") from None
+        except APIException as exc:
+            raise OpsError(f"Hetzner API refused the plan: {exc.message} ({exc.code})") from None
+        k3s = {n.name: await k3s_state(self.config, n) for n in self.config.nodes}
+        rows = [ch.row() for ch in self.changes] + _k3s_rows(self.config, k3s)
+        if self.params.workloads:
+            rows += await _manifest_rows(self.config, k3s)
+        pending = [r for r in rows if r["op"] != "keep"]
+        counts = {op: sum(1 for r in rows if r["op"] == op) for op in ("create", "change", "delete", "keep")}
+        said = ", ".join(f"{n} to {op}" for op, n in counts.items() if n and op != "keep") or "no changes"
+        summary = f"{said} ({counts['keep']} kept; {self.counter.requests} Hetzner requests to plan)"
+        report = {"changes": rows, "pending": len(pending), "hetzner_requests": self.counter.requests}
+        return Plan([_item(r) for r in rows], summary, report)
 
+    async def execute(self, run: Run) -> Outcome:
+        self.started = time.monotonic()
+        await self._infra(run)
+        took = time.monotonic() - self.started
+        infra = f"provisioned in {took:.1f} s with {self.counter.requests} Hetzner requests"
+        if self.counter.remaining is not None:
+            infra += f" ({self.counter.remaining} left this hour)"
+        if not self.params.workloads or not self.config.provision.manifests:
+            return Outcome(Verdict.DONE, infra, self.result())
+        run.emit(Log("info", f"DONE: {infra}"))
+        from actions.ha import Ha
+        from actions.manifests import ApplyManifests
 
-def fresh_config(config: Config) -> Config:
-    """The config pointed at the kubeconfig the provision just fetched (its current context)."""
-    path = state_home() / f"kubeconfig-{config.cluster.name}.yaml"
-    doc = yaml.safe_load(path.read_text())
-    context = str(doc.get("current-context") or config.kubernetes.context)
-    kube = config.kubernetes.model_copy(update={"kubeconfig": str(path), "context": context})
-    return config.model_copy(update={"kubernetes": kube})
-
-
-async def _run_infra(config: Config, emit: Callable[[Event], None], allow_delete: bool) -> int:
-    """The Hetzner resources and K3s.  The journal records it (an interrupted provision is visible); the
-    cluster Lease cannot guard it — before K3s runs there is no API to hold a Lease in."""
-    journal = Journal()
-    unfinished = journal.unfinished()
-    if unfinished:
-        journal.close()
-        emit(
-            Finished(
-                "REFUSED",
-                EXIT_REFUSED,
-                f"{unfinished[0].action} {unfinished[0].id} did not finish: run `--action recover` first",
+        fresh = fresh_config(self.config)
+        for part, stage in (("manifests", ApplyManifests(fresh, NoParams())), ("ha", Ha(fresh, NoParams()))):
+            what = (
+                "the configured manifests, stage by stage" if part == "manifests" else "the seed's HA state"
             )
+            run.emit(StepStarted(part, what))
+            t0 = time.monotonic()
+            done = await run_sub(run, stage)
+            self.timings[part] = round(time.monotonic() - t0, 2)
+            run.emit(StepFinished(part, done.exit_code == 0, f"{self.timings[part]:.1f} s"))
+            if done.verdict is Verdict.REFUSED:
+                return Outcome(Verdict.REFUSED, f"provision: {part} refused: {done.summary}", self.result())
+            if done.exit_code != 0:
+                return Outcome(done.verdict, f"provision stopped at {part}: {done.summary}", self.result())
+        total = time.monotonic() - self.started
+        summary = (
+            f"provisioned with workloads in {total:.1f} s ({self.counter.requests} Hetzner requests); "
+            "the dashboard shows the result"
         )
-        return EXIT_REFUSED
-    action_id = journal.begin("provision", {"allow_delete": allow_delete}, operator())
-    counter = RequestCounter()
-    started = time.monotonic()
-    timings: dict[str, float] = {}
-    state = "failed"
-    try:
-        _, changes, k3s = await _plan(config, counter)
-        _emit_plan([c.row() for c in changes] + _k3s_rows(config, k3s), emit)
-        for ch in changes:
-            if ch.run is None or (ch.op == "delete" and not allow_delete):
+        return Outcome(Verdict.DONE, summary, self.result())
+
+    def result(self) -> ProvisionReport:
+        total = time.monotonic() - self.started if self.started else 0.0
+        return ProvisionReport(self.timings, round(total, 2), self.counter.requests, self.counter.remaining)
+
+    async def _infra(self, run: Run) -> None:
+        """The Hetzner resources in the plan's order, each followed to its end, then K3s node by node."""
+        config, emit, timings = self.config, run.emit, self.timings
+        for ch in self.changes:
+            if ch.run is None or (ch.op == "delete" and not self.params.allow_delete):
                 if ch.op == "delete":
                     emit(
                         Log("warning", f"{ch.kind} {ch.name} not deleted (pass --allow-delete): {ch.detail}")
@@ -635,7 +619,7 @@ async def _run_infra(config: Config, emit: Callable[[Event], None], allow_delete
             t0 = time.monotonic()
             done = await asyncio.to_thread(ch.run)
             timings[f"{ch.op} {step}"] = round(time.monotonic() - t0, 2)
-            journal.step(action_id, f"{ch.op} {step}", "done", {"result": done})
+            run.step(f"{ch.op} {step}", "done", {"result": done})
             emit(StepFinished(ch.op, True, f"{step}: {done} ({timings[f'{ch.op} {step}']:.1f} s)"))
         server = next(n for n in config.nodes if n.role == "server")
         token: str | None = None
@@ -651,7 +635,7 @@ async def _run_infra(config: Config, emit: Callable[[Event], None], allow_delete
                 partial(install_k3s, config, node, token if node.role == "agent" else None)
             )
             timings[f"k3s {node.name}"] = round(time.monotonic() - t0, 2)
-            journal.step(action_id, f"k3s {node.name}", "done", {})
+            run.step(f"k3s {node.name}", "done", {})
             emit(StepFinished("k3s", True, f"{node.name}: {said} ({timings[f'k3s {node.name}']:.1f} s)"))
         kubeconfig = _save_kubeconfig(config, server, await read_root_file(config, server, KUBECONFIG_FILE))
         emit(Log("info", f"kubeconfig of the new cluster saved to {kubeconfig} (mode 0600)"))
@@ -665,42 +649,18 @@ async def _run_infra(config: Config, emit: Callable[[Event], None], allow_delete
             )
         )
         if missing:
-            raise RuntimeError(
+            raise ActionFailed(
                 f"nodes not Ready after {config.provision.node_ready_timeout_s:g} s: {', '.join(missing)}"
             )
-        state = "done"
-    except APIException as exc:
-        state = "reported"
-        return _fail(journal, action_id, emit, f"Hetzner API: {exc.message} ({exc.code})", counter, timings)
-    except requests.RequestException:
-        state = "reported"
-        why = f"the Hetzner API at {config.hetzner.endpoint} is unreachable"
-        return _fail(journal, action_id, emit, why, counter, timings)
-    except (RuntimeError, SshError, HetznerError) as exc:
-        state = "reported"
-        return _fail(journal, action_id, emit, str(exc), counter, timings)
-    finally:
-        if state == "done":
-            journal.finish(action_id, "done", {"timings": timings, "hetzner_requests": counter.requests})
-        elif state == "failed":  # anything unexpected (interrupt included): the journal still says so
-            journal.finish(action_id, "failed", {"timings": timings})
-        journal.close()
-    total = time.monotonic() - started
-    emit(
-        Finished(
-            "DONE",
-            0,
-            f"provisioned in {total:.1f} s with {counter.requests} Hetzner requests"
-            + (f" ({counter.remaining} left this hour)" if counter.remaining is not None else ""),
-            {
-                "timings": timings,
-                "total_s": round(total, 2),
-                "hetzner_requests": counter.requests,
-                "rate_limit_remaining": counter.remaining,
-            },
-        )
-    )
-    return 0
+
+
+def fresh_config(config: Config) -> Config:
+    """The config pointed at the kubeconfig the provision just fetched (its current context)."""
+    path = state_home() / f"kubeconfig-{config.cluster.name}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    context = str(doc.get("current-context") or config.kubernetes.context)
+    kube = config.kubernetes.model_copy(update={"kubeconfig": str(path), "context": context})
+    return config.model_copy(update={"kubernetes": kube})
 
 
 async def retry_ssh(fn: Callable[[], Any], attempts: int = 30) -> Any:
@@ -713,23 +673,3 @@ async def retry_ssh(fn: Callable[[], Any], attempts: int = 30) -> Any:
                 raise
             await asyncio.sleep(2.0)
     raise AssertionError("unreachable")
-
-
-def _fail(
-    journal: Journal,
-    action_id: str,
-    emit: Callable[[Event], None],
-    why: str,
-    counter: RequestCounter,
-    timings: dict[str, float],
-) -> int:
-    journal.finish(action_id, "failed", {"error": why, "timings": timings})
-    emit(
-        Finished(
-            "FAIL",
-            EXIT_FAILED,
-            f"provision stopped: {why} (what was created stays; run the plan again to see it)",
-            {"timings": timings, "hetzner_requests": counter.requests},
-        )
-    )
-    return EXIT_FAILED

@@ -1,82 +1,132 @@
 """``--action recover``: finish what a killed console left unfinished — or, when the cluster's server is
 gone from the Hetzner project, run the disaster recovery (:mod:`actions.disaster`).
 
-The journal knows each unfinished action's applied faults (recorded *before* they were applied); this
-undoes them in reverse order — each undo is idempotent — waits for full steady state, and marks the
-action ``recovered``.  The dead console's lease is taken over at once when its holder is the one the
-journal recorded (it is ours); any other holder must let it expire first.
+The journal knows each unfinished action's applied changes (recorded *before* they were made); the
+action that made them undoes them (its :meth:`~console.action.Action.undo`, found in the registry by the
+entry's name — entries written by earlier versions use the same keys), newest first; then full steady
+state is waited for and the entry marked ``recovered``.  The dead console's lease is taken over at once
+when its holder is the one the journal recorded (it is ours); any other holder must let it expire first.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from typing import Any
 
-from actions.drill import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, Drill, DrillRequest
+from console.action import Action, NoParams, Outcome, Plan
 from console.clients.kube import KubeError
 from console.config import Config
-from console.events import Event, Finished, Log
-from console.journal import Journal
-from console.lock import LockHeld
+from console.errors import Refused, Verdict
+from console.events import Log, PlanItem
+from console.journal import Entry, operator
+from console.lock import ClusterLock, LockHeld, holder_identity
+from console.runner import Run
 
 
-async def recover(config: Config, emit: Callable[[Event], None], yes: bool) -> int:
-    journal = Journal()
-    try:
-        entries = journal.unfinished()
-        if not entries:
-            from actions.disaster import is_disaster, run_disaster_recovery
-
-            if await asyncio.to_thread(is_disaster, config):
-                journal.close()
-                return await run_disaster_recovery(config, emit, yes)
-            emit(Finished("DONE", EXIT_OK, "nothing to recover: every journaled action finished"))
-            return EXIT_OK
-        if not yes:
-            names = ", ".join(f"{e.action} {e.id}" for e in entries)
-            emit(Finished("REFUSED", 2, f"unfinished: {names}; add --yes to roll them back"))
-            return 2
-        code = EXIT_OK
-        for entry in entries:
-            code = max(code, await _recover_one(config, journal, entry.id, emit))
-        return code
-    finally:
-        journal.close()
-
-
-async def _recover_one(
-    config: Config, journal: Journal, action_id: str, emit: Callable[[Event], None]
-) -> int:
-    entry = journal.get(action_id)
-    assert entry is not None
-    params = entry.params
-    drill = Drill(
-        config,
-        DrillRequest(str(params.get("scenario") or "node-down"), params.get("target")),
-        emit,
-        journal=journal,
+class Recover(Action[NoParams]):
+    name = "recover"
+    title = "Recover an unfinished action"
+    description = (
+        "roll back what a killed console left applied (from the journal), then wait for steady state"
     )
-    try:
-        await drill.start_sources()
-        drill.action_id = entry.id
+    resumes = True  # it is what the other actions' refusal points at
+    takes_lock = False  # it takes over the dead console's lease itself; the disaster's steps take their own
+    journaled = False  # each entry it finishes is marked in place; the disaster's steps journal themselves
+    guide = (
+        "Disaster recovery: the cluster's server is gone. Type the cluster's name to rebuild it from the "
+        "latest backups."
+    )
+
+    def __init__(self, config: Config, params: NoParams) -> None:
+        super().__init__(config, params)
+        self.entries: list[Entry] = []
+        self.disaster = False
+        self.timings: dict[str, float] = {}
+
+    def confirm_word(self) -> str:
+        return self.config.cluster.name
+
+    def unconfirmed(self) -> str:
+        if self.disaster:
+            return "the cluster's server is gone: add --yes to run the recovery above"
+        names = ", ".join(f"{e.action} {e.id}" for e in self.entries)
+        return f"unfinished: {names}; add --yes to roll them back"
+
+    async def plan(self, run: Run) -> Plan:
+        import asyncio
+
+        from actions.disaster import is_disaster, plan_lines
+
+        self.entries = run.journal.unfinished()
+        if self.entries:
+            items = [
+                PlanItem(
+                    "step",
+                    f"roll back {e.action} {e.id}: "
+                    + (", ".join(s["data"].get("key", "?") for s in e.applied()) or "nothing applied"),
+                    e.id,
+                )
+                for e in self.entries
+            ]
+            return Plan(items, "dry run: these unfinished actions would be rolled back")
+        self.disaster = await asyncio.to_thread(is_disaster, self.config)
+        if self.disaster:
+            lines = plan_lines(self.config)
+            return Plan(
+                [PlanItem("step", line) for line in lines],
+                "the cluster's server is gone from the project; these steps rebuild it",
+                {"plan": lines},
+            )
+        return Plan(nothing_to_do="nothing to recover: every journaled action finished")
+
+    async def execute(self, run: Run) -> Outcome:
+        if self.disaster:
+            from actions.disaster import run_disaster_recovery
+
+            return await run_disaster_recovery(run, self.timings)
+        steady = True
+        for entry in self.entries:
+            steady = await self._recover_one(run, entry) and steady
+        names = ", ".join(f"{e.action} {e.id}" for e in self.entries)
+        said = "steady state" if steady else "not yet at steady state"
+        return Outcome(Verdict.DONE if steady else Verdict.FAIL, f"{names} rolled back; {said}")
+
+    def result(self) -> dict[str, Any] | None:
+        return {"timings_s": self.timings} if self.timings else None
+
+    async def _recover_one(self, run: Run, entry: Entry) -> bool:
+        from actions.registry import ACTIONS
+        from actions.steady import until_steady
+
+        live = await run.sources()
+        api = await run.kube()
+        d = self.config.drill
         previous = next((s["data"].get("holder") for s in entry.steps if s["step"] == "lock"), None)
-        drill.lock = drill._lock()
-        try:
-            await drill.lock.acquire(may_take_from=previous)
-        except (LockHeld, KubeError) as exc:
-            emit(Finished("REFUSED", EXIT_REFUSED, f"cannot recover {entry.id} now: {exc}"))
-            return EXIT_REFUSED
-        emit(Log("info", f"recovering {entry.action} {entry.id}: {len(entry.applied())} fault(s) to undo"))
-        journal.step(entry.id, "recover", "started", {})
-        await drill.rollback()
-        ok = await drill._steady()
-        journal.finish(entry.id, "recovered", {"steady": ok})
-        await drill.lock.release()
-        summary = f"{entry.action} {entry.id} rolled back; " + (
-            "steady state" if ok else "not yet at steady state"
+        lock = ClusterLock(
+            api,
+            d.lock_namespace,
+            d.lock_name,
+            holder_identity(operator(), entry.id),
+            "recover",
+            d.lease_duration_s,
         )
-        emit(Finished("DONE" if ok else "FAIL", EXIT_OK if ok else EXIT_FAIL, summary))
-        return EXIT_OK if ok else EXIT_FAIL
-    finally:
-        if drill.live is not None:
-            await drill.live.stop()
+        try:
+            await lock.acquire(may_take_from=previous)
+        except (LockHeld, KubeError) as exc:
+            raise Refused(f"cannot recover {entry.id} now: {exc}") from None
+        try:
+            run.emit(
+                Log("info", f"recovering {entry.action} {entry.id}: {len(entry.applied())} change(s) to undo")
+            )
+            run.journal.step(entry.id, "recover", "started", {})
+            cls = ACTIONS.get(entry.action)
+            owner = cls(self.config, cls.Params()) if cls is not None else None
+            for step in reversed(entry.applied()):
+                said = await owner.undo(run, step["data"]) if owner is not None else ""
+                run.journal.step(entry.id, "rollback", "rolled-back", {"key": step["data"].get("key")})
+                if said:
+                    run.emit(Log("info", said))
+            gaps = await until_steady(live, self.config, api, d.steady_timeout_s, run.emit)
+            run.journal.finish(entry.id, "recovered", {"steady": not gaps})
+            return not gaps
+        finally:
+            await lock.release()

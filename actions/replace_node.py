@@ -30,11 +30,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from hcloud import APIException
-
-from actions.drill_checks import spread_broken, steady_state
+from actions.drill_checks import steady_state
 from actions.provision import (
     TOKEN_FILE,
     install_k3s,
@@ -43,86 +42,20 @@ from actions.provision import (
     read_root_file,
     retry_ssh,
 )
-from console.clients.hetzner import HetznerError, RequestCounter, client, wait_action
-from console.clients.kube import STRATEGIC_PATCH, KubeError, delete, patch, request, rollout_restart
-from console.clients.ssh import SshError
+from actions.steady import until_steady
+from console.action import Action, Outcome, Plan, param
+from console.clients.hetzner import RequestCounter, client, wait_action
+from console.clients.kube import STRATEGIC_PATCH, KubeError, delete, patch, request
 from console.config import Config, NodeConfig
 from console.drain import evict_all, evictable
-from console.events import Event, Finished, Log, ProbeSample, StepFinished, StepStarted
-from console.kubeobj import is_ready, rolled_out
+from console.errors import ActionFailed, Refused, UsageError, Verdict, as_ops_error
+from console.events import Check, PlanItem, ProbeSample, StepFinished, StepStarted
+from console.kubeobj import is_ready
 from console.model import Snapshot
 from console.outages import longest, outages
 from console.probes import SteadyProbes
-from console.runner import ActionSession, Refused
+from console.runner import Run
 from console.snapshot import build
-from console.store import ClusterStore
-
-EXIT_FAILED, EXIT_REFUSED, EXIT_ROLLED_BACK = 1, 3, 4
-
-
-class Watch:
-    """The live view's sources for the whole replacement (one set of watches and polls, the Hetzner poll
-    boosted as during a drill), and the steady-state judgement the drills use."""
-
-    def __init__(self, config: Config) -> None:
-        from console.live import LiveSources
-
-        self.config = config
-        self.live = LiveSources(ClusterStore(), config)
-
-    async def __aenter__(self) -> Watch:
-        await self.live.start()
-        await self.live.synced(20.0)
-        hetzner = self.live.sources.get("hetzner")
-        if hetzner is not None and hasattr(hetzner, "boost"):
-            hetzner.boost(self.config.drill.hetzner_poll_s)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.live.stop()
-
-    def snapshot(self) -> Snapshot:
-        return build(self.live.store, self.config, self.config.kubernetes.context)
-
-    def gaps(self, snap: Snapshot | None = None) -> list[str]:
-        self.live.refresh("postgres")
-        return steady_state(snap or self.snapshot(), self.config)
-
-    async def until_steady(self, api: Any, timeout: float, emit: Callable[[Event], None]) -> list[str]:
-        """Wait for full steady state; once only the spread is missing (pods that fled the old node stay
-        where they went), restart those Deployments — one at a time, each rollout finished before the
-        next — so the scheduler spreads them again without several rollouts at once."""
-        deadline = time.monotonic() + timeout
-        restarted: set[str] = set()
-        rolling: str | None = None
-        generation = 0
-        while True:
-            snap = self.snapshot()
-            gaps = self.gaps(snap)
-            if not gaps or time.monotonic() > deadline:
-                return gaps
-            if rolling is not None and self._rolled(rolling, generation):
-                rolling = None
-            if rolling is None and all("not spread" in g for g in gaps):
-                todo = [n for n in spread_broken(snap, self.config) if n not in restarted]
-                if todo:
-                    rolling = todo[0]
-                    restarted.add(rolling)
-                    ns, deploy = rolling.split("/", 1)
-                    emit(Log("info", f"{rolling}: pods share a node; rolling restart to spread them"))
-                    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                    done = await rollout_restart(api, ns, deploy, stamp)
-                    generation = int(done.get("metadata", {}).get("generation", 0))
-            await asyncio.sleep(1.0)
-
-    def _rolled(self, name: str, generation: int) -> bool:
-        """The Deployment's rollout of ``generation`` (or later) finished: observed, every replica updated,
-        ready, and no old one left."""
-        ns, deploy = name.split("/", 1)
-        d = self.live.store.objects.get("deployments", {}).get((ns, deploy))
-        if d is None:
-            return True
-        return int(d["metadata"].get("generation", 0)) >= generation and rolled_out(d)
 
 
 def _target_health(config: Config, counter: RequestCounter, name: str) -> list[str]:
@@ -178,245 +111,259 @@ def _create_server(config: Config, counter: RequestCounter, node: NodeConfig) ->
     changes = plan_server(config, client(config, counter), node)
     create = next((ch for ch in changes if ch.op == "create" and ch.run is not None), None)
     if create is None or create.run is None:
-        raise RuntimeError(f"a server named {node.name} still exists")
+        raise ActionFailed(f"a server named {node.name} still exists")
     return create.run()
 
 
-class Replacement:
-    def __init__(
-        self,
-        config: Config,
-        node: NodeConfig,
-        emit: Callable[[Event], None],
-        session: ActionSession,
-        watch: Watch,
-    ):
-        self.config = config
-        self.node = node
-        self.emit = emit
-        self.s = session
-        self.watch = watch
+def _workers(config: Config) -> list[str]:
+    return [n.name for n in config.nodes if n.role == "agent"]
+
+
+@dataclass(frozen=True)
+class ReplaceParams:
+    target: str | None = param("--target", "the worker to replace", choices=_workers, required=True)
+
+
+class ReplaceNode(Action[ReplaceParams]):
+    name = "replace-node"
+    title = "Replace a node"
+    description = "a worker (--target) onto a fresh server: drain, out of the LB, new server, join, back in"
+    Params = ReplaceParams
+    guide = (
+        "Choose the worker to replace, then type its name. Then: preflight (full steady state), probes\n"
+        "of prod and staging, cordon, out of the load balancer, drain, delete the Node and the server,\n"
+        "create a new server, join it, back into the load balancer, wait for steady state. Before the old\n"
+        "server is deleted a failure rolls back; after it, Provision converges."
+    )
+
+    def __init__(self, config: Config, params: ReplaceParams) -> None:
+        super().__init__(config, params)
+        self.node: NodeConfig | None = next((n for n in config.nodes if n.name == params.target), None)
         self.counter = RequestCounter()
         self.timings: dict[str, float] = {}
+        self.samples: list[ProbeSample] = []
+        self.probes: SteadyProbes | None = None
+        self.past_rollback = False  # the old server is gone: nothing to roll back to
+        self.live: Any = None
+        self.new_server = ""
 
-    async def step(self, name: str, what: str, fn: Callable[[], Any], thread: bool = False) -> Any:
-        self.emit(StepStarted(name, what))
+    def confirm_word(self) -> str | None:
+        return self.params.target
+
+    def unconfirmed(self) -> str:
+        return f"replacing {self.params.target} takes these steps: add --yes to run them"
+
+    def validate(self) -> None:
+        names = ", ".join(n.name for n in self.config.nodes)
+        if self.node is None:
+            raise UsageError(f"--target must name a node: {names}")
+        if self.node.role == "server":
+            raise Refused(
+                f"{self.node.name} is the only (embedded-etcd) server: replacing it is a cluster restore — "
+                "`--action restore-cluster` on a fresh server, not a node swap"
+            )
+
+    @property
+    def worker(self) -> NodeConfig:
+        assert self.node is not None
+        return self.node
+
+    def snapshot(self) -> Snapshot:
+        return build(self.live.store, self.config, self.config.kubernetes.context)
+
+    async def preflight(self, run: Run) -> list[Check]:
+        self.live = await run.sources()
+        hetzner = self.live.sources.get("hetzner")
+        if hetzner is not None and hasattr(hetzner, "boost"):
+            hetzner.boost(self.config.drill.hetzner_poll_s)
+        self.live.refresh("postgres")
+        gaps = steady_state(self.snapshot(), self.config)
+        return [Check("steady-state", not gaps, True, "; ".join(gaps) if gaps else "full steady state")]
+
+    async def plan(self, run: Run) -> Plan:
+        node, lb = self.worker, self.config.hetzner.load_balancer.name
+        lines = [
+            f"cordon {node.name}",
+            f"remove {node.name} from {lb}",
+            f"drain {node.name}",
+            f"delete Node {node.name} and its server",
+            f"create server {node.name} ({self.config.hetzner.server_type}, {node.private_ipv4}) "
+            "and join it to K3s",
+            f"add it back to {lb} and wait until healthy and steady",
+        ]
+        return Plan([PlanItem("step", line, node.name) for line in lines], report={"plan": lines})
+
+    async def _step(self, run: Run, name: str, what: str, fn: Callable[[], Any], thread: bool = False) -> Any:
+        run.emit(StepStarted(name, what))
         t0 = time.monotonic()
         result = await (asyncio.to_thread(fn) if thread else fn())
         self.timings[name] = round(time.monotonic() - t0, 2)
-        self.s.step(name, "done", {})
-        self.emit(StepFinished(name, True, f"{result or 'done'} ({self.timings[name]:.1f} s)"))
+        run.step(name, "done", {})
+        run.emit(StepFinished(name, True, f"{result or 'done'} ({self.timings[name]:.1f} s)"))
         return result
 
-    async def cordon(self, on: bool) -> str:
-        await patch(
-            self.s.api, f"/api/v1/nodes/{self.node.name}", {"spec": {"unschedulable": on}}, STRATEGIC_PATCH
+    async def execute(self, run: Run) -> Outcome:
+        config, node, api = self.config, self.worker, await run.kube()
+        d = config.drill
+        self.probes = SteadyProbes(config, None, self.samples.append, d.probe_interval_s, d.probe_timeout_s)
+        self.probes.start()
+        started = time.monotonic()
+        run.applied("cordon", "cordon", node=node.name)
+        await self._step(run, "cordon", f"cordon {node.name}", lambda: _cordon(api, node.name, True))
+        run.applied("lb-remove", "lb-target", node=node.name)
+        await self._step(run, "lb-remove", f"{node.name} out of the load balancer",
+                         lambda: _remove_target(config, self.counter, node.name), thread=True)  # fmt: skip
+        await self._step(run, "drain", f"drain {node.name}", lambda: self._drain(api))
+        self.past_rollback = True
+        try:
+            await self._step(
+                run, "node-delete", f"delete Node {node.name}", lambda: _delete_node(api, node.name)
+            )
+            count = self.counter
+            await self._step(run, "server-delete", f"delete server {node.name}",
+                             lambda: _delete_server(config, count, node.name), thread=True)  # fmt: skip
+            self.new_server = await self._step(
+                run, "server-create", f"create server {node.name}",
+                lambda: _create_server(config, count, node), thread=True,
+            )  # fmt: skip
+            await self._step(run, "join", f"join {node.name} to K3s", lambda: self._join(api))
+            await self._step(run, "lb-add", f"{node.name} back into the load balancer",
+                             lambda: _readd_targets(config, self.counter), thread=True)  # fmt: skip
+            await self._step(run, "lb-healthy", f"target {node.name} healthy", self._healthy_target)
+            run.emit(StepStarted("steady", "full steady state"))
+            t0 = time.monotonic()
+            gaps = await until_steady(self.live, config, api, d.steady_timeout_s, run.emit)
+            self.timings["steady"] = round(time.monotonic() - t0, 2)
+            detail = "; ".join(gaps) if gaps else f"steady ({self.timings['steady']:.1f} s)"
+            run.emit(StepFinished("steady", not gaps, detail))
+            if gaps:
+                raise ActionFailed("not back at steady state: " + "; ".join(gaps))
+        except Exception as exc:
+            ops = as_ops_error(exc)
+            why = ops.sentence() if ops is not None else f"{type(exc).__name__}: {exc}"
+            raise ActionFailed(
+                f"{why} after the old server was retired — `--action provision --yes` creates, joins and "
+                "re-targets what is missing"
+            ) from exc
+        await self._stop_probes()
+        prod = self.result()["probes"]["http-prod"]
+        verdict = Verdict.PASS if prod["failed"] == 0 else Verdict.FAIL
+        summary = (
+            f"{node.name} replaced in {time.monotonic() - started:.1f} s ({self.new_server}); "
+            "production answered "
+            f"{prod['total'] - prod['failed']}/{prod['total']} probes"
         )
-        return "cordoned" if on else "uncordoned"
+        return Outcome(verdict, summary, self.result())
 
-    async def delete_node(self) -> str:
-        await delete(self.s.api, f"/api/v1/nodes/{self.node.name}")
-        return "deleted (its pods are garbage-collected)"
+    def can_roll_back(self) -> bool:
+        return not self.past_rollback
 
-    async def drain(self) -> str:
+    async def undo(self, run: Run, data: dict[str, Any]) -> str:
+        key = data.get("key")
+        if key == "cordon":
+            await _cordon(await run.kube(), str(data["node"]), False)
+            return f"{data['node']} uncordoned"
+        if key == "lb-target":
+            return "target " + await asyncio.to_thread(_readd_targets, self.config, self.counter)
+        return ""
+
+    async def rollback(self, run: Run) -> str:
+        run.emit(StepStarted("rollback", f"uncordon {self.worker.name}, target re-added"))
+        said = await super().rollback(run)
+        await self._stop_probes()
+        run.emit(StepFinished("rollback", True, said))
+        return said
+
+    async def _stop_probes(self) -> None:
+        if self.probes is not None:
+            await self.probes.stop()
+            self.probes = None
+
+    async def close(self) -> None:
+        await self._stop_probes()
+
+    def result(self) -> dict[str, Any]:
+        counts = {
+            name: {
+                "total": sum(1 for x in self.samples if x.probe == name),
+                "failed": sum(1 for x in self.samples if x.probe == name and not x.ok),
+                "longest_outage_s": longest(self.samples, name),
+            }
+            for name in ("http-prod", "http-staging")
+        }
+        return {
+            "target": self.params.target,
+            "new_server": self.new_server,
+            "timings": self.timings,
+            "total_s": round(sum(self.timings.values()), 2),
+            "hetzner_requests": self.counter.requests,
+            "probes": counts,
+            "prod_outages": outages(self.samples, "http-prod"),
+            "prod_failures": [
+                {"at": x.at, "error": x.error} for x in self.samples if x.probe == "http-prod" and not x.ok
+            ][:20],
+        }
+
+    async def _drain(self, api: Any) -> str:
         """Wait for CNPG to move a primary off the cordoned node, then evict; both read from the live
         store the watches keep (no polling of the API)."""
-        name, store = self.node.name, self.watch.live.store
+        name, store = self.worker.name, self.live.store
 
         def primary_here() -> bool:
-            db = self.watch.snapshot().database
+            db = self.snapshot().database
             return db is not None and any(m.name == db.primary and m.node == name for m in db.members)
 
         deadline = time.monotonic() + 90
         while primary_here():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the database primary is still on {name}: switch it over first")
+                raise ActionFailed(f"the database primary is still on {name}: switch it over first")
             await asyncio.sleep(0.5)
         pending = evictable(store.items("pods"), name)
-        await evict_all(self.s.api, pending, 180, lambda m: self.emit(Log("info", m)))
+        await evict_all(api, pending, 180, lambda m: None)
         deadline = time.monotonic() + 180
         while evictable(store.items("pods"), name):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"pods still on {name} after the drain")
+                raise ActionFailed(f"pods still on {name} after the drain")
             await asyncio.sleep(0.5)
         return f"{len(pending)} pods evicted"
 
-    async def join(self) -> str:
+    async def _join(self, api: Any) -> str:
+        node = self.worker
         server = next(n for n in self.config.nodes if n.role == "server")
         token = (await read_root_file(self.config, server, TOKEN_FILE)).strip()
-        said = await retry_ssh(lambda: install_k3s(self.config, self.node, token))
+        said = await retry_ssh(lambda: install_k3s(self.config, node, token))
         deadline = time.monotonic() + self.config.provision.node_ready_timeout_s
         while True:
             try:
-                obj = await request(self.s.api, "GET", f"/api/v1/nodes/{self.node.name}")
+                obj = await request(api, "GET", f"/api/v1/nodes/{node.name}")
                 if is_ready(obj):
                     return f"{said}; Ready"
             except KubeError as exc:
                 if exc.status != 404:
                     raise
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.node.name} did not turn Ready")
+                raise ActionFailed(f"{node.name} did not turn Ready")
             await asyncio.sleep(1.0)
 
-    async def healthy_target(self) -> str:
+    async def _healthy_target(self) -> str:
+        name = self.worker.name
         deadline = time.monotonic() + 180
         while True:
-            states = await asyncio.to_thread(_target_health, self.config, self.counter, self.node.name)
+            states = await asyncio.to_thread(_target_health, self.config, self.counter, name)
             if states and all(s == "healthy" for s in states):
                 return f"healthy on {len(states)} ports"
             if time.monotonic() > deadline:
-                raise RuntimeError(f"target {self.node.name} not healthy: {states}")
+                raise ActionFailed(f"target {name} not healthy: {states}")
             await asyncio.sleep(2.0)
 
 
-async def run_replace_node(
-    config: Config, emit: Callable[[Event], None], target: str | None, yes: bool
-) -> int:
-    node = next((n for n in config.nodes if n.name == target), None)
-    if node is None:
-        emit(
-            Finished(
-                "REFUSED",
-                EXIT_REFUSED,
-                f"--target must name a node: {', '.join(n.name for n in config.nodes)}",
-            )
-        )
-        return EXIT_REFUSED
-    if node.role == "server":
-        emit(
-            Finished(
-                "REFUSED",
-                EXIT_REFUSED,
-                f"{node.name} is the only (embedded-etcd) server: replacing it is a cluster restore — "
-                "`--action restore-cluster` on a fresh server, not a node swap",
-            )
-        )
-        return EXIT_REFUSED
-    async with Watch(config) as watch:
-        return await _run(config, node, emit, yes, watch)
-
-
-async def _run(
-    config: Config, node: NodeConfig, emit: Callable[[Event], None], yes: bool, watch: Watch
-) -> int:
-    emit(StepStarted("preflight", "full steady state before anything changes"))
-    gaps = watch.gaps()
-    emit(StepFinished("preflight", not gaps, "; ".join(gaps) if gaps else "steady"))
-    if gaps:
-        emit(Finished("REFUSED", EXIT_REFUSED, "not at steady state: " + "; ".join(gaps)))
-        return EXIT_REFUSED
-    plan = [
-        f"cordon {node.name}",
-        f"remove {node.name} from {config.hetzner.load_balancer.name}",
-        f"drain {node.name}",
-        f"delete Node {node.name} and its server",
-        f"create server {node.name} ({config.hetzner.server_type}, {node.private_ipv4}) and join it to K3s",
-        f"add it back to {config.hetzner.load_balancer.name} and wait until healthy and steady",
-    ]
-    for line in plan:
-        emit(Log("plan", line))
-    if not yes:
-        emit(
-            Finished(
-                "PLAN", 0, f"replacing {node.name} takes these steps; add --yes to run them", {"plan": plan}
-            )
-        )
-        return 0
-    try:
-        async with ActionSession(config, "replace-node", {"target": node.name}, emit) as s:
-            return await _replace(config, node, emit, s, watch)
-    except Refused as exc:
-        emit(Finished("REFUSED", EXIT_REFUSED, str(exc)))
-        return EXIT_REFUSED
-
-
-async def _replace(
-    config: Config, node: NodeConfig, emit: Callable[[Event], None], s: ActionSession, watch: Watch
-) -> int:
-    r = Replacement(config, node, emit, s, watch)
-    samples: list[ProbeSample] = []
-    probes = SteadyProbes(
-        config, None, samples.append, config.drill.probe_interval_s, config.drill.probe_timeout_s
+async def _cordon(api: Any, node: str, on: bool) -> str:
+    await patch(
+        api, f"/api/v1/nodes/{node}", {"spec": {"unschedulable": True if on else None}}, STRATEGIC_PATCH
     )
-    probes.start()
-    started = time.monotonic()
-    point_of_no_return = False
-    new_server = ""
-    try:
-        await r.step("cordon", f"cordon {node.name}", lambda: r.cordon(True))
-        await r.step("lb-remove", f"{node.name} out of the load balancer",
-                     lambda: _remove_target(config, r.counter, node.name), thread=True)  # fmt: skip
-        await r.step("drain", f"drain {node.name}", r.drain)
-        point_of_no_return = True
-        await r.step("node-delete", f"delete Node {node.name}", r.delete_node)
-        await r.step("server-delete", f"delete server {node.name}",
-                     lambda: _delete_server(config, r.counter, node.name), thread=True)  # fmt: skip
-        new_server = await r.step("server-create", f"create server {node.name}",
-                                  lambda: _create_server(config, r.counter, node), thread=True)  # fmt: skip
-        await r.step("join", f"join {node.name} to K3s", r.join)
-        await r.step("lb-add", f"{node.name} back into the load balancer",
-                     lambda: _readd_targets(config, r.counter), thread=True)  # fmt: skip
-        await r.step("lb-healthy", f"target {node.name} healthy", r.healthy_target)
-        emit(StepStarted("steady", "full steady state"))
-        t0 = time.monotonic()
-        gaps = await watch.until_steady(s.api, config.drill.steady_timeout_s, emit)
-        r.timings["steady"] = round(time.monotonic() - t0, 2)
-        emit(
-            StepFinished(
-                "steady", not gaps, "; ".join(gaps) if gaps else f"steady ({r.timings['steady']:.1f} s)"
-            )
-        )
-        if gaps:
-            raise RuntimeError("not back at steady state: " + "; ".join(gaps))
-    except (KubeError, APIException, SshError, HetznerError, RuntimeError) as exc:
-        why = exc.message if isinstance(exc, (KubeError, APIException)) else str(exc)
-        await probes.stop()
-        if point_of_no_return:
-            s.result = {"failed": why, "timings": r.timings}
-            emit(Finished("FAIL", EXIT_FAILED,
-                          f"replace-node failed after the old server was retired: {why} — "
-                          "`--action provision --yes` creates, joins and re-targets what is missing",
-                          {"timings": r.timings, "hetzner_requests": r.counter.requests}))  # fmt: skip
-            return EXIT_FAILED
-        emit(StepStarted("rollback", f"uncordon {node.name}, target re-added"))
-        await r.cordon(False)
-        await asyncio.to_thread(_readd_targets, config, r.counter)
-        emit(StepFinished("rollback", True, "rolled back"))
-        s.result = {"failed": why, "rolled_back": True}
-        emit(Finished("ABORTED", EXIT_ROLLED_BACK, f"replace-node stopped and rolled back: {why}"))
-        return EXIT_ROLLED_BACK
-    await probes.stop()
-    counts = {
-        name: {
-            "total": sum(1 for x in samples if x.probe == name),
-            "failed": sum(1 for x in samples if x.probe == name and not x.ok),
-            "longest_outage_s": longest(samples, name),
-        }
-        for name in ("http-prod", "http-staging")
-    }
-    prod_failed, prod_total = counts["http-prod"]["failed"], counts["http-prod"]["total"]
-    total = time.monotonic() - started
-    report = {
-        "target": node.name,
-        "new_server": new_server,
-        "timings": r.timings,
-        "total_s": round(total, 2),
-        "hetzner_requests": r.counter.requests,
-        "probes": counts,
-        "prod_outages": outages(samples, "http-prod"),
-        "prod_failures": [
-            {"at": x.at, "error": x.error} for x in samples if x.probe == "http-prod" and not x.ok
-        ][:20],
-    }
-    s.result = {"new_server": new_server, "prod_failed": prod_failed}
-    verdict, code = ("PASS", 0) if prod_failed == 0 else ("FAIL", EXIT_FAILED)
-    emit(
-        Finished(
-            verdict,
-            code,
-            f"{node.name} replaced in {total:.1f} s ({new_server}); production answered "
-            f"{prod_total - prod_failed}/{prod_total} probes",
-            report,
-        )
-    )
-    return code
+    return "cordoned" if on else "uncordoned"
+
+
+async def _delete_node(api: Any, node: str) -> str:
+    await delete(api, f"/api/v1/nodes/{node}")
+    return "deleted (its pods are garbage-collected)"

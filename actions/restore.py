@@ -19,20 +19,31 @@ import os
 import shlex
 import shutil
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from actions.backup import SENTINEL_TABLE, _private_dir, archive_name, repo, stream_dumps
-from console.clients.borg import BorgError, borg_env
+from actions.backup import (
+    SENTINEL_TABLE,
+    BorgAction,
+    BorgParams,
+    _private_dir,
+    archive_name,
+    repo,
+    stream_dumps,
+)
+from console.action import Outcome, Plan, param
+from console.clients.borg import BorgError
 from console.clients.borg_run import borg_run
 from console.clients.pgtools import Primary
 from console.clients.ssh import connect
 from console.config import Config
-from console.events import Event, Finished, StepFinished, StepStarted
+from console.errors import ActionFailed, UsageError, Verdict
+from console.events import PlanItem, StepFinished, StepStarted
 from console.paths import state_home
-from console.runner import ActionSession
+from console.report import Facts, Report, Section, Table, render
+from console.runner import Run
 
 
 async def _latest(config: Config, what: str, env: dict[str, str], archive: str) -> tuple[str, str]:
@@ -63,22 +74,63 @@ def receipts_dir() -> Path:
     return state_home() / "receipts"
 
 
-async def run_verify_restore(config: Config, emit: Callable[[Event], None]) -> int:
-    env = borg_env(config.backups, config.ssh)
-    async with ActionSession(config, "verify-restore", {}, emit) as s:
-        primary = Primary(config, s.api)
+@dataclass(frozen=True)
+class VerifyReceipt(Report):
+    """A verify-restore's receipt (saved under ``receipts/``; the Backups panel shows the newest)."""
+
+    kind = "verify-restore"
+    at: float
+    archive: str
+    database: str
+    ok: bool
+    rto_s: float
+    rpo_s: float
+    tables: int
+    rows: int
+    mismatched: dict[str, Any]
+    sentinel_found: bool
+    primary_at_dump: str | None
+
+    def sections(self, full: bool) -> list[Section]:
+        return [
+            Facts(
+                "",
+                [
+                    ("archive", self.archive),
+                    ("tables, rows", f"{self.tables}, {self.rows}"),
+                    ("RTO, RPO", f"{self.rto_s} s, {self.rpo_s / 3600:.1f} h"),
+                    ("sentinel", "found" if self.sentinel_found else "NOT found"),
+                    ("mismatched", ", ".join(self.mismatched) or "none"),
+                ],
+            )
+        ]
+
+
+class VerifyRestore(BorgAction[BorgParams]):
+    name = "verify-restore"
+    title = "Verify a restore"
+    description = "restore the latest dump into a scratch database, compare row counts, find the sentinel"
+    Params = BorgParams
+    needs_yes = False  # a scratch database of its own, dropped afterwards
+
+    def confirm_word(self) -> str | None:
+        return None
+
+    async def execute(self, run: Run) -> Outcome:
+        config, emit = self.config, run.emit
+        primary = Primary(config, await run.kube())
         work = _private_dir("verify-")
         scratch = f"opsconsole_verify_{int(time.time())}"
         try:
             t0 = time.time()
-            name, taken = await _latest(config, "db", env, "latest")
+            name, taken = await _latest(config, "db", self.env, "latest")
             dbname = config.database.databases[0]
             emit(StepStarted("extract", f"borg extract {name}: {dbname}.dump, meta.json"))
-            await _extract(config, "db", name, env, [f"{dbname}.dump", "meta.json"], work)
+            await _extract(config, "db", name, self.env, [f"{dbname}.dump", "meta.json"], work)
             meta = json.loads((work / "meta.json").read_text()) if (work / "meta.json").exists() else {}
             emit(StepFinished("extract", True, f"{(work / f'{dbname}.dump').stat().st_size} bytes"))
             emit(StepStarted("restore", f"pg_restore into scratch database {scratch}"))
-            s.step("scratch", "created", {"database": scratch})
+            run.step("scratch", "created", {"database": scratch})
             await primary.recreate(scratch, config.database.app_user)
             await primary.restore(scratch, work / f"{dbname}.dump", config.database.app_user)
             rto = time.time() - t0
@@ -112,62 +164,117 @@ async def run_verify_restore(config: Config, emit: Callable[[Event], None]) -> i
             if "+" not in taken
             else datetime.fromisoformat(taken)
         )
-        receipt: dict[str, Any] = {
-            "at": time.time(),
-            "archive": name,
-            "database": dbname,
-            "ok": ok,
-            "rto_s": round(rto, 2),
-            "rpo_s": round(time.time() - taken_at.timestamp(), 1),
-            "tables": len(expected),
-            "rows": sum(counts.values()),
-            "mismatched": mismatched,
-            "sentinel_found": found,
-            "primary_at_dump": meta.get("primary"),
-        }
+        receipt = VerifyReceipt(
+            at=time.time(),
+            archive=name,
+            database=dbname,
+            ok=ok,
+            rto_s=round(rto, 2),
+            rpo_s=round(time.time() - taken_at.timestamp(), 1),
+            tables=len(expected),
+            rows=sum(counts.values()),
+            mismatched=mismatched,
+            sentinel_found=found,
+            primary_at_dump=meta.get("primary"),
+        )
         receipts_dir().mkdir(parents=True, exist_ok=True)
         path = receipts_dir() / f"verify-{time.strftime('%Y%m%dT%H%M%S')}.json"
-        path.write_text(json.dumps(receipt, indent=2))
-        s.result = {"ok": ok, "receipt": str(path)}
+        path.write_text(render(receipt, "json"))
         summary = (
-            f"{name}: {'verified' if ok else 'FAILED'} — {receipt['tables']} tables, {receipt['rows']} rows, "
-            f"RTO {receipt['rto_s']} s, RPO {receipt['rpo_s'] / 3600:.1f} h"
+            f"{name}: {'verified' if ok else 'FAILED'} — {receipt.tables} tables, {receipt.rows} rows, "
+            f"RTO {receipt.rto_s} s, RPO {receipt.rpo_s / 3600:.1f} h"
         )
-        emit(Finished("PASS" if ok else "FAIL", 0 if ok else 1, summary, receipt, str(path)))
-        return 0 if ok else 1
+        return Outcome(Verdict.PASS if ok else Verdict.FAIL, summary, receipt, str(path))
 
 
-async def run_restore_db(
-    config: Config,
-    emit: Callable[[Event], None],
-    db: str,
-    archive: str,
-    into: str | None,
-    yes: bool,
-    production_ok: bool,
-) -> int:
-    target = into or config.database.databases[-1]
-    production = target == config.database.databases[0]
-    if db not in config.database.databases:
-        emit(Finished("REFUSED", 2, f"--db {db!r} is not one of {', '.join(config.database.databases)}"))
-        return 2
-    if not yes or (production and not production_ok):
-        why = (
-            f"restoring into the production database {target} replaces its data: "
-            "add --yes --i-mean-production"
-            if production
-            else f"restoring into {target} replaces its data: add --yes"
+def _databases(config: Config) -> list[str]:
+    return list(config.database.databases)
+
+
+@dataclass(frozen=True)
+class RestoreParams(BorgParams):
+    db: str | None = param(
+        "--db", "the database whose dump to restore (default: production's)", choices=_databases
+    )
+    archive: str = param("--archive", "archive name or latest", "latest")
+    into: str | None = param("--into", "target database (default: staging)", choices=_databases)
+    i_mean_production: bool = param(
+        "--i-mean-production", "allow the production database as target (headless only)", False, tui=False
+    )
+
+
+@dataclass(frozen=True)
+class RestoreReport(Report):
+    kind = "restore"
+    row_counts: dict[str, int]
+
+    def sections(self, full: bool) -> list[Section]:
+        rows = [(t, str(n)) for t, n in sorted(self.row_counts.items())]
+        return [Table("restored", ("table", "rows"), rows)] if full else []
+
+
+class Restore(BorgAction[RestoreParams]):
+    """A database from a dump: into staging by default; into production only after a safety archive of
+    its current state, with ``--i-mean-production`` (headless only: the TUI restores into staging)."""
+
+    name = "restore"
+    title = "Restore a database"
+    description = "restore --db from --archive (latest) --into a database (staging by default)"
+    Params = RestoreParams
+    guide = (
+        "Restores staging from the latest dump; production only headless with --i-mean-production after "
+        "a safety archive."
+    )
+
+    @property
+    def source(self) -> str:
+        return self.params.db or self.config.database.databases[0]
+
+    @property
+    def target(self) -> str:
+        return self.params.into or self.config.database.databases[-1]
+
+    @property
+    def production(self) -> bool:
+        return self.target == self.config.database.databases[0]
+
+    def confirm_word(self) -> str:
+        return self.target
+
+    def unconfirmed(self) -> str:
+        return f"restoring into {self.target} replaces its data: add --yes"
+
+    def journal_params(self) -> dict[str, Any]:
+        return {"db": self.source, "archive": self.params.archive, "into": self.target}
+
+    def validate(self) -> None:
+        dbs = self.config.database.databases
+        for flag, value in (("--db", self.source), ("--into", self.target)):
+            if value not in dbs:
+                raise UsageError(f"{flag} {value!r} is not one of {', '.join(dbs)}")
+        if self.production and not self.params.i_mean_production:
+            raise UsageError(
+                f"restoring into the production database {self.target} replaces its data: "
+                "add --yes --i-mean-production"
+            )
+
+    async def plan(self, run: Run) -> Plan:
+        items = []
+        if self.production:
+            items.append(PlanItem("create", f"safety archive of {self.target} before it is replaced"))
+        items.append(
+            PlanItem("change", f"{self.target} replaced by {self.source} from {self.params.archive}")
         )
-        emit(Finished("REFUSED", 2, why))
-        return 2
-    env = borg_env(config.backups, config.ssh)
-    async with ActionSession(config, "restore", {"db": db, "archive": archive, "into": target}, emit) as s:
-        primary = Primary(config, s.api)
+        return Plan(items)
+
+    async def execute(self, run: Run) -> Outcome:
+        config, emit, target, db = self.config, run.emit, self.target, self.source
+        primary = Primary(config, await run.kube())
         work = _private_dir("restore-")
         try:
             t0 = time.time()
-            name, _ = await _latest(config, "db", env, archive)
-            if production:
+            name, _ = await _latest(config, "db", self.env, self.params.archive)
+            if self.production:
                 emit(StepStarted("safety", f"safety archive of {target} before it is replaced"))
                 safety = archive_name(f"safety-{target}")
                 async with primary.snapshot(target) as (snap, _):  # streamed, as every dump (backup.py)
@@ -182,13 +289,13 @@ async def run_restore_db(
                         primary,
                         {target: snap},
                     )
-                s.step("safety", "done", {"archive": safety})
+                run.step("safety", "done", {"archive": safety})
                 emit(StepFinished("safety", True, f"{safety} stored"))
             emit(StepStarted("extract", f"borg extract {name}: {db}.dump"))
-            await _extract(config, "db", name, env, [f"{db}.dump"], work)
+            await _extract(config, "db", name, self.env, [f"{db}.dump"], work)
             emit(StepFinished("extract", True, f"{(work / f'{db}.dump').stat().st_size} bytes"))
             emit(StepStarted("restore", f"{db} from {name} into {target}"))
-            s.step("restore", "started", {"into": target})
+            run.step("restore", "started", {"into": target})
             await primary.recreate(target, config.database.app_user)
             await primary.restore(target, work / f"{db}.dump", config.database.app_user)
             counts = await primary.row_counts(target)
@@ -198,34 +305,68 @@ async def run_restore_db(
                     "restore", True, f"{len(counts)} tables, {sum(counts.values())} rows in {took:.1f} s"
                 )
             )
-            s.result = {"archive": name, "into": target, "seconds": round(took, 1)}
-            emit(
-                Finished(
-                    "DONE",
-                    0,
-                    f"{db} from {name} restored into {target} in {took:.1f} s",
-                    {"row_counts": counts},
-                )
-            )
-            return 0
+            summary = f"{db} from {name} restored into {target} in {took:.1f} s"
+            return Outcome(Verdict.DONE, summary, RestoreReport(counts))
         finally:
             await primary.close()
             shutil.rmtree(work, ignore_errors=True)
 
 
-async def run_restore_cluster(config: Config, emit: Callable[[Event], None], archive: str, yes: bool) -> int:
-    if not yes:
-        emit(Finished("REFUSED", 2, "restoring the cluster resets Kubernetes to the snapshot: add --yes"))
-        return 2
-    env = borg_env(config.backups, config.ssh)
-    server = next(n for n in config.nodes if n.role == "server")
-    async with ActionSession(config, "restore-cluster", {"archive": archive}, emit) as s:
+@dataclass(frozen=True)
+class RestoreClusterParams(BorgParams):
+    archive: str = param("--archive", "archive name or latest", "latest")
+
+
+@dataclass(frozen=True)
+class ClusterRestoreReport(Report):
+    kind = "restore-cluster"
+    timings_s: dict[str, float]
+
+    def sections(self, full: bool) -> list[Section]:
+        return [Table("steps", ("step", "seconds"), [(k, f"{v:.1f}") for k, v in self.timings_s.items()])]
+
+
+class RestoreCluster(BorgAction[RestoreClusterParams]):
+    """K3s's own procedure over SSH on the server, with the etcd snapshot from the archive."""
+
+    name = "restore-cluster"
+    title = "Restore the cluster"
+    description = "K3s cluster reset from the etcd snapshot in a k3s-cluster archive"
+    Params = RestoreClusterParams
+    nothing_without = "restoring the cluster resets Kubernetes to the snapshot: add --yes"
+    guide = (
+        "The seed's recovery procedure — this action is steps 2 (etcd snapshot) on the existing server:\n"
+        "  1. provision 3 fresh CAX11 nodes (#9)   2. install K3s, restore the etcd snapshot\n"
+        "  3. or: fresh K3s + re-apply the manifests from Borg   4. restore the database from pg_dump\n"
+        "  5. update DNS to the new LB IP   — estimated 15–30 minutes in all.\n"
+        "Here: stop k3s on the server, upload the snapshot, k3s server --cluster-reset, start k3s; each "
+        "step is timed below."
+    )
+    # The lock is held as for any action; the reset replaces the API server's state, the Lease with it, so
+    # its renewal fails afterwards (a 409) and its release finds another holder: both are harmless here.
+
+    def confirm_word(self) -> str:
+        return "k3s-cluster"
+
+    async def plan(self, run: Run) -> Plan:
+        server = next(n for n in self.config.nodes if n.role == "server")
+        steps = (
+            "upload the snapshot",
+            "systemctl stop k3s",
+            "k3s server --cluster-reset",
+            "systemctl start k3s",
+        )
+        return Plan([PlanItem("step", f"{server.name}: {s}") for s in steps])
+
+    async def execute(self, run: Run) -> Outcome:
+        config, emit = self.config, run.emit
+        server = next(n for n in config.nodes if n.role == "server")
         work = _private_dir("restore-cluster-")
         timings: dict[str, float] = {}
         try:
             t = time.time()
-            name, _ = await _latest(config, "cluster", env, archive)
-            await _extract(config, "cluster", name, env, ["etcd-snapshot"], work)
+            name, _ = await _latest(config, "cluster", self.env, self.params.archive)
+            await _extract(config, "cluster", name, self.env, ["etcd-snapshot"], work)
             timings["extract"] = time.time() - t
             emit(StepFinished("extract", True, f"etcd snapshot from {name}"))
             conn = await connect(server.ssh_host, config.ssh)
@@ -247,23 +388,21 @@ async def run_restore_cluster(config: Config, emit: Callable[[Event], None], arc
                     res = await conn.run(command, input=data, encoding=None if data else "utf-8", check=False)
                     timings[step] = time.time() - t
                     if res.exit_status != 0:
-                        if step in ("reset",):
+                        if step == "reset":
                             await conn.run("systemctl start k3s", check=False)  # never leave it stopped
                         err = (
                             res.stderr.decode(errors="replace")
                             if isinstance(res.stderr, bytes)
                             else str(res.stderr)
                         )
-                        raise RuntimeError(f"{step} on {server.name}: {err.strip()[:200]}")
-                    s.step(step, "done", {})
+                        raise ActionFailed(f"{step} on {server.name}: {err.strip()[:200]}")
+                    run.step(step, "done", {})
                     emit(StepFinished(step, True, f"{timings[step]:.1f} s"))
                 await conn.run(f"rm -f {shlex.quote(remote)}", check=False)
-            s.result = {"archive": name, "timings": timings}
             total = sum(timings.values())
-            emit(
-                Finished("DONE", 0, f"cluster restored from {name} in {total:.1f} s", {"timings_s": timings})
+            return Outcome(
+                Verdict.DONE, f"cluster restored from {name} in {total:.1f} s", ClusterRestoreReport(timings)
             )
-            return 0
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -33,7 +33,7 @@ FIRST_PAINT = r"""
 import time, sys, json
 t0 = time.perf_counter()
 from console.gc_policy import quiet_start
-quiet_start()  # as console.cli.main does before anything else
+quiet_start()  # as opsconsole.cli.main does before anything else
 import asyncio
 from pathlib import Path
 from console.config_file import read_head
@@ -61,7 +61,7 @@ class Timed(Dashboard):
             loaded.set()
 loaded = asyncio.Event()
 async def main():
-    # As `opsconsole` opens it (console/cli.py _dashboard): painted from the config's head, validated after.
+    # As `opsconsole` opens it (opsconsole/cli.py _dashboard): painted from the config's head, validated after.
     app = Timed(None, head=read_head(Path(sys.argv[1])))
     async with app.run_test(size=(160, 90)) as pilot:
         pressed = time.perf_counter() - t0
@@ -85,7 +85,7 @@ def _lab(tmp: str, *extra: str) -> Any:
 
     lab_dir = Path(tmp) / "lab"
     subprocess.run(
-        [sys.executable, "-m", "console", "lab", "up", "--dir", str(lab_dir), "--fast", *extra],
+        [sys.executable, "-m", "opsconsole", "lab", "up", "--dir", str(lab_dir), "--fast", *extra],
         check=True,
         cwd=ROOT,
         capture_output=True,
@@ -95,7 +95,7 @@ def _lab(tmp: str, *extra: str) -> Any:
 
 def _down(lab_dir: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "console", "lab", "down", "--dir", str(lab_dir)], cwd=ROOT, check=False
+        [sys.executable, "-m", "opsconsole", "lab", "down", "--dir", str(lab_dir)], cwd=ROOT, check=False
     )
 
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "console", *args], check=True, cwd=ROOT, capture_output=True)
+    subprocess.run([sys.executable, "-m", "opsconsole", *args], check=True, cwd=ROOT, capture_output=True)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -22,7 +22,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lab_dir = Path(tmp) / "lab"
         subprocess.run(
-            [sys.executable, "-m", "console", "lab", "up", "--dir", str(lab_dir), "--fast"],
+            [sys.executable, "-m", "opsconsole", "lab", "up", "--dir", str(lab_dir), "--fast"],
             check=True,
             cwd=ROOT,
             capture_output=True,
@@ -54,7 +54,7 @@ def main() -> None:
                 )
                 runs.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import console.cli, actions.status"], cwd=ROOT, check=True)
+            subprocess.run([sys.executable, "-c", "import opsconsole.cli, actions.status"], cwd=ROOT, check=True)
             floor = time.perf_counter() - t0
             print(
                 f"--action status --json: median {statistics.median(runs):.2f} s, min {min(runs):.2f} s, "
@@ -62,7 +62,7 @@ def main() -> None:
             )
         finally:
             subprocess.run(
-                [sys.executable, "-m", "console", "lab", "down", "--dir", str(lab_dir)],
+                [sys.executable, "-m", "opsconsole", "lab", "down", "--dir", str(lab_dir)],
                 cwd=ROOT,
                 capture_output=True,
             )

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from console.errors import UsageError
+
 ENV_CONFIG = "OPSCONSOLE_CONFIG"
 
 
-class ConfigError(Exception):
-    """A config problem, already phrased for the operator (``file:line: field: message``)."""
+class ConfigError(UsageError):
+    """A config problem, already phrased for the operator (``file:line: field: message``): exit 2."""
 
 
 def default_config_path() -> Path:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from console.clients.kube import KubeError, evict
+from console.errors import ActionFailed
 
 
 def evictable(pods: list[dict[str, Any]], node: str) -> list[tuple[str, str]]:
@@ -55,6 +56,6 @@ async def evict_all(
                 if exc.status == 404:
                     pending.remove((ns, name))
                 elif exc.status != 429 or time.monotonic() > deadline:
-                    raise RuntimeError(f"eviction of {ns}/{name}: {exc}") from None
+                    raise ActionFailed(f"eviction of {ns}/{name}: {exc}") from None
         if pending:
             await asyncio.sleep(1.0)

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from console.clients.kube import KubeError, request
+from console.errors import Refused
 
 
-class LockHeld(Exception):
+class LockHeld(Refused):
     """The lock is someone else's: names the holder, since when and what it runs."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from console.clients.kube import KubeError, request
+from console.errors import UsageError
 
 # Kinds first, in this order; every other kind after them (custom resources too), in file order.
 KIND_ORDER = (
@@ -51,7 +52,7 @@ KIND_ORDER = (
 )
 
 
-class ManifestError(Exception):
+class ManifestError(UsageError):
     """A file that cannot be read or a document that is not a Kubernetes object: one sentence, exit 2."""
 
 

@@ -1,97 +1,451 @@
-"""What every mutating action shares: the Kubernetes client, the journal, the cluster lock.
+"""The one action pipeline: every action, from the TUI and from scripts, runs through :class:`Runner`.
 
-``async with ActionSession(config, "backup", params, emit) as s:`` refuses (``Refused``, exit 3) when an
-unfinished action waits in the journal or another console holds the lock, journals the start, renews the
-lock while the body runs, and on the way out finishes the journal entry (``done``, ``failed``) and
-releases the lock — whatever happened inside.
+    read-only gate -> validate -> preflight (+ journal and lock checks) -> plan -> dry run stops here
+    -> confirm (typed word in the TUI, --yes headless) -> journal -> lock -> execute -> verify
+    -> rollback on failure, abort or interrupt -> exactly one Finished
+
+Why one runner: the refusal of an unfinished action, the lock, the journal and the exit code are decided
+in one place, so no action can forget one and the TUI and ``--action`` cannot disagree.  The confirmation
+is a callback (:data:`Confirm`): headless it is ``--yes``; the runner screen awaits the operator's typed
+word.  Every error becomes the Finished's verdict and one sentence (``console/errors.py``); a bug's
+traceback goes to ``errors.log`` in the state directory, never to the screen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from types import TracebackType
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from console.clients.kube import KubeError
+from console.action import Action, Outcome, Plan
 from console.config import Config
-from console.events import Event
+from console.errors import (
+    Aborted,
+    ActionFailed,
+    OpsError,
+    Refused,
+    UsageError,
+    Verdict,
+    as_ops_error,
+    record_crash,
+)
+from console.events import Check, Event, Finished, Log
 from console.journal import Journal, operator
 from console.lock import ClusterLock, LockHeld, holder_identity
 
+Emit = Callable[[Event], None]
+Confirm = Callable[[Action[Any], Plan], Awaitable[bool]]
 
-class Refused(Exception):
-    """The action may not run now (unfinished action, lock held, no rights): exit 3."""
+log = logging.getLogger("opsconsole")
 
 
-class ActionSession:
-    def __init__(
-        self, config: Config, action: str, params: dict[str, Any], emit: Callable[[Event], None]
-    ) -> None:
+def yes(given: bool) -> Confirm:
+    """Headless confirmation: ``--yes``, or an action that needs none (``needs_yes`` false)."""
+
+    async def confirm(action: Action[Any], plan: Plan) -> bool:
+        return given or not action.needs_yes
+
+    return confirm
+
+
+def read_only_refusal(action: type[Action[Any]] | Action[Any], read_only: bool) -> str | None:
+    """Why ``action`` may not run in this session, or None (the palette hides what this refuses)."""
+    if action.mutating and read_only:
+        return f"{action.name} changes the cluster and this session is read-only (--read-only)"
+    return None
+
+
+class Run:
+    """One run of one action: what its phases use — the config, the event channel, the journal entry,
+    the Kubernetes client and the live sources (both opened on first use, closed at the end)."""
+
+    def __init__(self, config: Config, emit: Emit, live: Any = None, journal: Journal | None = None) -> None:
         self.config = config
-        self.action = action
-        self.params = params
         self.emit = emit
-        self.api: Any = None
-        self.journal = Journal()
+        self.journal = journal or Journal()
+        self._own_journal = journal is None
         self.action_id: str | None = None
         self.lock: ClusterLock | None = None
-        self.result: dict[str, Any] = {}
+        self.interrupted = False
+        self._abort = asyncio.Event()
+        self._live = live
+        self._own_live: Any = None
+        self._api: Any = None
 
-    async def __aenter__(self) -> ActionSession:
-        from console.sources.kube import api_client
+    # ---- what the phases use --------------------------------------------------------------------------
 
-        k = self.config.kubernetes
-        try:
-            unfinished = self.journal.unfinished()
-            if unfinished:
-                raise Refused(
-                    f"{unfinished[0].action} {unfinished[0].id} did not finish: "
-                    "run `--action recover --yes` first"
-                )
-            self.api = await api_client(k.kubeconfig or None, k.context)
-            self.action_id = self.journal.begin(self.action, self.params, operator())
-            d = self.config.drill
-            self.lock = ClusterLock(
-                self.api,
-                d.lock_namespace,
-                d.lock_name,
-                holder_identity(operator(), self.action_id),
-                self.action,
-                d.lease_duration_s,
-            )
-            try:
-                await self.lock.acquire()
-            except LockHeld as exc:
-                self.journal.finish(self.action_id, "refused", {"reason": str(exc)})
-                raise Refused(str(exc)) from None
-            except KubeError as exc:
-                self.journal.finish(self.action_id, "refused", {"reason": exc.message})
-                raise Refused(f"cannot take the cluster lock: {exc.message}") from None
-            self.step("lock", "acquired", {"holder": self.lock.holder})
-        except BaseException:
-            await self._close()
-            raise
-        return self
+    async def kube(self) -> Any:
+        """The Kubernetes API client (the live sources' own when they run)."""
+        if self._live is not None and getattr(self._live, "kube_api", None) is not None:
+            return self._live.kube_api
+        if self._api is None:
+            from console.sources.kube import api_client
+
+            k = self.config.kubernetes
+            self._api = await api_client(k.kubeconfig or None, k.context)
+        return self._api
+
+    async def sources(self) -> Any:
+        """The live sources (:class:`console.live.LiveSources`), started and synced once."""
+        if self._live is None:
+            from console.live import LiveSources
+            from console.store import ClusterStore
+
+            self._live = self._own_live = LiveSources(ClusterStore(), self.config)
+            await self._live.start()
+            await self._live.synced(20.0)
+        return self._live
 
     def step(self, step: str, status: str, data: dict[str, Any] | None = None) -> None:
+        """One journal line (no-op before the entry exists: a preflight, a dry run)."""
         if self.action_id is not None:
             self.journal.step(self.action_id, step, status, data)
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self.action_id is not None and self.lock is not None:
-            state = "done" if exc is None else "failed"
-            self.journal.finish(
-                self.action_id, state, {**self.result, **({"error": str(exc)} if exc is not None else {})}
-            )
-        await self._close()
+    def applied(self, step: str, key: str, **data: Any) -> None:
+        """Journal a change *before* it is made: what a rollback (or a later recovery) undoes."""
+        self.step(step, "fault-applied", {"key": key, **data})
 
-    async def _close(self) -> None:
-        if self.lock is not None:
-            await self.lock.release()
-            self.lock = None
-        if self.api is not None:
-            await self.api.close()
-            self.api = None
-        self.journal.close()
+    def applied_steps(self) -> list[dict[str, Any]]:
+        """The changes journaled and not yet rolled back, oldest first (their data)."""
+        if self.action_id is None:
+            return []
+        entry = self.journal.get(self.action_id)
+        return [s["data"] for s in entry.applied()] if entry else []
+
+    def abort(self) -> None:
+        self._abort.set()
+
+    @property
+    def aborted(self) -> bool:
+        return self._abort.is_set()
+
+    def check_abort(self, what: str) -> None:
+        if self.aborted:
+            raise Aborted(what)
+
+    async def close(self) -> None:
+        if self._own_live is not None:
+            await self._own_live.stop()
+            self._own_live = None
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+        if self._own_journal:
+            self.journal.close()
+
+
+class Runner:
+    """Runs one :class:`~console.action.Action` to exactly one :class:`~console.events.Finished`."""
+
+    def __init__(
+        self,
+        action: Action[Any],
+        emit: Emit,
+        *,
+        live: Any = None,
+        read_only: bool = False,
+        parent: Run | None = None,
+    ) -> None:
+        self.action = action
+        self.config = action.config
+        self.read_only = read_only
+        self.parent = parent
+        self.run_ = Run(self.config, emit, live, parent.journal if parent else None)
+        self.checks: list[Check] = []
+        self.plan: Plan | None = None
+        self.finished: Finished | None = None
+        self._current: asyncio.Future[Any] | None = None
+        self._executing = False
+        self._lost: asyncio.Future[None] | None = None
+
+    @property
+    def emit(self) -> Emit:
+        return self.run_.emit
+
+    # ---- phases the screens also use ------------------------------------------------------------------
+
+    async def check(self) -> bool:
+        """Preflight and plan only (the drill screen's live preflight); True when the action may run."""
+        self.action.validate()
+        await self._preflight()
+        with contextlib.suppress(OpsError):
+            await self._plan()
+        return self.refusal() is None
+
+    def refusal(self) -> str | None:
+        """Why the preflight refuses (None: it may run)."""
+        critical = [c for c in self.checks if not c.ok and c.critical]
+        soft = [c for c in self.checks if not c.ok and not c.critical]
+        if not critical and (not soft or self.action.force()):
+            return None
+        failed = critical + soft
+        hint = "" if critical else " (non-critical: --force runs anyway, logged)"
+        return (
+            f"preflight refused the {self.action.name}: "
+            + "; ".join(f"{c.name}: {c.why}" for c in failed)
+            + hint
+        )
+
+    def abort(self) -> None:
+        """Stop at once and roll back (Escape in the TUI)."""
+        self.run_.abort()
+
+    def interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: abort; a phase that cannot stop on its own is cancelled (then rolled back)."""
+        self.run_.interrupted = True
+        self.run_.abort()
+        if self._current is not None and not (self._executing and getattr(self.action, "abortable", False)):
+            self._current.cancel()
+
+    # ---- the pipeline ---------------------------------------------------------------------------------
+
+    async def run(self, confirm: Confirm, dry_run: bool = False) -> Finished:
+        """The whole pipeline.  Never raises (an interrupt included): the verdict says how it ended."""
+        run = self.run_
+        try:
+            finished = await self._pipeline(confirm, dry_run)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            finished = Finished(
+                Verdict.INTERRUPTED, f"{self.action.name} interrupted before anything changed"
+            )
+        except BaseException as exc:  # a bug: one sentence, the traceback in errors.log
+            finished = Finished(Verdict.FAIL, record_crash(self.action.name, exc))
+        finally:
+            await self._release()
+            with contextlib.suppress(Exception):
+                await self.action.close()
+            await run.close()
+        self.finished = finished
+        self.emit(finished)
+        return finished
+
+    async def _phase(self, coro: Awaitable[Any]) -> Any:
+        self._current = asyncio.ensure_future(coro)
+        try:
+            return await self._current
+        finally:
+            self._current = None
+
+    async def _pipeline(self, confirm: Confirm, dry_run: bool) -> Finished:
+        action = self.action
+        why = read_only_refusal(action, self.read_only)
+        if why:
+            return Finished(Verdict.REFUSED, why)
+        try:
+            action.validate()
+            await self._phase(self._preflight())
+            refusal = self.refusal()
+            if refusal and not dry_run:
+                return Finished(Verdict.REFUSED, refusal, self._dry_report(None))
+            plan = await self._phase(self._plan())
+        except Exception as exc:
+            ops = as_ops_error(exc)
+            if ops is None:
+                raise
+            return Finished(ops.verdict, ops.sentence())
+        if refusal:
+            return Finished(Verdict.REFUSED, refusal, self._dry_report(plan))
+        if dry_run:
+            return Finished(plan.verdict, plan.summary, self._dry_report(plan))
+        if plan.nothing_to_do is not None:
+            return Finished(plan.done_verdict, plan.nothing_to_do, plan.report or {})
+        if not await self._phase(confirm(action, plan)):
+            return Finished(Verdict.UNCONFIRMED, action.unconfirmed(), self._dry_report(plan))
+        try:
+            await self._begin()
+        except Refused as exc:
+            return Finished(Verdict.REFUSED, exc.sentence())
+        return await self._execute()
+
+    async def _preflight(self) -> None:
+        action, run = self.action, self.run_
+        checks: list[Check] = []
+        if action.mutating and not action.resumes:
+            checks.append(self._journal_check())
+        checks += await action.preflight(run)
+        if action.takes_lock:
+            checks.append(await self._lock_check())
+        self.checks = checks
+        for c in checks:
+            self.emit(c)
+
+    def _journal_check(self) -> Check:
+        parent = self.parent.action_id if self.parent else None
+        left = [e for e in self.run_.journal.unfinished() if e.id != parent]
+        if not left:
+            return Check("no-unfinished-action", True, True, "no unfinished action in the journal")
+        e = left[0]
+        return Check(
+            "no-unfinished-action",
+            False,
+            True,
+            f"{e.action} {e.id} did not finish: run `--action recover --yes`",
+        )
+
+    async def _lock_check(self) -> Check:
+        from console.clients.kube import KubeError
+
+        try:
+            lease = await self._lock(await self.run_.kube()).peek()
+        except KubeError as exc:
+            return Check("lock-free", False, True, f"cannot read the cluster lock: {exc.message}")
+        except OpsError as exc:
+            return Check("lock-free", False, True, f"cannot read the cluster lock: {exc.sentence()}")
+        if lease is None or ClusterLock.expired(lease):
+            return Check("lock-free", True, True, "no other action holds the cluster lock")
+        return Check("lock-free", False, True, ClusterLock.describe(lease))
+
+    def _lock(self, api: Any) -> ClusterLock:
+        d = self.config.drill
+        holder = holder_identity(operator(), self.run_.action_id or "preflight")
+        label = getattr(self.action, "lock_label", None) or self.action.name
+        return ClusterLock(api, d.lock_namespace, d.lock_name, holder, label, d.lease_duration_s)
+
+    async def _plan(self) -> Plan:
+        plan = await self.action.plan(self.run_)
+        self.plan = plan
+        for item in plan.items:
+            self.emit(item)
+        return plan
+
+    def _dry_report(self, plan: Plan | None) -> Any:
+        if plan is not None and plan.report is not None:
+            return plan.report
+        return {
+            "plan": [i.message for i in plan.items] if plan else [],
+            "preflight": [
+                {"name": c.name, "ok": c.ok, "critical": c.critical, "why": c.why} for c in self.checks
+            ],
+        }
+
+    async def _begin(self) -> None:
+        """The journal entry, then the lock (a lock refused finishes the entry as refused)."""
+        action, run = self.action, self.run_
+        if not action.journaled:
+            return
+        run.action_id = run.journal.begin(action.name, action.journal_params(), operator())
+        soft = [c.name for c in self.checks if not c.ok and not c.critical]
+        if soft:
+            run.step("preflight", "forced", {"checks": soft})
+            self.emit(Log("warning", f"--force: running past failed checks {', '.join(soft)}"))
+        if not action.takes_lock:
+            return
+        from console.clients.kube import KubeError
+
+        lock = self._lock(await run.kube())
+        try:
+            await lock.acquire()
+        except (LockHeld, KubeError) as exc:
+            text = str(exc) if isinstance(exc, LockHeld) else f"cannot take the cluster lock: {exc.message}"
+            run.journal.finish(run.action_id, "refused", {"reason": text})
+            run.action_id = None
+            raise Refused(text) from None
+        run.lock = lock
+        run.step("lock", "acquired", {"holder": lock.holder})
+        self._lost = asyncio.ensure_future(self._watch_lock(lock))
+
+    async def _watch_lock(self, lock: ClusterLock) -> None:
+        await lock.lost.wait()
+        self.emit(Log("error", "the cluster lock was lost: aborting"))
+        self.run_.abort()
+
+    async def _execute(self) -> Finished:
+        action, run = self.action, self.run_
+        self._executing = True
+        try:
+            outcome: Outcome = await self._phase(action.execute(run))
+            why = await self._phase(action.verify(run))
+            if why is not None:
+                raise ActionFailed(f"verification failed: {why}")
+        except BaseException as exc:
+            return await self._failed(exc)
+        finally:
+            self._executing = False
+        verdict = outcome.verdict
+        if run.interrupted and verdict is Verdict.ABORTED:
+            verdict = Verdict.INTERRUPTED
+        report = outcome.report if outcome.report is not None else action.result()
+        finished = Finished(
+            verdict, outcome.summary, report if report is not None else {}, outcome.report_path
+        )
+        self._finish_journal(finished)
+        return finished
+
+    async def _failed(self, exc: BaseException) -> Finished:
+        """A failed, aborted or interrupted execute: roll back what was applied, then say so."""
+        action, run = self.action, self.run_
+        if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+            verdict, why = Verdict.INTERRUPTED, "interrupted"
+        elif isinstance(exc, Aborted):
+            verdict, why = Verdict.ABORTED, f"aborted ({exc.sentence()})"
+        else:
+            ops = as_ops_error(exc)
+            why = ops.sentence() if ops is not None else record_crash(action.name, exc)
+            verdict = Verdict.FAIL
+        self.emit(Log("error", f"{why} — rolling back"))
+        try:
+            applied = action.can_roll_back() and bool(run.applied_steps())
+            said = await action.rollback(run) if applied else ""
+        except BaseException as err:  # the rollback itself failed: the cluster is not as before
+            ops = as_ops_error(err)
+            text = ops.sentence() if ops is not None else record_crash(f"{action.name} rollback", err)
+            finished = Finished(
+                Verdict.FAIL, f"{why}; the rollback failed too: {text}", action.result() or {}
+            )
+            self._finish_journal(finished)
+            return finished
+        if verdict is Verdict.FAIL and applied:
+            verdict = Verdict.ROLLED_BACK
+        failed = verdict in (Verdict.FAIL, Verdict.ROLLED_BACK)
+        summary = f"{action.name} failed: {why}" if failed else f"{action.name} {why}"
+        if said:
+            summary += f"; rolled back: {said}"
+        finished = Finished(verdict, summary, action.result() or {})
+        self._finish_journal(finished)
+        return finished
+
+    def _finish_journal(self, finished: Finished) -> None:
+        run = self.run_
+        if run.action_id is None:
+            return
+        state = {
+            Verdict.ABORTED: "aborted",
+            Verdict.INTERRUPTED: "aborted",
+            Verdict.ROLLED_BACK: "failed",
+            Verdict.FAIL: "failed",
+        }.get(finished.verdict, "done")
+        result = {"verdict": finished.verdict.value, "summary": finished.summary}
+        if finished.report_path:
+            result["report"] = finished.report_path
+        run.journal.finish(run.action_id, state, result)
+        run.action_id = None
+
+    async def _release(self) -> None:
+        if self._lost is not None:
+            self._lost.cancel()
+        run = self.run_
+        if run.action_id is not None:  # ended by an interrupt between begin and finish
+            run.journal.finish(run.action_id, "failed", {"error": "interrupted"})
+            run.action_id = None
+        if run.lock is not None:
+            await run.lock.release()
+            run.lock = None
+
+
+async def run_sub(parent: Run, action: Action[Any]) -> Finished:
+    """Run ``action`` as one stage of another (provision's workloads, the disaster recovery's steps): its
+    own journal entry and lock, its events passed on, its Finished one line of the parent's."""
+
+    def forward(e: Event) -> None:
+        if isinstance(e, Finished):
+            parent.emit(Log("info" if e.exit_code == 0 else "error", f"{e.verdict}: {e.summary}"))
+        else:
+            parent.emit(e)
+
+    runner = Runner(action, forward, parent=parent)
+    return await runner.run(yes(True))
+
+
+__all__ = ["Confirm", "Refused", "Run", "Runner", "UsageError", "read_only_refusal", "run_sub", "yes"]

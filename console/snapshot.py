@@ -6,6 +6,8 @@ script sees exactly what the screen shows.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,19 +19,14 @@ from console.ha_policy import OwnedObject, owned_objects
 from console.ha_policy import drift as owned_drift
 from console.kubeobj import is_ready
 from console.model import (
-    BackupRepo,
     Certificate,
     Database,
     DbInstance,
-    DnsCheck,
-    Finding,
     HaCheck,
     LbTarget,
     LoadBalancer,
     Node,
     Pod,
-    Replication,
-    Severity,
     Snapshot,
     TimelineEntry,
     Workload,
@@ -79,7 +76,7 @@ class _IndexState:
     per_node: dict[str | None, int]
 
 
-def pod_index(store: ClusterStore) -> PodIndex:
+def pod_index(store: ClusterStore, memo: dict[str, Any] | None = None) -> PodIndex:
     """Every pod as a :class:`Pod`, sorted by (namespace, name).
 
     Converted once per object version: a watch event replaces the object, so an identity check against
@@ -87,11 +84,13 @@ def pod_index(store: ClusterStore) -> PodIndex:
     carries the keys written since the previous view, so when no pod came or went, the previous index is
     copied and only those positions redone — at 200 pod updates a second on 10,000 pods a build touched
     every pod (~22 ms of its ~32) to change a few dozen.  Anything else (a relist, a pod added or
-    deleted, a view the builder did not see, the live store) is the full pass.
+    deleted, a view the builder did not see, the live store) is the full pass.  ``memo`` is the builder's
+    own (:class:`SnapshotBuilder`); without one, nothing is remembered.
     """
-    memo: dict[tuple[str, str], tuple[dict[str, Any], Pod]] = store.memo.setdefault("pods", {})
+    own: dict[str, Any] = {} if memo is None else memo
+    pods: dict[tuple[str, str], tuple[dict[str, Any], Pod]] = own.setdefault("pods", {})
     table = store.objects.get("pods", {})
-    state: _IndexState | None = store.memo.get("pod_index")
+    state: _IndexState | None = own.get("pod_index")
     changed = store.changes.get("pods", set())
     if (
         store.is_view
@@ -101,11 +100,11 @@ def pod_index(store: ClusterStore) -> PodIndex:
         and len(table) == len(state.out)
         and all(k in state.where and k in table for k in changed)
     ):
-        state = _update_index(state, table, memo, changed, store.generation)
+        state = _update_index(state, table, pods, changed, store.generation)
     else:
-        state = _full_index(table, memo, store.generation)
+        state = _full_index(table, pods, store.generation)
     if store.is_view:
-        store.memo["pod_index"] = state
+        own["pod_index"] = state
     return PodIndex(tuple(state.out), state.by_ns, state.raw_by_ns, state.per_node)
 
 
@@ -199,29 +198,29 @@ def _pod(p: dict[str, Any]) -> Pod:
     )
 
 
-def nodes(store: ClusterStore, config: Config, index: PodIndex) -> tuple[Node, ...]:
+def nodes(store: ClusterStore, config: Config, index: PodIndex, memo: dict[str, Any]) -> tuple[Node, ...]:
     """Every node, by name.  A node is converted again only when its object, its pod count or its Hetzner
     server changed (memo by identity): at 500 nodes, converting all of them was a quarter of a build."""
     hetzner = (store.extra.get("hetzner") or {}).get("servers") or {}
     by_name = {v["name"]: (k, v["status"]) for k, v in hetzner.items()}
     per_node = index.per_node
-    memo: dict[str, tuple[dict[str, Any], int, Any, Any, Node]] = store.memo.setdefault("nodes", {})
+    converted: dict[str, tuple[dict[str, Any], int, Any, Any, Node]] = memo.setdefault("nodes", {})
     out = []
     for n in store.items("nodes"):
         name = n["metadata"]["name"]
         pods = per_node.get(name, 0)
         hid, hstatus = by_name.get(name, (None, None))
-        hit = memo.get(name)
+        hit = converted.get(name)
         if hit is not None and hit[0] is n and hit[1:4] == (pods, hid, hstatus):
             out.append(hit[4])
             continue
         node = _node(n, pods, hid, hstatus)
-        memo[name] = (n, pods, hid, hstatus, node)
+        converted[name] = (n, pods, hid, hstatus, node)
         out.append(node)
-    if len(memo) > 2 * len(out) + 16:  # nodes come and go (a replaced node): forget the gone ones
+    if len(converted) > 2 * len(out) + 16:  # nodes come and go (a replaced node): forget the gone ones
         names = {n.name for n in out}
-        for gone in [k for k in memo if k not in names]:
-            del memo[gone]
+        for gone in [k for k in converted if k not in names]:
+            del converted[gone]
     return tuple(sorted(out, key=lambda n: n.name))
 
 
@@ -313,7 +312,7 @@ def database(store: ClusterStore, config: Config, index: PodIndex) -> Database |
     )
 
 
-def ha_checks(store: ClusterStore, config: Config) -> tuple[HaCheck, ...]:
+def ha_checks(store: ClusterStore, config: Config, memo: dict[str, Any]) -> tuple[HaCheck, ...]:
     out = []
     wanted: list[HaPatch | OwnedObject] = [
         *(p for p in config.ha.patches if p.enabled),
@@ -331,7 +330,7 @@ def ha_checks(store: ClusterStore, config: Config) -> tuple[HaCheck, ...]:
         obj = store.objects[kind].get((patch.namespace, patch.object))
         problems = tuple(drift(patch, obj) if isinstance(patch, HaPatch) else owned_drift(patch, obj))
         # Since when: the first snapshot that saw the current verdict (kept across builds in the memo).
-        since: dict[str, tuple[bool, float]] = store.memo.setdefault("ha_since", {})
+        since: dict[str, tuple[bool, float]] = memo.setdefault("ha_since", {})
         holds = not problems
         if since.get(patch.name, (None, 0.0))[0] is not holds:
             since[patch.name] = (holds, time.time())
@@ -412,17 +411,43 @@ def _releases(store: ClusterStore, config: Config, index: PodIndex) -> dict[str,
     return {"releases": rels, "release_diff": diff}
 
 
+class SnapshotBuilder:
+    """Builds snapshots for one reader (the dashboard, a drill, an action) with a memo of its own.
+
+    The memo keeps what a build may reuse next time (converted pods and nodes by object identity, the pod
+    index of the previous view, since when each HA item held): one reader's builds follow each other, so
+    the memo is never read and changed at once — a lock makes that a rule, not a habit.  Two readers of
+    one store (the dashboard's builder thread and a drill on the event loop) each have their own.
+    """
+
+    def __init__(self, config: Config, context: str | None = None) -> None:
+        self.config = config
+        self.context = context or config.kubernetes.context
+        self.memo: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def build(self, store: ClusterStore) -> Snapshot:
+        with self._lock:
+            return _build(store, self.config, self.context, self.memo)
+
+
 def build(store: ClusterStore, config: Config, context: str) -> Snapshot:
+    """One snapshot, remembering nothing (``--action status``, a test)."""
+    return _build(store, config, context, {})
+
+
+def _build(store: ClusterStore, config: Config, context: str, memo: dict[str, Any]) -> Snapshot:
+    from console.findings import findings
+
     now = datetime.now(UTC)
-    index = pod_index(store)
-    all_pods = index.all
+    index = pod_index(store, memo)
     snap = Snapshot(
         cluster=config.cluster.name,
         context=context,
         lab=config.lab is not None,
         taken_at=time.time(),
-        nodes=nodes(store, config, index),
-        pods=all_pods,
+        nodes=nodes(store, config, index, memo),
+        pods=index.all,
         workloads=workloads(store, index),
         database=database(store, config, index),
         load_balancer=load_balancer(store, config),
@@ -430,241 +455,9 @@ def build(store: ClusterStore, config: Config, context: str) -> Snapshot:
         probes=tuple(store.extra.get("probes") or ()),
         dns=tuple(store.extra.get("dns") or ()),
         backups=tuple(store.extra.get("backups") or ()),
-        ha=ha_checks(store, config),
+        ha=ha_checks(store, config, memo),
         **_releases(store, config, index),
         timeline=timeline(store),
         sources=tuple(sorted(store.sources.values(), key=lambda s: s.name)),
     )
-    return Snapshot(**{**snap.__dict__, "findings": findings(snap, store, config, now)})
-
-
-def _replication_findings(replication: tuple[Replication, ...], config: Config) -> list[Finding]:
-    out = []
-    bound = config.database.max_replica_lag_bytes
-    for r in replication:
-        if r.role == "unreachable":
-            out.append(
-                Finding(Severity.WARNING, "db-instance-unreachable", r.instance, r.error or "unreachable")
-            )
-        elif r.role == "replica" and r.state != "streaming":
-            out.append(
-                Finding(Severity.CRITICAL, "replica-not-streaming", r.instance, f"WAL receiver is {r.state}")
-            )
-        if r.role == "replica" and r.lag_bytes is not None and r.lag_bytes > bound:
-            out.append(
-                Finding(
-                    Severity.WARNING,
-                    "replica-lag",
-                    r.instance,
-                    f"{r.lag_bytes / 1048576:.1f} MiB behind the primary (bound {bound / 1048576:g} MiB)",
-                )
-            )
-    if replication and not any(r.role == "primary" for r in replication):
-        out.append(
-            Finding(Severity.CRITICAL, "no-primary", config.database.cluster, "no instance is primary")
-        )
-    return out
-
-
-def _backup_findings(backups: tuple[BackupRepo, ...]) -> list[Finding]:
-    out = []
-    for b in backups:
-        if b.error:
-            out.append(Finding(Severity.WARNING, "backup-unreadable", b.name, b.error))
-        elif b.overdue:
-            age = "never" if b.age_hours is None else f"{b.age_hours:.1f} h ago"
-            out.append(
-                Finding(
-                    Severity.CRITICAL if b.what == "db" else Severity.WARNING,
-                    "backup-overdue",
-                    b.name,
-                    f"newest archive {age}; due every {b.max_age_hours:g} h ({b.schedule})",
-                )
-            )
-        if b.retention_ok is False and not b.error:
-            out.append(Finding(Severity.WARNING, "backup-retention", b.name, b.retention))
-        if b.checked and not b.checked.startswith("ok"):
-            out.append(
-                Finding(Severity.WARNING, "backup-check-failed", b.name, f"last borg check: {b.checked}")
-            )
-        if b.verified and b.verified.startswith("FAILED"):
-            out.append(
-                Finding(
-                    Severity.CRITICAL, "restore-verify-failed", b.name, f"last restore test: {b.verified}"
-                )
-            )
-    return out
-
-
-def _dns_findings(dns: tuple[DnsCheck, ...], lb: LoadBalancer | None, seed_lb_ip: str) -> list[Finding]:
-    """A record configured as the load balancer's address (``seed_lb_ip``) means "points at the load
-    balancer": once the live one is seen, that is what it is checked against — after a rebuild the new
-    balancer has a new address, and updating DNS to it is right, not a mismatch with config."""
-    out = []
-    for d in dns:
-        follows_lb = d.type == "A" and lb is not None and d.expected == seed_lb_ip
-        if follows_lb and lb is not None and lb.public_ipv4 in d.answers:
-            continue
-        if not d.ok and not follows_lb:
-            got = ", ".join(d.answers) or d.error or "no answer"
-            out.append(
-                Finding(Severity.WARNING, "dns-mismatch", f"{d.name} {d.type}", f"{got} (want {d.expected})")
-            )
-        elif d.type == "A" and lb is not None and lb.public_ipv4 not in d.answers:
-            out.append(
-                Finding(
-                    Severity.CRITICAL,
-                    "dns-not-load-balancer",
-                    d.name,
-                    f"resolves to {', '.join(d.answers)}, the load balancer is {lb.public_ipv4}",
-                )
-            )
-    return out
-
-
-def _firewall_findings(store: ClusterStore, config: Config) -> list[Finding]:
-    """The API port's exposure, from the live firewall (Hetzner) when seen, else from config."""
-    live = (store.extra.get("hetzner") or {}).get("firewall")
-    rules = live["rules"] if live else [r.model_dump() for r in config.hetzner.firewall.rules]
-    name = live["name"] if live else config.hetzner.firewall.name
-    out = []
-    for rule in rules:
-        if rule.get("direction") != "in" or rule.get("port") != "6443":
-            continue
-        sources = rule.get("source_ips") or []
-        if any(ip in ("0.0.0.0/0", "::/0") for ip in sources):
-            out.append(Finding(Severity.CRITICAL, "api-port-exposed", name, "6443 is open to the Internet"))
-            continue
-        public = [ip for ip in sources if not ip.startswith(("10.", "192.168.", "172.", "fd", "fc"))]
-        if public:
-            out.append(
-                Finding(
-                    Severity.INFO,
-                    "api-port-exposed",
-                    name,
-                    f"6443 open to {', '.join(public)} (the CI runner) besides the private network",
-                )
-            )
-    return out
-
-
-def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime) -> tuple[Finding, ...]:
-    """What an operator of this cluster would want flagged, computed from live state."""
-    out: list[Finding] = []
-    add = out.append
-    for n in snap.nodes:
-        if n.ready is not True:
-            add(Finding(Severity.CRITICAL, "node-not-ready", n.name, f"node {n.name} is not Ready"))
-        if n.hetzner_status not in (None, "running"):
-            add(
-                Finding(
-                    Severity.CRITICAL, "server-not-running", n.name, f"Hetzner server is {n.hetzner_status}"
-                )
-            )
-        if n.unschedulable:
-            add(Finding(Severity.WARNING, "node-cordoned", n.name, f"node {n.name} is cordoned"))
-    for p in snap.probes:
-        if not p.ok:
-            sev = Severity.CRITICAL if p.name == "prod" else Severity.WARNING
-            add(Finding(sev, "health-check-failing", p.url, f"{p.url} answered {p.status or p.error}"))
-    lb = snap.load_balancer
-    if lb is not None:
-        unhealthy = [t for t in lb.targets if any(status != "healthy" for _, status in t.health)]
-        if lb.targets and len(unhealthy) == len(lb.targets):
-            add(
-                Finding(
-                    Severity.CRITICAL, "lb-no-healthy-target", lb.name, "no load-balancer target is healthy"
-                )
-            )
-        for t in unhealthy:
-            if len(unhealthy) < len(lb.targets):
-                add(
-                    Finding(
-                        Severity.WARNING, "lb-target-unhealthy", t.name, f"{t.name} is unhealthy at {lb.name}"
-                    )
-                )
-    db = snap.database
-    if db is not None:
-        if db.phase != "Cluster in healthy state":
-            sev = (
-                Severity.CRITICAL
-                if db.ready_instances == 0 or db.phase == "Failing over"
-                else Severity.WARNING
-            )
-            add(Finding(sev, "database-degraded", db.cluster, f"{db.cluster}: {db.phase}"))
-        if len({m.node for m in db.members if m.node}) < len(db.members):
-            add(Finding(Severity.WARNING, "db-single-node", db.cluster, "database instances share a node"))
-        out.extend(_replication_findings(db.replication, config))
-    out.extend(_backup_findings(snap.backups))
-    out.extend(_dns_findings(snap.dns, snap.load_balancer, config.hetzner.load_balancer.public_ipv4))
-    for h in snap.ha:
-        if h.holds is False:
-            add(Finding(Severity.WARNING, "ha-drift", h.subject, f"{h.name}: {'; '.join(h.drift)}"))
-    for c in snap.certificates:
-        if c.days_left is not None and c.days_left < 7:
-            add(
-                Finding(
-                    Severity.CRITICAL,
-                    "certificate-expiring",
-                    c.name,
-                    f"{c.name} expires in {c.days_left:g} days",
-                )
-            )
-        elif c.days_left is not None and c.days_left < 21:
-            add(
-                Finding(
-                    Severity.WARNING,
-                    "certificate-expiring",
-                    c.name,
-                    f"{c.name} expires in {c.days_left:g} days",
-                )
-            )
-    for w in snap.workloads:
-        if w.ready < w.desired:
-            sev = (
-                Severity.CRITICAL
-                if w.ready == 0 and w.namespace == config.namespaces.prod
-                else Severity.WARNING
-            )
-            add(Finding(sev, "workload-degraded", f"{w.namespace}/{w.name}", f"{w.ready}/{w.desired} ready"))
-        if w.namespace == config.namespaces.prod and w.desired > 1 and len(set(w.nodes)) == 1:
-            add(
-                Finding(
-                    Severity.WARNING,
-                    "single-point-of-failure",
-                    f"{w.namespace}/{w.name}",
-                    f"all ready replicas run on {w.nodes[0]}",
-                )
-            )
-    if "poddisruptionbudgets" in store.objects and not store.items("poddisruptionbudgets"):
-        add(
-            Finding(
-                Severity.INFO, "no-pdbs", "cluster", "no PodDisruptionBudgets: a drain may take every replica"
-            )
-        )
-    if "networkpolicies" in store.objects and not store.items("networkpolicies"):
-        add(
-            Finding(
-                Severity.INFO,
-                "no-networkpolicies",
-                "cluster",
-                "no NetworkPolicies: every pod may reach the database",
-            )
-        )
-    if store.extra.get("weak_db_credentials"):
-        add(
-            Finding(
-                Severity.WARNING,
-                "weak-db-credentials",
-                config.database.credentials_secret,
-                f"the password in {config.database.credentials_secret} is trivially guessable",
-            )
-        )
-    out.extend(_firewall_findings(store, config))
-    for s in snap.sources:
-        if s.state.value in ("stale", "unreachable", "pending") and not s.name.startswith("kube:"):
-            # Not seeing the cluster at all is not "healthy".
-            sev = Severity.CRITICAL if s.name == "kubernetes" else Severity.WARNING
-            add(Finding(sev, "source-unavailable", s.name, f"{s.name}: {s.error or s.state.value}"))
-    order = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
-    return tuple(sorted(out, key=lambda f: (order[f.severity], f.code, f.subject)))
+    return dataclasses.replace(snap, findings=findings(snap, store, config, now))

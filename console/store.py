@@ -22,7 +22,6 @@ class ClusterStore:
         self.objects: dict[str, dict[Key, dict[str, Any]]] = {}
         self.sources: dict[str, SourceStatus] = {}
         self.extra: dict[str, Any] = {}  # non-Kubernetes data (Hetzner, probes), by source name
-        self.memo: dict[str, Any] = {}  # views' caches keyed by object identity (snapshot.pods)
         # What changed since the last ``view()``, per kind: the keys written, or None after a relist.  A
         # view carries its own, numbered (``generation``), so a builder reading views one after another
         # can redo only what changed (snapshot.pod_index) and knows when it missed one.
@@ -86,16 +85,15 @@ class ClusterStore:
     def view(self) -> ClusterStore:
         """A copy to read in another thread while the sources go on writing this one.
 
-        The tables are copied (a dict copy of 10,000 pods is ~0.3 ms); the objects in them are shared — a
-        watch event replaces an object, never changes it in place.  The views' memo is shared too: only
-        the snapshot builder touches it, one build at a time per store.  Nobody subscribes to a view.  The
-        view takes the changes made since the previous one (``changes``, ``generation``).
+        The tables are copied (cheap next to a build); the objects in them are shared — a watch event
+        replaces an object, never changes it in place.  Nobody subscribes to a view.  The view takes the
+        changes made since the previous one (``changes``, ``generation``), which a builder that sees every
+        view uses to redo only what changed (``snapshot.SnapshotBuilder``).
         """
         copy = ClusterStore()
         copy.objects = {kind: dict(table) for kind, table in self.objects.items()}
         copy.sources = dict(self.sources)
         copy.extra = dict(self.extra)
-        copy.memo = self.memo
         self.generation += 1
         copy.changes, self.changes = self.changes, {}
         copy.generation, copy.is_view = self.generation, True

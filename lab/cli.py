@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from console.config import ConfigError, default_config_path, load_config
+from console.errors import OpsError
 from console.paths import default_lab_dir
 from lab.state import LabState, port_open, read_state, state_file
 
@@ -27,8 +28,8 @@ SCENARIOS = ("seed", "empty", "cert-expiring")
 UP_TIMEOUT_S = 60.0
 
 
-class LabError(Exception):
-    """A lab problem phrased for the operator."""
+class LabError(OpsError):
+    """A lab problem phrased for the operator (exit 1)."""
 
 
 def repo_config() -> Path:

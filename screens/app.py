@@ -33,6 +33,7 @@ from console.config_file import ConfigHead
 from console.gc_policy import FreezeSurvivors, settle
 from console.model import Snapshot
 from console.store import ClusterStore
+from screens.base import OpsScreen, worker_failed
 from screens.help import HelpScreen
 from screens.panels import PANELS, Panel
 
@@ -85,7 +86,7 @@ class FilterInput(Input):
     )
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(OpsScreen):
     """The dashboard's own screen: a focus change repaints what it changes, not the whole screen.
 
     Textual's ``Screen.focused`` is a repainting reactive: every Tab re-rendered every visible panel (a full
@@ -165,6 +166,7 @@ class Dashboard(App[None]):
         self._build_cost = 0.0
         self._building = False
         self._gc: FreezeSurvivors | None = None
+        self._builder: Any = None  # console.snapshot.SnapshotBuilder, made with the first build
 
     # ---- layout ---------------------------------------------------------------------------------------
 
@@ -284,7 +286,7 @@ class Dashboard(App[None]):
         self._building = True
         self._last_build = time.monotonic()
         keys, self._pending_keys = self._pending_keys, set()
-        self.run_worker(self._build(keys), group="build", description="snapshot")
+        self.run_worker(self._build(keys), group="build", exit_on_error=False, description="snapshot")
 
     async def _build(self, keys: set[str]) -> None:
         """Build the snapshot in a thread, from a copy of the store taken here, then show it here.
@@ -294,11 +296,15 @@ class Dashboard(App[None]):
         switch interval), so keys and repaints go on while it runs.  The copy (``ClusterStore.view``) keeps
         the thread off the tables the watches write; the panels change only on this loop.
         """
-        from console.snapshot import build  # first use after the first paint (~50 ms of imports)
+        from console.snapshot import SnapshotBuilder  # first use after the first paint
+
+        if self._builder is None:
+            self._builder = SnapshotBuilder(self.config)
+        builder = self._builder
 
         def timed_build(view: ClusterStore) -> tuple[Snapshot, float]:
             started = time.thread_time()
-            snapshot = build(view, self.config, self.config.kubernetes.context)
+            snapshot = builder.build(view)
             return snapshot, time.thread_time() - started
 
         cpu = 0.0
@@ -394,9 +400,12 @@ class Dashboard(App[None]):
         )
 
     def start_action(self, name: str) -> None:
-        from actions.registry import ACTIONS, refused
+        """An action from the palette (or a key): its runner screen, or the drill's or recovery's own."""
+        from actions.registry import ACTIONS
+        from console.runner import read_only_refusal
 
-        reason = refused(ACTIONS[name], self.read_only)
+        cls = ACTIONS[name]
+        reason = read_only_refusal(cls, self.read_only)
         if reason:
             self.notify(reason, severity="error", timeout=6)
             return
@@ -413,16 +422,17 @@ class Dashboard(App[None]):
 
             self.push_screen(DrillScreen(self.config, self.live))
         elif name == "recover":
-            self.run_worker(self._recover_or_rebuild(), group="recover", exit_on_error=False)
+            self.run_worker(
+                self._recover_or_rebuild(), group="recover", exit_on_error=False, description="recover"
+            )
         else:
-            from screens.runner import RunnerScreen, choosers, runners
+            from screens.runner import RunnerScreen
 
-            if name in runners(self.config) or name in choosers(self.config):
-                self.push_screen(RunnerScreen(self.config, name))
+            self.push_screen(RunnerScreen(self.config, cls, self.read_only))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
-            self.notify(f"{event.worker.description}: {event.worker.error}", severity="error", timeout=10)
+            worker_failed(self, event.worker)
 
     # ---- drills and recovery --------------------------------------------------------------------------
 
@@ -468,9 +478,10 @@ class Dashboard(App[None]):
             self.notify(f"cannot ask the Hetzner API: {exc}", severity="error", timeout=8)
             return
         if gone:
+            from actions.recover import Recover
             from screens.runner import RunnerScreen
 
-            self.push_screen(RunnerScreen(self.config, "recover"))
+            self.push_screen(RunnerScreen(self.config, Recover, self.read_only))
         else:
             self.notify(
                 "nothing to recover: no unfinished action, and the cluster's server exists", timeout=5

@@ -2,7 +2,9 @@
 
 Keys: ↑/↓ scenario, ←/→ target, Enter arms (then type the target's name and Enter to start), Escape or
 ``a`` aborts a running drill (rollback at once) or closes the screen otherwise.  The screen owns no drill
-logic: it renders the events of :class:`actions.drill.Drill`, the same object ``--action drill`` runs.
+logic: it renders the events of the :class:`actions.drill.Drill` action run by the same
+:class:`~console.runner.Runner` as ``--action drill`` — its preflight re-run on every change of the
+cluster (``Runner.check``) until the operator confirms.
 """
 
 from __future__ import annotations
@@ -14,21 +16,24 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
-from actions.drill import Drill, DrillRequest
-from actions.drill_checks import SCENARIOS, targets
+from actions.drill import Drill, DrillParams
+from actions.drill_checks import targets
+from actions.drill_scenarios import SCENARIOS
+from console.action import Action, Plan
 from console.config import Config
-from console.events import Check, Event, Finished, Observation, ProbeSample
-from console.snapshot import build
+from console.events import Check, Event, Finished, Observation, PlanItem, ProbeSample
+from console.runner import Runner
+from console.snapshot import SnapshotBuilder
+from screens.base import OpsScreen
 from screens.event_text import line
 
 STRIP_PROBES = ("http-prod", "db-write", "http-staging")
 
 
-class DrillScreen(Screen[None]):
+class DrillScreen(OpsScreen):
     DEFAULT_CSS = """
     DrillScreen { layout: vertical; }
     #drill-top { height: 12; }
@@ -61,6 +66,8 @@ class DrillScreen(Screen[None]):
         self.scenario = next(iter(SCENARIOS))
         self.target_index = 0
         self.drill: Drill | None = None
+        self.runner: Runner | None = None
+        self.builder = SnapshotBuilder(config)
         self.running = False
         self.done = False
         self.allowed = False
@@ -104,17 +111,23 @@ class DrillScreen(Screen[None]):
     def _run_recheck(self) -> None:
         self._recheck = None
         if not self.running and not self.done and self.drill is not None:
-            self.run_worker(self._checks_only(), exclusive=True, group="preflight", exit_on_error=False)
+            self.run_worker(
+                self._checks_only(),
+                exclusive=True,
+                group="preflight",
+                exit_on_error=False,
+                description="preflight",
+            )
 
     async def _checks_only(self) -> None:
-        assert self.drill is not None
-        self.allowed = await self.drill.check()
+        assert self.runner is not None
+        self.allowed = await self.runner.check()
         self._render_plan()
 
     # ---- choosing -------------------------------------------------------------------------------------
 
     def _targets(self) -> list[str]:
-        snap = build(self.live.store, self.config, self.config.kubernetes.context)
+        snap = self.builder.build(self.live.store)
         return targets(SCENARIOS[self.scenario], snap, self.config)
 
     @property
@@ -148,18 +161,25 @@ class DrillScreen(Screen[None]):
             Text.assemble(("target ◀ ", "bold"), (str(self.target), "bold cyan"), " ▶")
         )
         self.query_one("#preflight", Static).update("preflight: running…")
-        self.run_worker(self._run_preflight(), exclusive=True, group="preflight", exit_on_error=False)
+        self.run_worker(
+            self._run_preflight(),
+            exclusive=True,
+            group="preflight",
+            exit_on_error=False,
+            description="preflight",
+        )
 
     async def _run_preflight(self) -> None:
         if self.drill is not None:
             await self.drill.close()
-        self.drill = Drill(self.config, DrillRequest(self.scenario, self.target), self._event, live=self.live)
-        self.allowed = await self.drill.prepare()
+        self.drill = Drill(self.config, DrillParams(self.scenario, self.target))
+        self.runner = Runner(self.drill, self._event, live=self.live)
+        self.allowed = await self.runner.check()
         self._render_plan()
 
     def _render_plan(self) -> None:
         assert self.drill is not None
-        plan = self.drill.plan
+        plan = self.drill.plan_info
         self.query_one("#plan", Static).update(
             f"blast radius: {plan.get('blast_radius')}\nfault: {plan.get('fault')}\n"
             f"rollback: {plan.get('rollback')}\n"
@@ -197,20 +217,25 @@ class DrillScreen(Screen[None]):
         event.input.disabled = True
         self.running = True
         self.query_one(OptionList).disabled = True
-        self.run_worker(self._execute(), exclusive=True, group="drill", exit_on_error=False)
+        self.run_worker(
+            self._execute(), exclusive=True, group="drill", exit_on_error=False, description="drill"
+        )
 
     async def _execute(self) -> None:
-        assert self.drill is not None
+        assert self.runner is not None
+
+        async def typed(action: Action[object], plan: Plan) -> bool:
+            return True  # the target's name was typed
+
         try:
-            self.result = await self.drill.execute()
+            self.result = await self.runner.run(typed)
         finally:
             self.running = False
             self.done = True
-            await self.drill.close()
 
     def action_abort(self) -> None:
-        if self.running and self.drill is not None:
-            self.drill.abort()
+        if self.running and self.runner is not None:
+            self.runner.abort()
             self.query_one(RichLog).write("ABORT requested: rolling back now")
 
     def action_escape(self) -> None:
@@ -237,6 +262,8 @@ class DrillScreen(Screen[None]):
         if isinstance(e, Check):
             self.checks[e.name] = e
             self._render_checks()
+        elif isinstance(e, PlanItem) and not self.running:
+            pass  # the plan box shows it (the live preflight re-plans on every change)
         elif isinstance(e, ProbeSample):
             self._sample(e)
         elif isinstance(e, Observation):
@@ -269,7 +296,7 @@ class DrillScreen(Screen[None]):
         self._counters()
 
     def _counters(self) -> None:
-        snap = build(self.live.store, self.config, self.config.kubernetes.context)
+        snap = self.builder.build(self.live.store)
         down = self.downtime + ((time.time() - self.down_since) if self.down_since else 0.0)
         nodes = " ".join(f"{n.name}:{'Ready' if n.ready else 'NotReady'}" for n in snap.nodes)
         primary = snap.database.primary if snap.database else "?"

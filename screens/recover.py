@@ -1,7 +1,8 @@
 """Offered at once when the journal holds an action a killed console left unfinished.
 
-Enter rolls it back (the same :func:`actions.recover.recover` as ``--action recover --yes``) and shows
-its progress; Escape leaves it for later — every mutating action refuses until it is done.
+Enter rolls it back (the :class:`actions.recover.Recover` action through the runner, as ``--action recover
+--yes``) and shows its progress; Escape leaves it for later — every mutating action refuses until it is
+done.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import RichLog, Static
 
 from console.config import Config
 from console.events import Event, Finished
+from screens.base import OpsModal
+from screens.event_text import line
 
 
-class RecoverScreen(ModalScreen[None]):
+class RecoverScreen(OpsModal):
     DEFAULT_CSS = """
     RecoverScreen { align: center middle; }
     #recover-box { width: 100; height: 24; border: thick $error; background: $surface; padding: 1 2; }
@@ -58,26 +60,27 @@ class RecoverScreen(ModalScreen[None]):
         if self.read_only or self.running:
             return
         self.running = True
-        self.run_worker(self._recover(), exclusive=True, group="recover", exit_on_error=False)
+        self.run_worker(
+            self._recover(), exclusive=True, group="recover", exit_on_error=False, description="recover"
+        )
 
     async def _recover(self) -> None:
-        from actions.recover import recover
+        from actions.recover import Recover
+        from console.action import NoParams
+        from console.runner import Runner, yes
 
         log = self.query_one(RichLog)
 
         def emit(e: Event) -> None:
             if isinstance(e, Finished):
                 log.write(f"{e.verdict}: {e.summary}")
-            elif hasattr(e, "message"):
-                log.write(str(e.message))
-            elif hasattr(e, "detail"):
-                log.write(str(e.detail))
-            elif hasattr(e, "title"):
-                log.write(f"▶ {e.title}")
+            elif (text := line(e)) is not None:
+                log.write(text)
 
-        code = await recover(self.config, emit, yes=True)
+        runner = Runner(Recover(self.config, NoParams()), emit, read_only=self.read_only)
+        done = await runner.run(yes(True))
         self.running = False
-        log.write("recovered — Escape closes" if code == 0 else f"recovery ended with exit code {code}")
+        log.write("recovered — Escape closes" if done.exit_code == 0 else f"recovery ended: {done.verdict}")
 
     def action_later(self) -> None:
         if not self.running:

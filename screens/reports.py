@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Markdown, Static
 
 from actions.drill_report import reports_dir
+from screens.base import OpsScreen
 
 
 def saved_reports() -> list[tuple[Path, dict[str, Any]]]:
@@ -33,7 +33,7 @@ def saved_reports() -> list[tuple[Path, dict[str, Any]]]:
     return sorted(out, key=lambda x: float(x[1].get("started", 0)), reverse=True)
 
 
-class ReportScreen(Screen[None]):
+class ReportScreen(OpsScreen):
     """One report's Markdown."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
@@ -51,7 +51,7 @@ class ReportScreen(Screen[None]):
         yield Footer()
 
 
-class ReportsScreen(Screen[None]):
+class ReportsScreen(OpsScreen):
     DEFAULT_CSS = "#reports-empty { padding: 1 2; }"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "back"),

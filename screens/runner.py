@@ -1,205 +1,223 @@
-"""The action runner screen: one action's plan, a typed confirmation when it changes data, its live
-steps and Borg's progress, and the result — rendering the same events ``--action … --json`` prints.
+"""The action runner screen: one action's form, its preflight and plan, a typed confirmation, its live
+steps and progress, and the result — built from the action class alone and run by the same
+:class:`~console.runner.Runner` as ``--action``.
 
-Destructive actions (restore, restore-cluster, prune) start only after the operator typed the name of
-what they replace (the target database, ``k3s-cluster``, ``prune``); the others start at once.
+The form has a field per parameter the action shows in the TUI (``param(..., tui=True)``): a select for
+choices, a checkbox for a switch, an input otherwise.  Once every required field is filled the runner
+starts: preflight and plan appear in the log; an action that names a confirmation word (the target's
+name) waits for it to be typed; one that does not starts at once when it has no fields, or on Enter in the
+form when it has.  Changing a field before the confirmation starts over with the new value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import ClassVar
+import asyncio
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
-from textual.widgets import Footer, Input, RichLog, Static
+from textual.containers import Horizontal
+from textual.widgets import Checkbox, Footer, Input, Label, RichLog, Select, Static
 
-from actions.registry import ACTIONS
+from console.action import Action, Plan, param_specs
 from console.config import Config
-from console.events import Check, Event, Finished, Log, StepFinished
+from console.events import Diff, Event, Finished, Progress
+from console.report import render
+from console.runner import Runner
+from screens.base import OpsScreen
 from screens.event_text import line
 
-Runner = Callable[[Config, Callable[[Event], None]], Awaitable[int]]
 
-
-def previews(config: Config) -> dict[str, Runner]:
-    """Shown before the confirmation: what the action would change (the HA diff, the prune list)."""
-    from actions import backup, disaster, ha, promote, provision
-
-    return {
-        "recover": disaster.preview,
-        "ha": ha.run_dry_run,
-        "provision": provision.run_plan,
-        "promote": lambda c, e: promote.run_promote(c, e, False, True),
-        "rollback": lambda c, e: promote.run_rollback(c, e, False, True),
-        "prune": lambda c, e: backup.run_prune(c, e, True),
-    }
-
-
-def runners(config: Config) -> dict[str, tuple[str | None, Runner]]:
-    """Action name -> (the word to type before it runs, or None; how to run it)."""
-    from actions import backup, disaster, ha, promote, provision, restore
-
-    staging = config.database.databases[-1]
-    return {
-        "recover": (config.cluster.name, lambda c, e: disaster.run_disaster_recovery(c, e, True)),
-        "provision": (config.cluster.name, lambda c, e: provision.run_provision(c, e)),
-        "promote": ("promote", lambda c, e: promote.run_promote(c, e, True, False)),
-        "rollback": ("rollback", lambda c, e: promote.run_rollback(c, e, True, False)),
-        "ha": ("ha", ha.run_apply),
-        "backup": (None, lambda c, e: backup.run_backup(c, e, "all")),
-        "backup-check": (None, lambda c, e: backup.run_check(c, e, False)),
-        "archives": (None, backup.run_archives),
-        "verify-restore": (None, restore.run_verify_restore),
-        "prune": ("prune", lambda c, e: backup.run_prune(c, e, False)),
-        "restore": (
-            staging,
-            lambda c, e: restore.run_restore_db(c, e, staging, "latest", staging, True, False),
-        ),
-        "restore-cluster": ("k3s-cluster", lambda c, e: restore.run_restore_cluster(c, e, "latest", True)),
-    }
-
-
-def choosers(config: Config) -> dict[str, tuple[tuple[str, ...], Callable[[str], Runner]]]:
-    """Actions whose typed word is also a choice (which worker to replace): the words, and the run."""
-    from actions.replace_node import run_replace_node
-
-    def replace(node: str) -> Runner:
-        return lambda c, e: run_replace_node(c, e, node, True)
-
-    workers = tuple(n.name for n in config.nodes if n.role == "agent")
-    return {"replace-node": (workers, replace)}
-
-
-GUIDES = {
-    "replace-node": (
-        "Type the worker to replace. Then: preflight (full steady state), probes of prod and staging,\n"
-        "cordon, out of the load balancer, drain, delete the Node and the server, create a new server,\n"
-        "join it, back into the load balancer, wait for steady state. Before the old server is deleted a\n"
-        "failure rolls back; after it, Provision converges."
-    ),
-    "provision": "Creates what the plan below says is missing (nothing is deleted). Type the cluster's name.",
-    "recover": "Disaster recovery: the cluster's server is gone. Type the cluster's name to rebuild it from "
-    "the latest backups.",
-    "restore-cluster": (
-        "The seed's recovery procedure — this action is steps 2 (etcd snapshot) on the existing server:\n"
-        "  1. provision 3 fresh CAX11 nodes (#9)   2. install K3s, restore the etcd snapshot\n"
-        "  3. or: fresh K3s + re-apply the manifests from Borg   4. restore the database from pg_dump\n"
-        "  5. update DNS to the new LB IP   — estimated 15–30 minutes in all.\n"
-        "Here: stop k3s on the server, upload the snapshot, k3s server --cluster-reset, start k3s; each "
-        "step is timed below."
-    ),
-    "restore": "Restores staging from the latest dump; production only headless with --i-mean-production "
-    "after a safety archive.",
-}
-
-
-class RunnerScreen(Screen[None]):
+class RunnerScreen(OpsScreen):
     DEFAULT_CSS = """
     #runner-title { height: auto; padding: 0 1; text-style: bold; }
-    #runner-confirm { margin: 0 1; }
+    .runner-field { height: 3; padding: 0 1; }
+    .runner-field Label { width: 20; padding: 1 1 0 0; }
+    .runner-field Input, .runner-field Select { width: 1fr; }
+    #runner-confirm { margin: 0 1; display: none; }
+    #runner-confirm.-shown { display: block; }
     #runner-progress { height: 1; padding: 0 1; color: $text-muted; }
     #runner-result { height: auto; padding: 0 1; }
     #runner-log { height: 1fr; border: round $panel; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "back")]
 
-    def __init__(self, config: Config, name: str) -> None:
+    def __init__(self, config: Config, action: type[Action[Any]], read_only: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.action_name = name
-        chooser = choosers(config).get(name)
-        self.choices: tuple[str, ...] = chooser[0] if chooser else ()
-        self.choose = chooser[1] if chooser else None
-        if chooser is not None:
-            self.word: str | None = " or ".join(self.choices)
-            self.run_fn: Runner | None = None
-        else:
-            self.word, self.run_fn = runners(config)[name]
-        self.running = False
-        self.result: Finished | None = None  # set once the action returned (lock released)
-        self._finished: Finished | None = None
+        self.action_cls = action
+        self.read_only = read_only
+        self.fields = [(f, spec) for f, spec in param_specs(action.Params) if spec.tui]
+        self.running = False  # confirmed and executing (the lock held)
+        self.result: Finished | None = None  # set once the runner returned (lock released)
+        self.word: str | None = None
+        self._answer: asyncio.Future[bool] | None = None
+        self._runner: Runner | None = None
+        self._generation = 0
+
+    # ---- layout -------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        info = ACTIONS[self.action_name]
-        yield Static(f"{info.title}: {info.description}", id="runner-title")
-        if self.action_name in GUIDES:
-            yield Static(GUIDES[self.action_name], id="runner-guide")
-        if self.word:
-            yield Input(placeholder=f"type {self.word} to run it (Escape: back)", id="runner-confirm")
+        cls = self.action_cls
+        yield Static(f"{cls.title}: {cls.description}", id="runner-title")
+        if cls.guide:
+            yield Static(cls.guide, id="runner-guide")
+        for f, spec in self.fields:
+            with Horizontal(classes="runner-field"):
+                yield Label(spec.flag.removeprefix("--"))
+                yield self._widget(f, spec)
+        yield Input(id="runner-confirm")
         yield Static(id="runner-progress")
         yield Static(id="runner-result")
         yield RichLog(id="runner-log", wrap=True, markup=False)
         yield Footer()
 
+    def _widget(self, f: dataclasses.Field[Any], spec: Any) -> Any:
+        value = spec.tui_default if spec.tui_default is not None else f.default
+        wid = f"param-{f.name}"
+        kind = typing.get_type_hints(self.action_cls.Params)[f.name]
+        if kind is bool:
+            return Checkbox(spec.help, bool(value), id=wid)
+        options = spec.options(self.config)
+        if options:
+            return Select(
+                [(o, o) for o in options],
+                value=value if value in options else Select.BLANK,
+                allow_blank=value not in options,
+                prompt=spec.help,
+                id=wid,
+            )
+        return Input(value="" if value is None else str(value), placeholder=spec.help, id=wid)
+
     def on_mount(self) -> None:
-        if self.word:
-            self.query_one(Input).focus()
-            preview = previews(self.config).get(self.action_name)
-            if preview is not None:
-                self.run_worker(self._preview(preview), group="preview", exit_on_error=False)
-        else:
-            self._start()
+        self._prepare()
 
-    async def _preview(self, preview: Runner) -> None:
-        log = self.query_one(RichLog)
-        log.write("what would change:")
+    # ---- the form -----------------------------------------------------------------------------------
 
-        def show(e: Event) -> None:
-            if isinstance(e, Log) and e.level == "diff":
-                for line in e.message.splitlines():
-                    style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
-                    log.write(Text(line, style=style))
-            elif isinstance(e, Log):
-                log.write(f"{e.level}: {e.message}")
-            elif isinstance(e, Check):
-                log.write(Text(f"{'✔' if e.ok else '✘'} {e.name}: {e.why}", style="green" if e.ok else "red"))
-            elif isinstance(e, StepFinished):
-                log.write(e.detail)
-            elif isinstance(e, Finished):
-                log.write(f"{e.verdict}: {e.summary}")
+    def _params(self) -> Any | None:
+        """The parameters the form says, or None while a required one is missing."""
+        hints = typing.get_type_hints(self.action_cls.Params)
+        values: dict[str, Any] = {}
+        for f, spec in self.fields:
+            widget = self.query_one(f"#param-{f.name}")
+            if isinstance(widget, Checkbox):
+                value: Any = widget.value
+            elif isinstance(widget, Select):
+                value = None if widget.value is Select.BLANK else widget.value
+            else:
+                assert isinstance(widget, Input)
+                value = _convert(hints[f.name], widget.value.strip())
+            if value is None and spec.required:
+                return None
+            if value is not None:
+                values[f.name] = value
+        return self.action_cls.Params(**values)
 
-        await preview(self.config, show)
+    def _changed(self) -> None:
+        if not self.running:
+            self._prepare()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "runner-confirm":
+            self._changed()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self._changed()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self._changed()
+
+    # ---- the run ------------------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """(Re)start the runner with the form's parameters: preflight and plan, then the confirmation."""
+        self._generation += 1
+        self.word = None
+        self.result = None
+        box = self.query_one("#runner-confirm", Input)
+        box.remove_class("-shown")
+        self.query_one(RichLog).clear()
+        params = self._params()
+        if params is None:
+            self.query_one("#runner-progress", Static).update("fill in the form to see the plan")
+            if self._runner is not None:
+                self.workers.cancel_group(self, "runner")
+            return
+        action = self.action_cls(self.config, params)
+        self._runner = Runner(action, self._emitter(self._generation), read_only=self.read_only)
+        self.run_worker(
+            self._go(self._runner),
+            group="runner",
+            exclusive=True,
+            exit_on_error=False,
+            description=action.name,
+        )
+
+    def _emitter(self, generation: int) -> Any:
+        def emit(e: Event) -> None:
+            if generation == self._generation:  # a runner the form replaced says nothing more
+                self._event(e)
+
+        return emit
+
+    async def _go(self, runner: Runner) -> None:
+        finished = await runner.run(self._confirm)
+        self.running = False
+        if runner is self._runner:
+            # Only now — the runner has released the lock and closed the journal entry — is it done.
+            self.result = finished
+
+    async def _confirm(self, action: Action[Any], plan: Plan) -> bool:
+        word = action.confirm_word()
+        if word is None and not self.fields:
+            self.running = True
+            return True
+        self._answer = asyncio.get_running_loop().create_future()
+        self.word = word
+        box = self.query_one("#runner-confirm", Input)
+        box.placeholder = (
+            f"type {word} to run it (Escape: back)" if word else "press Enter here to run it (Escape: back)"
+        )
+        box.value = ""
+        box.add_class("-shown")
+        box.focus()
+        try:
+            return await self._answer
+        finally:
+            self._answer = None
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        typed = event.value.strip()
-        if self.choose is not None and typed in self.choices:
-            self.run_fn = self.choose(typed)
-        elif typed != self.word or self.choose is not None:
-            self.notify(f"type {self.word} exactly: nothing ran", severity="warning")
+        if self._answer is None or self._answer.done():
             return
-        event.input.disabled = True
-        self._start()
-
-    def _start(self) -> None:
+        typed = event.value.strip()
+        if self.word is not None and event.input.id == "runner-confirm" and typed != self.word:
+            self.notify(f"type {self.word} exactly: nothing ran", severity="warning")
+            event.input.value = ""
+            return
+        if self.word is not None and event.input.id != "runner-confirm":
+            return
+        self.query_one("#runner-confirm", Input).disabled = True
+        for f, _ in self.fields:
+            self.query_one(f"#param-{f.name}").disabled = True
         self.running = True
-        self.run_worker(self._run(), exclusive=True, group="runner", exit_on_error=False)
-
-    async def _run(self) -> None:
-        from console.clients.borg import BorgError
-        from console.clients.pgtools import PgToolError
-        from console.runner import Refused
-
-        assert self.run_fn is not None
-        try:
-            await self.run_fn(self.config, self._event)
-        except (Refused, BorgError, PgToolError, RuntimeError) as exc:
-            self._event(Finished("FAIL", 1, f"{type(exc).__name__}: {exc}"))
-        finally:
-            self.running = False
-        # Only now — the action's session has released the lock and closed the journal entry — is it done.
-        self.result = self._finished
+        self._answer.set_result(True)
 
     def _event(self, e: Event) -> None:
         log = self.query_one(RichLog)
-        if isinstance(e, Log) and e.level == "progress":
+        if isinstance(e, Progress):
             self.query_one("#runner-progress", Static).update(e.message)
+        elif isinstance(e, Diff):
+            for row in e.message.splitlines():
+                style = "green" if row.startswith("+") else "red" if row.startswith("-") else ""
+                log.write(Text(row, style=style))
         elif isinstance(e, Finished):
-            self._finished = e
-            extra = f"\n{e.report_path}" if e.report_path else ""
+            brief = render(e.report, "text")
+            extra = (f"\n{brief}" if brief else "") + (f"\n{e.report_path}" if e.report_path else "")
             self.query_one("#runner-result", Static).update(f"{e.verdict}: {e.summary}{extra}\nEscape: back")
         elif (text := line(e)) is not None:
             log.write(text)
@@ -208,4 +226,17 @@ class RunnerScreen(Screen[None]):
         if self.running:
             self.notify("the action is running: it finishes (or rolls back) on its own", timeout=4)
             return
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(False)  # not confirmed: the runner ends with nothing changed
         self.dismiss(None)
+
+
+def _convert(kind: Any, text: str) -> Any:
+    """A form field's text as the parameter's type (None when empty)."""
+    if not text:
+        return None
+    if kind in (int, int | None):
+        return int(text) if text.lstrip("-").isdigit() else None
+    if kind in (Path, Path | None):
+        return Path(text)
+    return text

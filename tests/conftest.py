@@ -37,7 +37,7 @@ def opsconsole(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `opsconsole` entry point in a subprocess."""
     proc = subprocess.run(
-        [sys.executable, "-m", "console", *args],
+        [sys.executable, "-m", "opsconsole", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

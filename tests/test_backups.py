@@ -193,7 +193,7 @@ def test_a_locked_repository_fails_clearly_or_is_waited_for(box_lab: LabState) -
         code, _, output = _action(box_lab, "backup", "--what", "db")
         assert code == 1 and "locked" in output and "--lock-wait" in output, output[-2000:]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "console", "--config", box_lab.files["console_config"], "--action",
+            [sys.executable, "-m", "opsconsole", "--config", box_lab.files["console_config"], "--action",
              "backup", "--what", "db", "--lock-wait", "120", "--json"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
         )  # fmt: skip

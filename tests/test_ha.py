@@ -19,9 +19,11 @@ import pytest
 import tomli_w
 import yaml
 
-from actions.ha import run_apply
+from actions.ha import Ha
+from console.action import NoParams
 from console.config import load_config
 from console.events import Event, Finished
+from console.runner import Runner, yes
 from lab.kube.validation import validate as validate_crd
 from lab.state import LabState
 from screens.app import Dashboard
@@ -227,10 +229,14 @@ async def test_opt_in_policies_apply_verify_and_roll_back(
     assert code == 1 and _drifted(events) == OPT_IN, output[-3000:]
     assert _managed(ha_lab) == [] and _cpu_request(ha_lab) == "100m"
 
-    # A budget that selects no pod fails verification: everything the run created or changed is undone.
+    # A budget that selects no pod fails verification: everything the run created or changed is undone
+    # (exit 4, rolled back).
     seen: list[Event] = []
-    code = await run_apply(load_config(_opt_in(ha_lab, tmp_path, "bad.toml", True)), seen.append, 3.0)
-    assert code == 1 and isinstance(seen[-1], Finished) and "selects no pods" in seen[-1].summary
+    action = Ha(load_config(_opt_in(ha_lab, tmp_path, "bad.toml", True)), NoParams())
+    action.verify_timeout_s = 3.0
+    done = await Runner(action, seen.append).run(yes(True))
+    assert done.exit_code == 4 and done.verdict == "ROLLED-BACK", done
+    assert isinstance(seen[-1], Finished) and "selects no pods" in seen[-1].summary
     assert _managed(ha_lab) == [] and _cpu_request(ha_lab) == "100m"
 
     code, events, output = _ha(ha_lab, "ha", "--yes", config=str(good))

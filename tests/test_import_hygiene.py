@@ -20,8 +20,8 @@ def _loaded(code: str, prefixes: tuple[str, ...]) -> list[str]:
 
 def test_core_imports_without_textual_or_lab() -> None:
     code = (
-        "import sys, console.cli, console.config, actions\n"
-        "import console.cli as c\n"
+        "import sys, opsconsole.cli, console.config, actions\n"
+        "import opsconsole.cli as c\n"
         "c.main(['--config', 'config.toml', '--check-config'])"
     )
     assert [m for m in _loaded(code, ("textual", "lab")) if m.split(".")[0] in ("textual", "lab")] == []
@@ -42,5 +42,5 @@ def test_the_kube_source_loads_only_the_async_client_it_uses() -> None:
 
 def test_the_dashboards_first_frame_needs_no_pydantic() -> None:
     """console/config_file.py: what the dashboard imports before its first frame validates nothing yet."""
-    code = "import sys, console.cli, console.config_file, screens.app, actions.drill_report, console.journal"
+    code = "import sys, opsconsole.cli, console.config_file, screens.app, actions.drill_report, console.journal"
     assert _loaded(code, ("pydantic", "console.config")) == ["console.config_file"]

@@ -122,7 +122,7 @@ def test_release_failing_in_production_rolls_back_by_itself(rel_lab: LabState, r
     before = _prod_images(rel_lab)
     _stage(rel_lab, "v0.6.1-broken-in-docfast")  # healthy in staging, fails readiness in production
     code, events, output = _run(rel_config, "promote", "--yes")
-    assert code == 1, output[-3000:]
+    assert code == 4, output[-3000:]  # rolled back: production is as it was (the exit-code table)
     assert events[-1]["verdict"] == "ROLLED-BACK" and "back on" in events[-1]["summary"]
     assert events[-1]["report"]["probes"]["http-prod"]["failed"] == 0  # production kept serving
     wait_for(lambda: _prod_images(rel_lab) == before, 60, "production back on its previous image")
@@ -131,7 +131,7 @@ def test_release_failing_in_production_rolls_back_by_itself(rel_lab: LabState, r
 def test_promotion_is_refused_while_a_drill_holds_the_lock(rel_lab: LabState, rel_config: Path) -> None:
     _stage(rel_lab, "v0.6.2")
     drill = subprocess.Popen(
-        [sys.executable, "-m", "console", "--config", str(rel_config), "--action", "drill", "--scenario",
+        [sys.executable, "-m", "opsconsole", "--config", str(rel_config), "--action", "drill", "--scenario",
          "node-down", "--target", "k3s-w2", "--yes", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ),
     )  # fmt: skip

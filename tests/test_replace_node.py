@@ -63,6 +63,8 @@ async def test_tui_replace_node_takes_the_typed_worker(
     replace_lab: LabState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from console.config import load_config
+    from textual.widgets import Select
+
     from screens.app import Dashboard
     from tests.test_dashboard import _runner, _type_refused, _until
 
@@ -70,8 +72,11 @@ async def test_tui_replace_node_takes_the_typed_worker(
     app = Dashboard(load_config(Path(replace_lab.files["console_config"])))
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await _runner(pilot, "replace-node")
-        await _type_refused(pilot, screen, "k3s-mgr")  # not a worker: nothing runs
-        await pilot.press(*"k3s-w2", "enter")  # the replica's node (the primary's costs a switchover blip)
+        target = screen.query_one("#param-target", Select)
+        target.value = "k3s-w2"  # the replica's node (the primary's costs a switchover blip)
+        await _until(pilot, lambda: screen.word == "k3s-w2", 60, "the plan and the confirmation")
+        await _type_refused(pilot, screen, "k3s-w1")  # not the chosen worker: nothing runs
+        await pilot.press(*"k3s-w2", "enter")
         await _until(pilot, lambda: screen.result is not None, 300, "the replacement's result")
         # The choice reached the action (the probes' verdict is the headless test's business).
         assert screen.result is not None and "k3s-w2 replaced" in screen.result.summary, screen.result

@@ -92,7 +92,7 @@ def test_deployer_context_sees_forbidden_and_still_runs(lab: LabState, tmp_path:
 
 def test_status_never_imports_textual_or_the_lab(lab: LabState) -> None:
     code = (
-        "import sys, console.cli as c\n"
+        "import sys, opsconsole.cli as c\n"
         f"rc = c.main(['--config', {lab.files['console_config']!r}, '--action', 'status', '--json'])\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'lab')]\n"
         "print('LOADED:' + ','.join(bad), file=sys.stderr)\n"

@@ -15,11 +15,12 @@ import shlex
 from typing import Any
 
 from console.config import BackupsConfig, SshConfig
+from console.errors import OpsError
 
 LOCK_WAIT_ENV = "OPSCONSOLE_BORG_LOCK_WAIT"
 
 
-class BorgError(Exception):
+class BorgError(OpsError):
     """A borg failure: the repository and borg's own one-line reason."""
 
 

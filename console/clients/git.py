@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 from console.config import SshConfig
+from console.errors import OpsError
 
 
-class GitError(Exception):
+class GitError(OpsError):
     """A git failure in one sentence: what was tried and git's last line."""
 
 

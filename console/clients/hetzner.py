@@ -14,9 +14,10 @@ from typing import Any
 from hcloud import APIException, Client
 
 from console.config import Config
+from console.errors import OpsError
 
 
-class HetznerError(Exception):
+class HetznerError(OpsError):
     """A refused or failed Hetzner call, phrased for the operator (code and message, never the token)."""
 
 

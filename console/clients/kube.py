@@ -14,19 +14,29 @@ from typing import Any
 
 import aiohttp
 
+from console.errors import ExitCode, OpsError, Verdict
+
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
-class KubeError(Exception):
-    """A refused or failed request: HTTP status, the Status ``reason`` and the server's message."""
+class KubeError(OpsError):
+    """A refused or failed request: HTTP status, the Status ``reason`` and the server's message.  No rights
+    (401, 403) is a refusal (exit 3); anything else a failure (status 0: unreachable)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        if status in (401, 403):
+            self.exit_code, self.verdict = ExitCode.REFUSED, Verdict.REFUSED
+
+    def sentence(self) -> str:
+        if self.status == 0:
+            return f"the Kubernetes API is unreachable: {self.message}"
+        return f"the Kubernetes API refused ({self.status} {self.reason}): {self.message}"
 
 
 async def request(

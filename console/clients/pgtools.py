@@ -24,13 +24,14 @@ import psycopg
 from console.clients.kube import request
 from console.clients.ssh import Tunnel
 from console.config import Config
+from console.errors import OpsError
 
 TERMINATE = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
 )
 
 
-class PgToolError(Exception):
+class PgToolError(OpsError):
     """A failed pg_dump/pg_restore/SQL step, with the tool's own last line."""
 
 

@@ -14,9 +14,10 @@ from typing import Any
 import asyncssh
 
 from console.config import SshConfig
+from console.errors import OpsError
 
 
-class SshError(Exception):
+class SshError(OpsError):
     """An SSH failure, phrased for the operator (host alias and reason, never a key or password)."""
 
 

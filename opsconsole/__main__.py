@@ -1,0 +1,5 @@
+"""`python -m opsconsole` is the same as the `opsconsole` script."""
+
+from opsconsole.cli import run
+
+run()
