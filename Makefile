@@ -3,9 +3,10 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CODE := opsconsole console actions screens lab
 APT_PACKAGES := borgbackup hcloud-cli openssh-client openssh-server postgresql-15 postgresql-client-15
 
-.PHONY: setup system-packages venv lab test lint types check clean bench
+.PHONY: setup system-packages venv lab test unit lint types imports check clean bench
 
 setup: system-packages venv
 
@@ -33,13 +34,16 @@ test: setup
 	$(PY) -m pytest
 
 lint: venv
-	$(VENV)/bin/ruff check console actions screens lab tests bench
-	$(VENV)/bin/ruff format --check console actions screens lab tests bench
+	$(VENV)/bin/ruff check $(CODE) tests bench
+	$(VENV)/bin/ruff format --check $(CODE) tests bench
 
 types: venv
-	$(VENV)/bin/mypy console actions
+	$(VENV)/bin/mypy $(CODE)
 
-check: setup lint types test
+imports: venv
+	$(VENV)/bin/lint-imports
+
+check: setup lint types imports test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -50,7 +50,9 @@ class Registry(Mapping[str, type[Action[Any]]]):
             module, _, attr = self._entries[name].partition(":")
             cls: type[Action[Any]] = getattr(importlib.import_module(module), attr)
             if cls.name != name:
-                raise AssertionError(f"registry entry {name!r} names {cls.__name__}, whose name is {cls.name!r}")
+                raise AssertionError(
+                    f"registry entry {name!r} names {cls.__name__}, whose name is {cls.name!r}"
+                )
             self._loaded[name] = cls
         return self._loaded[name]
 

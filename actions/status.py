@@ -60,6 +60,8 @@ def status_lines(snap: Snapshot) -> list[str]:
             f"database:  {db.cluster} {db.phase}, primary {db.primary}, timeline {db.timeline}, "
             f"{db.ready_instances}/{db.instances} ready"
         )
+        if not db.replication:
+            out.append("replica:   unknown (PostgreSQL did not answer)")
         for r in db.replication:
             if r.role == "replica":
                 lag_s = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
@@ -97,13 +99,29 @@ def status_lines(snap: Snapshot) -> list[str]:
         out.append(f"probe:     {p.name} {p.url} -> {p.status or p.error}")
     if not snap.probes:
         out.append("probe:     unknown (no health URL probed)")
+    for d in snap.dns:
+        out.append(f"dns:       {d.name} {d.type} -> {', '.join(d.answers) or d.error or 'no answer'}")
+    if not snap.dns:
+        out.append("dns:       unknown (no record resolved)")
     for s in snap.sources:
         if s.state.value != "ok":
             out.append(f"source:    {s.name} {s.state.value}{': ' + s.error if s.error else ''}")
     for f in snap.findings:
         out.append(f"{f.severity.value:<9}  {f.code} {f.subject}: {f.message}")
-    out.append("verdict:   " + ("CRITICAL" if snap.critical else "healthy"))
+    unseen = unseen_sources(snap)
+    if snap.critical:
+        verdict = "CRITICAL"
+    elif unseen:
+        verdict = f"UNKNOWN — no critical finding in what was seen; not seen: {', '.join(unseen)}"
+    else:
+        verdict = "healthy"
+    out.append("verdict:   " + verdict)
     return out
+
+
+def unseen_sources(snap: Snapshot) -> list[str]:
+    """The sources whose last answer is not a good one (their part of the snapshot is unknown or old)."""
+    return [s.name for s in snap.sources if s.state.value != "ok"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,7 @@ class StatusReport(Report):
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = to_document(self.snapshot)
         doc["healthy"] = not self.snapshot.critical
+        doc["unseen"] = unseen_sources(self.snapshot)  # "healthy" speaks only for what was seen
         return doc
 
     def sections(self, full: bool) -> list[Section]:
@@ -130,5 +149,8 @@ class Status(Action[NoParams]):
 
     async def execute(self, run: Run) -> Outcome:
         snap = await collect(self.config)
-        verdict = Verdict.FAIL if snap.critical else Verdict.DONE
-        return Outcome(verdict, "critical" if snap.critical else "healthy", StatusReport(snap))
+        critical = [f for f in snap.findings if f.severity.value == "critical"]
+        if not critical:
+            return Outcome(Verdict.DONE, "healthy", StatusReport(snap))
+        said = ", ".join(f"{f.code} {f.subject}" for f in critical[:4]) + (" …" if len(critical) > 4 else "")
+        return Outcome(Verdict.FAIL, f"critical: {said}", StatusReport(snap))

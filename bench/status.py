@@ -54,7 +54,9 @@ def main() -> None:
                 )
                 runs.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import opsconsole.cli, actions.status"], cwd=ROOT, check=True)
+            subprocess.run(
+                [sys.executable, "-c", "import opsconsole.cli, actions.status"], cwd=ROOT, check=True
+            )
             floor = time.perf_counter() - t0
             print(
                 f"--action status --json: median {statistics.median(runs):.2f} s, min {min(runs):.2f} s, "

@@ -39,13 +39,20 @@ class EventPrinter:
     600 samples read as a handful of lines; progress lines are left to the screen.
     """
 
-    def __init__(self, as_json: bool, out: TextIO = sys.stdout, report_only: bool = False) -> None:
+    def __init__(
+        self, as_json: bool, out: TextIO = sys.stdout, report_only: bool = False, err: TextIO = sys.stderr
+    ) -> None:
         self.as_json = as_json
         self.out = out
+        self.err = err
         self.report_only = report_only
         self._probe_state: dict[str, tuple[bool, float]] = {}
 
     def __call__(self, event: Event) -> None:
+        if self.as_json and isinstance(event, Finished) and event.exit_code:
+            # stdout is data: the one sentence for a person goes to stderr (the text mode prints it anyway)
+            self.err.write(f"opsconsole: {event.verdict}: {event.summary}\n")
+            self.err.flush()
         if self.report_only:
             if isinstance(event, Finished):
                 self._write(self._report(event))

@@ -10,20 +10,12 @@ before this module loads.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Any
 
 from console.config import Config, ConfigError
 from console.model import SourceState
+from console.sources.base import Source
 from console.store import ClusterStore
-
-
-class Source(Protocol):
-    name: str
-    synced: asyncio.Event
-
-    def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class LiveSources:
@@ -78,7 +70,7 @@ class LiveSources:
         try:
             self.kube_api = await api_client(k.kubeconfig or None, k.context)
         except Exception as exc:  # a broken kubeconfig: the Kubernetes panels say why, the rest runs
-            self.store.set_source("kubernetes", SourceState.UNREACHABLE, f"kubeconfig: {exc}")
+            self.store.set_source("kubernetes", SourceState.UNREACHABLE, str(exc).splitlines()[0])
         else:
             self.sources["kubernetes"] = KubeSource(self.store, self.kube_api)
             self.sources["kubernetes"].start()
@@ -102,7 +94,7 @@ class LiveSources:
         """The source ``name`` from its freshly imported module (None: it cannot run here)."""
         source: Source | None = None
         if name == "http":
-            source = mod.HttpSource(self.store, self.config, self.config.health.interval_s)
+            source = mod.HttpSource(self.store, self.config)
         elif name == "dns":
             source = mod.DnsSource(self.store, self.config)
         elif name == "hetzner":
@@ -121,7 +113,7 @@ class LiveSources:
 
     def refresh(self, name: str) -> None:
         source = self.sources.get(name)
-        if source is not None and hasattr(source, "refresh"):
+        if source is not None:
             source.refresh()
 
     async def stop(self) -> None:

@@ -159,6 +159,7 @@ class Runner:
         self._current: asyncio.Future[Any] | None = None
         self._executing = False
         self._lost: asyncio.Future[None] | None = None
+        self._asked = False  # the action's own preflight ran (a dry run then plans even when refused)
 
     @property
     def emit(self) -> Emit:
@@ -237,7 +238,7 @@ class Runner:
             action.validate()
             await self._phase(self._preflight())
             refusal = self.refusal()
-            if refusal and not dry_run:
+            if refusal and not (dry_run and self._asked):  # a dry run still shows what it would do
                 return Finished(Verdict.REFUSED, refusal, self._dry_report(None))
             plan = await self._phase(self._plan())
         except Exception as exc:
@@ -264,6 +265,11 @@ class Runner:
         checks: list[Check] = []
         if action.mutating and not action.resumes:
             checks.append(self._journal_check())
+            if not checks[0].ok:  # refused whatever the cluster says: ask it nothing
+                self.checks = checks
+                self.emit(checks[0])
+                return
+        self._asked = True
         checks += await action.preflight(run)
         if action.takes_lock:
             checks.append(await self._lock_check())

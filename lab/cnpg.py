@@ -905,7 +905,8 @@ class CnpgTwin:
     async def _write_status(self) -> None:
         obj = self._cluster_obj()
         old = obj.get("status") or {}
-        healthy, failed = [], []
+        healthy: list[str] = []
+        failed: list[str] = []
         timeline = old.get("timelineID", 1)
         for name in self.instances:
             pod = self.store.find(self.res["pods"], self.ns, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 
 _TERM = re.compile(
     r"""^\s*(?:
@@ -38,6 +39,30 @@ def _split(selector: str) -> list[str]:
     return terms
 
 
+def _absent(k: str, labels: Mapping[str, str]) -> bool:
+    return k not in labels
+
+
+def _present(k: str, labels: Mapping[str, str]) -> bool:
+    return k in labels
+
+
+def _in(k: str, vals: set[str], labels: Mapping[str, str]) -> bool:
+    return labels.get(k) in vals
+
+
+def _not_in(k: str, vals: set[str], labels: Mapping[str, str]) -> bool:
+    return labels.get(k) not in vals
+
+
+def _equal(k: str, v: str, labels: Mapping[str, str]) -> bool:
+    return labels.get(k) == v
+
+
+def _unequal(k: str, v: str, labels: Mapping[str, str]) -> bool:
+    return labels.get(k) != v
+
+
 def parse_selector(selector: str) -> Callable[[Mapping[str, str]], bool]:
     """Compile ``selector`` into a predicate over a label mapping; raise :class:`SelectorError` if invalid."""
     checks: list[Callable[[Mapping[str, str]], bool]] = []
@@ -46,21 +71,14 @@ def parse_selector(selector: str) -> Callable[[Mapping[str, str]], bool]:
         if not m:
             raise SelectorError(f"invalid label selector term {term.strip()!r}")
         if m.group("neg"):
-            k = m.group("nkey")
-            checks.append(lambda labels, k=k: k not in labels)
+            checks.append(partial(_absent, m.group("nkey")))
         elif m.group("skey"):
-            k, vals = m.group("skey"), {v.strip() for v in m.group("vals").split(",") if v.strip()}
-            if m.group("op") == "in":
-                checks.append(lambda labels, k=k, vals=vals: labels.get(k) in vals)
-            else:
-                checks.append(lambda labels, k=k, vals=vals: labels.get(k) not in vals)
+            vals = {v.strip() for v in m.group("vals").split(",") if v.strip()}
+            checks.append(partial(_in if m.group("op") == "in" else _not_in, m.group("skey"), vals))
         elif m.group("key"):
-            k, v = m.group("key"), m.group("val")
-            if m.group("cmp") == "!=":
-                checks.append(lambda labels, k=k, v=v: labels.get(k) != v)
-            else:
-                checks.append(lambda labels, k=k, v=v: labels.get(k) == v)
+            checks.append(
+                partial(_unequal if m.group("cmp") == "!=" else _equal, m.group("key"), m.group("val"))
+            )
         else:
-            k = m.group("exists")
-            checks.append(lambda labels, k=k: k in labels)
+            checks.append(partial(_present, m.group("exists")))
     return lambda labels: all(check(labels) for check in checks)

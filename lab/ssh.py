@@ -42,7 +42,7 @@ class _Forward(asyncssh.SSHTCPSession[bytes]):
         self.pending: list[bytes] = []
         self.chan: asyncssh.SSHTCPChannel[bytes] | None = None
 
-    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:  # type: ignore[override]
+    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self.chan = chan
         self._task = asyncio.ensure_future(self._pump())
 

@@ -34,7 +34,7 @@ def nodes_rows(s: Snapshot) -> list[tuple[str, Row]]:
             n.name,
             (
                 n.name,
-                "Ready" if n.ready else "NotReady",
+                "Ready" if n.ready else "?" if n.ready is None else "NotReady",
                 ",".join(n.roles) or "-",
                 ",".join(t.split(":")[0].rsplit("/", 1)[-1] for t in n.taints) or "-",
                 n.version,
@@ -309,6 +309,17 @@ INPUTS: dict[str, Callable[[Snapshot], object]] = {
 }
 
 
+def source_status(name: str, sources: dict[str, SourceStatus]) -> SourceStatus | None:
+    """A panel source's status; a Kubernetes kind that never reported takes the API's own (a kubeconfig
+    that fails before any list is one ``kubernetes`` status: its kinds are as unreachable as it is)."""
+    status = sources.get(name)
+    if status is None and name.startswith("kube:"):
+        api = sources.get("kubernetes")
+        if api is not None and api.state is not SourceState.OK:
+            return api
+    return status
+
+
 class Panel(Vertical):
     """A titled table with its data's age and its sources' state.
 
@@ -390,7 +401,7 @@ class Panel(Vertical):
             del self._shown[gone]
 
     def _show_state(self, snapshot: Snapshot, sources: dict[str, SourceStatus]) -> None:
-        states = [sources[s] for s in self.sources if s in sources]
+        states = [st for st in (source_status(s, sources) for s in self.sources) if st is not None]
         worst = next((s for s in states if s.state is SourceState.FORBIDDEN), None) or next(
             (s for s in states if s.state in (SourceState.UNREACHABLE, SourceState.STALE)), None
         )

@@ -86,7 +86,7 @@ class RunnerScreen(OpsScreen):
         if options:
             return Select(
                 [(o, o) for o in options],
-                value=value if value in options else Select.BLANK,
+                value=value if value in options else Select.NULL,
                 allow_blank=value not in options,
                 prompt=spec.help,
                 id=wid,
@@ -107,7 +107,7 @@ class RunnerScreen(OpsScreen):
             if isinstance(widget, Checkbox):
                 value: Any = widget.value
             elif isinstance(widget, Select):
-                value = None if widget.value is Select.BLANK else widget.value
+                value = None if widget.value is Select.NULL else widget.value
             else:
                 assert isinstance(widget, Input)
                 value = _convert(hints[f.name], widget.value.strip())
@@ -134,23 +134,36 @@ class RunnerScreen(OpsScreen):
     # ---- the run ------------------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        """(Re)start the runner with the form's parameters: preflight and plan, then the confirmation."""
+        """(Re)start the runner with the form's parameters: preflight and plan, then the confirmation.
+
+        The confirmation box is shown at once when there is a word to type (the target's name is known
+        from the form): what is typed before the plan is in waits for the runner to ask."""
         self._generation += 1
-        self.word = None
         self.result = None
         box = self.query_one("#runner-confirm", Input)
         box.remove_class("-shown")
         self.query_one(RichLog).clear()
         params = self._params()
         if params is None:
+            self.word = None
             self.query_one("#runner-progress", Static).update("fill in the form to see the plan")
-            if self._runner is not None:
-                self.workers.cancel_group(self, "runner")
+            self.workers.cancel_group(self, "runner")
             return
         action = self.action_cls(self.config, params)
+        self.word = action.confirm_word()
+        self._answer = asyncio.get_running_loop().create_future()
+        if self.word is not None or self.fields:
+            box.placeholder = (
+                f"type {self.word} to run it (Escape: back)"
+                if self.word
+                else "press Enter here to run it (Escape: back)"
+            )
+            box.value = ""
+            box.add_class("-shown")
+            box.focus()
         self._runner = Runner(action, self._emitter(self._generation), read_only=self.read_only)
         self.run_worker(
-            self._go(self._runner),
+            self._go(self._runner, self._answer),
             group="runner",
             exclusive=True,
             exit_on_error=False,
@@ -164,48 +177,33 @@ class RunnerScreen(OpsScreen):
 
         return emit
 
-    async def _go(self, runner: Runner) -> None:
-        finished = await runner.run(self._confirm)
+    async def _go(self, runner: Runner, answer: asyncio.Future[bool]) -> None:
+        async def confirm(action: Action[Any], plan: Plan) -> bool:
+            if self.word is None and not self.fields:
+                self.running = True
+                return True  # nothing to confirm: it starts at once
+            return await answer
+
+        finished = await runner.run(confirm)
         self.running = False
         if runner is self._runner:
             # Only now — the runner has released the lock and closed the journal entry — is it done.
             self.result = finished
 
-    async def _confirm(self, action: Action[Any], plan: Plan) -> bool:
-        word = action.confirm_word()
-        if word is None and not self.fields:
-            self.running = True
-            return True
-        self._answer = asyncio.get_running_loop().create_future()
-        self.word = word
-        box = self.query_one("#runner-confirm", Input)
-        box.placeholder = (
-            f"type {word} to run it (Escape: back)" if word else "press Enter here to run it (Escape: back)"
-        )
-        box.value = ""
-        box.add_class("-shown")
-        box.focus()
-        try:
-            return await self._answer
-        finally:
-            self._answer = None
-
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        if self._answer is None or self._answer.done():
+        answer = self._answer
+        if answer is None or answer.done() or event.input.id != "runner-confirm":
             return
-        typed = event.value.strip()
-        if self.word is not None and event.input.id == "runner-confirm" and typed != self.word:
+        if self.word is not None and event.value.strip() != self.word:
             self.notify(f"type {self.word} exactly: nothing ran", severity="warning")
             event.input.value = ""
             return
-        if self.word is not None and event.input.id != "runner-confirm":
-            return
-        self.query_one("#runner-confirm", Input).disabled = True
+        event.input.disabled = True
         for f, _ in self.fields:
             self.query_one(f"#param-{f.name}").disabled = True
         self.running = True
-        self._answer.set_result(True)
+        answer.set_result(True)
 
     def _event(self, e: Event) -> None:
         log = self.query_one(RichLog)

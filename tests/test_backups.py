@@ -154,7 +154,7 @@ def test_storage_box_unreachable_mid_backup(box_lab: LabState) -> None:
         [
             sys.executable,
             "-m",
-            "console",
+            "opsconsole",
             "--config",
             box_lab.files["console_config"],
             "--action",

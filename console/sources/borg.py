@@ -31,6 +31,7 @@ from console.clients.borg import BorgError, borg_env, borg_json
 from console.config import BorgRepository, Config
 from console.model import BackupRepo, SourceState
 from console.paths import state_home
+from console.sources.base import PollingSource
 from console.store import ClusterStore
 
 
@@ -142,29 +143,30 @@ def _with_receipts(repo: BackupRepo) -> BackupRepo:
     return dataclasses.replace(repo, checked=checked, verified=verified)
 
 
-class BorgSource:
+class BorgSource(PollingSource):
+    """``borg list`` per repository, every ``backups.poll_interval_s``; the first look may reuse a recent
+    answer from the state directory's cache (a dashboard opened twice in a minute asks once); a failed
+    look is retried sooner, backing off to the interval."""
+
     name = "borg"
 
     def __init__(self, store: ClusterStore, config: Config) -> None:
-        self.store = store
-        self.config = config
-        self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        super().__init__(store, config)
+        self.use_cache = True
+        self.retry = RETRY_S
 
-    def start(self) -> None:
-        self.store.set_source(self.name, SourceState.PENDING)
-        self._task = asyncio.ensure_future(self._loop())
+    def interval(self) -> float:
+        every = self.config.backups.poll_interval_s
+        failed = any(b.error for b in self.store.extra.get("backups") or ())
+        wait = min(self.retry, every) if failed else every
+        self.retry = self.retry * 2 if failed else RETRY_S
+        return wait
 
-    def refresh(self) -> None:
-        self._wake.set()
+    async def poll(self) -> None:
+        use_cache, self.use_cache = self.use_cache and not self._wake.is_set(), False
+        await self.look(use_cache)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def poll(self, use_cache: bool = True) -> None:
+    async def look(self, use_cache: bool = True) -> None:
         b = self.config.backups
         env = borg_env(b, self.config.ssh)
         now = datetime.now(UTC)
@@ -206,30 +208,3 @@ class BorgSource:
             return
         self.store.set_extra("backups", tuple(results))
         self.store.set_source(self.name, SourceState.OK, None, at=min(taken) if taken else None)
-
-    async def _loop(self) -> None:
-        use_cache = True  # the first look may reuse a recent answer; later ones are due by the clock
-        retry = RETRY_S
-        while True:
-            try:
-                await self.poll(use_cache=use_cache and not self._wake.is_set())
-                use_cache = False
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.store.set_source(self.name, SourceState.UNREACHABLE, str(exc).splitlines()[0][:200])
-            self.synced.set()
-            self._wake.clear()
-            # A failed look (unreachable box, missing repository) is retried sooner, backing off to the
-            # interval; a good one waits the whole interval.
-            failed = any(b.error for b in self.store.extra.get("backups") or ())
-            wait = (
-                min(retry, self.config.backups.poll_interval_s)
-                if failed
-                else self.config.backups.poll_interval_s
-            )
-            retry = retry * 2 if failed else RETRY_S
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass

@@ -7,15 +7,13 @@ IPv4 that Hetzner reports — after a disaster recovery the new LB has a new add
 
 from __future__ import annotations
 
-import asyncio
-
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
 from console.config import Config
 from console.model import DnsCheck, SourceState
-from console.store import ClusterStore
+from console.sources.base import PollingSource
 
 
 def resolver(servers: list[str]) -> dns.asyncresolver.Resolver:
@@ -44,31 +42,18 @@ async def check(config: Config) -> tuple[DnsCheck, ...]:
     return tuple(out)
 
 
-class DnsSource:
+class DnsSource(PollingSource):
+    """The ``[[dns]]`` records, every five minutes (they change rarely, and a resolver is not ours)."""
+
     name = "dns"
 
-    def __init__(self, store: ClusterStore, config: Config, interval: float = 300.0) -> None:
-        self.store = store
-        self.config = config
-        self.interval = interval
-        self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    def interval(self) -> float:
+        return 300.0
 
-    def start(self) -> None:
-        async def loop() -> None:
-            while True:
-                results = await check(self.config)
-                self.store.set_extra("dns", results)
-                if results and all(c.error for c in results):
-                    self.store.set_source(self.name, SourceState.UNREACHABLE, results[0].error)
-                else:
-                    self.store.set_source(self.name, SourceState.OK)
-                self.synced.set()
-                await asyncio.sleep(self.interval)
-
-        self._task = asyncio.ensure_future(loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def poll(self) -> None:
+        results = await check(self.config)
+        self.store.set_extra("dns", results)
+        if results and all(c.error for c in results):
+            self.store.set_source(self.name, SourceState.UNREACHABLE, results[0].error)
+        else:
+            self.store.set_source(self.name, SourceState.OK)

@@ -12,7 +12,6 @@ partial ``LoadBalancerTarget.server`` objects (each of which would cost a GET).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -20,25 +19,22 @@ from hcloud import APIException, Client
 
 from console.config import Config
 from console.model import SourceState
+from console.sources.base import PollingSource
 from console.store import ClusterStore
 
 REQUESTS_PER_POLL = 3
 
 
-class HetznerSource:
+class HetznerSource(PollingSource):
     name = "hetzner"
 
     def __init__(self, store: ClusterStore, config: Config) -> None:
-        self.store = store
-        self.config = config
+        super().__init__(store, config)
         hz = config.hetzner
         self.client = Client(token=hz.read_token(), api_endpoint=hz.endpoint, poll_interval=1.0)
         self.rate: dict[str, int] = {}
         self.client._client._session.hooks["response"].append(self._headers)
         self.requests = 0
-        self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         # An action (a drill) may look faster for its own duration: that is the action's budget.
         self.boost_s: float | None = None
 
@@ -131,26 +127,3 @@ class HetznerSource:
         else:
             self.store.set_extra("hetzner", data)
             self.store.set_source(self.name, SourceState.OK)
-        finally:
-            self.synced.set()
-
-    def start(self) -> None:
-        self.store.set_source(self.name, SourceState.PENDING)
-
-        async def loop() -> None:
-            while True:
-                started = time.monotonic()
-                await self.poll()
-                # One-shot re-arm after the poll finished, so polls never overlap; boost() wakes it.
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), max(0.0, self.interval() - (time.monotonic() - started))
-                    )
-
-        self._task = asyncio.ensure_future(loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)

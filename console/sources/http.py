@@ -14,6 +14,7 @@ import aiohttp
 
 from console.config import Config
 from console.model import Probe, SourceState
+from console.sources.base import PollingSource
 from console.store import ClusterStore
 
 
@@ -41,35 +42,31 @@ async def probe(
         return Probe(name, url, False, None, None, type(exc).__name__)
 
 
-class HttpSource:
+class HttpSource(PollingSource):
+    """The prod and staging health URLs, as a user reaches them, every ``health.interval_s``."""
+
     name = "http"
 
-    def __init__(self, store: ClusterStore, config: Config, interval: float = 10.0) -> None:
-        self.store = store
-        self.config = config
-        self.interval = interval
-        self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self, store: ClusterStore, config: Config) -> None:
+        super().__init__(store, config)
+        self.session: aiohttp.ClientSession | None = None
 
-    async def poll(self, session: aiohttp.ClientSession) -> None:
-        h = self.config.health
+    def interval(self) -> float:
+        return self.config.health.interval_s
+
+    async def setup(self) -> None:
+        self.session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def poll(self) -> None:
+        h, session = self.config.health, self.session
+        assert session is not None
         results = await asyncio.gather(
             probe(session, "prod", h.prod_url, h.resolve), probe(session, "staging", h.staging_url, h.resolve)
         )
         self.store.set_extra("probes", tuple(results))
         self.store.set_source(self.name, SourceState.OK)
-        self.synced.set()
-
-    def start(self) -> None:
-        async def loop() -> None:
-            async with aiohttp.ClientSession() as session:
-                while True:
-                    await self.poll(session)
-                    await asyncio.sleep(self.interval)
-
-        self._task = asyncio.ensure_future(loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)

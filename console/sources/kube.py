@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -23,7 +25,9 @@ else:  # without the kubernetes packages' eager __init__s (~0.45 s): see console
 
     client, config = load()
 
+from console.errors import UsageError
 from console.model import SourceState
+from console.sources.base import Source
 from console.store import ClusterStore
 
 log = logging.getLogger("console.kube")
@@ -62,11 +66,39 @@ WATCHED = (
 )
 
 
+class KubeconfigError(UsageError):
+    """The kubeconfig is missing, unreadable, or lacks the context: one sentence naming the file."""
+
+
+def kubeconfig_paths(kubeconfig: str | None) -> list[Path]:
+    """The files the client reads: the config's ``kubeconfig``, else ``$KUBECONFIG`` (a list), else
+    ``~/.kube/config`` — as kubectl and the client library look."""
+    if kubeconfig:
+        return [Path(kubeconfig).expanduser()]
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [Path("~/.kube/config").expanduser()]
+
+
 async def api_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
+    """A client for ``context`` of the kubeconfig; :class:`KubeconfigError` when that cannot be."""
+    paths = kubeconfig_paths(kubeconfig)
+    if not any(p.exists() for p in paths):
+        where = ", ".join(map(str, paths))
+        raise KubeconfigError(
+            f"no kubeconfig at {where}: set [kubernetes] kubeconfig in the config (or $KUBECONFIG)"
+        )
     cfg = client.Configuration()
-    await config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig or None, context=context or None, client_configuration=cfg
-    )
+    try:
+        await config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig or None, context=context or None, client_configuration=cfg
+        )
+    except Exception as exc:  # the library's ConfigException, a YAML error, an unreadable file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise KubeconfigError(
+            f"{', '.join(map(str, paths))}: cannot use context {context!r}: {first}"
+        ) from None
     return client.ApiClient(cfg)
 
 
@@ -153,8 +185,9 @@ class _Response:
         return data
 
 
-class KubeSource:
-    """Keeps the store's Kubernetes kinds current; ``synced`` is set once every kind answered once."""
+class KubeSource(Source):
+    """Keeps the store's Kubernetes kinds current; ``synced`` is set once every kind answered once.
+    Driven by watches, not a clock: it needs no refresh."""
 
     name = "kubernetes"
 

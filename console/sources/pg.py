@@ -24,6 +24,7 @@ import psycopg
 from console.clients.ssh import SshError, Tunnel
 from console.config import Config
 from console.model import Replication, SourceState
+from console.sources.base import PollingSource
 from console.sources.kube import get_json
 from console.store import ClusterStore
 
@@ -46,52 +47,28 @@ def _lsn(text: str | None) -> int | None:
     return (int(hi, 16) << 32) + int(lo, 16)
 
 
-class PgSource:
+class PgSource(PollingSource):
     name = "postgres"
 
     def __init__(self, store: ClusterStore, config: Config, kube_api: Any) -> None:
-        self.store = store
-        self.config = config
+        super().__init__(store, config)
         self.kube_api = kube_api
         self.tunnel = Tunnel(config.database.tunnel_via, config.ssh)
-        self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
-    def start(self) -> None:
-        self.store.set_source(self.name, SourceState.PENDING)
-        self._task = asyncio.ensure_future(self._loop())
+    def interval(self) -> float:
+        return self.config.database.poll_interval_s
 
-    def refresh(self) -> None:
-        """Look now rather than at the next interval (after an action changed the database)."""
-        self._wake.set()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.tunnel.close()
-
-    async def _loop(self) -> None:
-        while "pods" not in self.store.objects:  # the instances' pod IPs come from the pod watch
+    async def setup(self) -> None:
+        """Wait for the pod watch: the instances' pod IPs come from it."""
+        while "pods" not in self.store.objects:
             pods = self.store.sources.get("kube:pods")
             if pods is not None and pods.state in (SourceState.FORBIDDEN, SourceState.UNREACHABLE):
                 self.store.set_source(self.name, pods.state, f"cannot find the instances: {pods.error}")
                 self.synced.set()
             await asyncio.sleep(0.2)
-        while True:
-            try:
-                await self.poll()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one clear line on the panel; never a crash
-                self.store.set_source(self.name, SourceState.UNREACHABLE, str(exc).splitlines()[0][:200])
-            self.synced.set()
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.config.database.poll_interval_s)
-            except TimeoutError:
-                pass
+
+    async def close(self) -> None:
+        await self.tunnel.close()
 
     def _instances(self) -> list[tuple[str, str | None]]:
         db = self.config.database

@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +164,8 @@ class HetznerApi:
             ("images", "image", catalog.IMAGES),
             ("load_balancer_types", "load_balancer_type", catalog.LOAD_BALANCER_TYPES),
         ):
-            add("GET", f"/{plural}", self._lister(plural, lambda items=items: list(items)))
-            add("GET", f"/{plural}/{{id}}", self._getter(singular, lambda i, items=items: _find(items, i)))
+            add("GET", f"/{plural}", self._lister(plural, partial(list, items)))
+            add("GET", f"/{plural}/{{id}}", self._getter(singular, partial(_find, items)))
 
         # Project resources.
         for plural, kind in (
@@ -178,12 +179,12 @@ class HetznerApi:
             add(
                 "GET",
                 f"/{plural}",
-                self._lister(plural, lambda kind=kind: [p.render(kind, o) for o in p.table(kind).values()]),
+                self._lister(plural, partial(p.render_all, kind)),
             )
             add(
                 "GET",
                 f"/{plural}/{{id}}",
-                self._getter(kind, lambda i, kind=kind: p.render(kind, p.get(kind, i))),
+                self._getter(kind, partial(p.render_one, kind)),
             )
             add("PUT", f"/{plural}/{{id}}", self._updater(kind))
         for plural, kind in (
@@ -671,6 +672,11 @@ def _id_or_name_int(problem: str) -> bool:
     return bool(re.search(r": \d+ is not of type 'string'$", problem))
 
 
+def _sort_key(name: str, row: dict[str, Any]) -> tuple[bool, Any]:
+    """Hetzner's ``sort=``: rows without the field last."""
+    return row.get(name) is None, row.get(name) or 0
+
+
 def _find(items: list[dict[str, Any]], ident: int) -> dict[str, Any]:
     for item in items:
         if item["id"] == ident:
@@ -693,7 +699,7 @@ def _sort_page(rows: list[dict[str, Any]], q: Any) -> tuple[list[dict[str, Any]]
             raise invalid_input("sort", f"invalid sort field {name!r}")
         rows = sorted(
             rows,
-            key=lambda x, name=name: (x.get(name) is None, x.get(name) or 0),
+            key=partial(_sort_key, name),
             reverse=direction == "desc",
         )
     try:

@@ -288,6 +288,12 @@ class HetznerProject:
             targets.append(t)
         return {**lb, "targets": targets}
 
+    def render_all(self, kind: str) -> list[dict[str, Any]]:
+        return [self.render(kind, o) for o in self.table(kind).values()]
+
+    def render_one(self, kind: str, rid: int) -> dict[str, Any]:
+        return self.render(kind, self.get(kind, rid))
+
     def render(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         fn = {
             "server": self.render_server,
@@ -763,7 +769,7 @@ class HetznerProject:
             self._ensure_monitor(lb)
 
     async def _server_running_probe(self, server: dict[str, Any], port: int) -> bool:
-        return server["status"] == "running"
+        return bool(server["status"] == "running")
 
     async def _monitor(self, lb_id: int) -> None:
         """One health-check loop per load balancer, per its services' own interval/timeout/retries."""

@@ -30,6 +30,7 @@ def fields(buf: bytes) -> dict[int, list[Any]]:
     out: dict[int, list[Any]] = {}
     i = 0
     while i < len(buf):
+        value: Any
         key, i = _varint(buf, i)
         num, wire = key >> 3, key & 7
         if wire == 0:

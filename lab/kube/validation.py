@@ -34,7 +34,7 @@ def _schema_dir(strict: bool) -> Path:
 @lru_cache(maxsize=2)
 def _registry(strict: bool) -> Registry:
     defs = json.loads((_schema_dir(strict) / "_definitions.json").read_text())
-    return Resource.from_contents(defs) @ Registry()  # type: ignore[return-value]
+    return Resource.from_contents(defs) @ Registry()
 
 
 @lru_cache(maxsize=256)

@@ -47,7 +47,8 @@ def test_pod_index_groups_counts_and_keeps_order_across_changes() -> None:
             _pod("a", "x", "n1", terminating=True),
         ],
     )
-    first = pod_index(store)
+    memo: dict[str, Any] = {}  # a builder's own (console.snapshot.SnapshotBuilder)
+    first = pod_index(store, memo)
     assert [(p.namespace, p.name) for p in first.all] == [("a", "p9"), ("a", "x"), ("b", "p1"), ("b", "p2")]
     assert first.per_node == {"n2": 1, "n1": 2}  # the terminating pod is not counted
     assert [p.name for p in first.by_namespace["b"]] == ["p1", "p2"]
@@ -55,14 +56,14 @@ def test_pod_index_groups_counts_and_keeps_order_across_changes() -> None:
     assert first.raw("nowhere") == []
 
     store.apply("pods", "MODIFIED", _pod("b", "p1", "n1", ready=False))  # a status change: order kept
-    second = pod_index(store)
+    second = pod_index(store, memo)
     assert [p.name for p in second.all] == ["p9", "x", "p1", "p2"]
     assert not next(p for p in second.all if p.name == "p1").ready
     assert second.all[0] is first.all[0]  # unchanged pods are not converted again
 
     store.apply("pods", "DELETED", _pod("a", "p9", "n2"))  # one gone and one new, same count: sorted again
     store.apply("pods", "ADDED", _pod("a", "p0", "n2"))
-    third = pod_index(store)
+    third = pod_index(store, memo)
     assert [(p.namespace, p.name) for p in third.all] == [("a", "p0"), ("a", "x"), ("b", "p1"), ("b", "p2")]
 
 
@@ -86,6 +87,7 @@ def test_pod_index_from_views_redoes_only_what_changed_and_equals_the_full_pass(
     names = [(ns, f"p{i:03d}") for ns in ("a", "b", "c") for i in range(60)]
     live.replace("pods", [_pod(ns, n, f"n{rng.randrange(5)}") for ns, n in names])
     incremental = 0
+    memo: dict[str, Any] = {}
     previous: PodIndex | None = None
     for step in range(40):
         for _ in range(rng.randrange(0, 12)):
@@ -106,7 +108,7 @@ def test_pod_index_from_views_redoes_only_what_changed_and_equals_the_full_pass(
         before = len(full_passes)
         kept = None if previous is None else {ns: list(v) for ns, v in previous.by_namespace.items()}
         view = live.view()
-        index = pod_index(view)
+        index = pod_index(view, memo)
         incremental += len(full_passes) == before
         fresh = ClusterStore()
         fresh.replace("pods", list(view.objects["pods"].values()))

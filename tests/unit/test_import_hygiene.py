@@ -42,5 +42,7 @@ def test_the_kube_source_loads_only_the_async_client_it_uses() -> None:
 
 def test_the_dashboards_first_frame_needs_no_pydantic() -> None:
     """console/config_file.py: what the dashboard imports before its first frame validates nothing yet."""
-    code = "import sys, opsconsole.cli, console.config_file, screens.app, actions.drill_report, console.journal"
+    code = (
+        "import sys, opsconsole.cli, console.config_file, screens.app, actions.drill_report, console.journal"
+    )
     assert _loaded(code, ("pydantic", "console.config")) == ["console.config_file"]
