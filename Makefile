@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CODE := opsconsole console actions screens lab
 APT_PACKAGES := borgbackup hcloud-cli openssh-client openssh-server postgresql-15 postgresql-client-15
 
-.PHONY: setup system-packages venv lab test unit lint types imports check clean bench
+.PHONY: setup system-packages venv lab test unit e2e lint types imports check clean bench
 
 setup: system-packages venv
 
@@ -30,8 +30,13 @@ lab: setup
 	$(VENV)/bin/opsconsole lab up
 	$(VENV)/bin/opsconsole --lab
 
-test: setup
-	$(PY) -m pytest
+test: unit e2e
+
+unit: setup
+	$(PY) -m pytest tests/unit -q
+
+e2e: setup
+	$(PY) -m pytest --ignore=tests/unit
 
 lint: venv
 	$(VENV)/bin/ruff check $(CODE) tests bench

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from console.action import Action, Outcome, P, Plan, param
+from console.action import Action, Inspection, Outcome, P, Plan, param
 from console.clients.borg import BorgError, borg_env, borg_json
 from console.clients.borg_run import BorgResult, borg_run
 from console.clients.kube import request
@@ -469,14 +469,13 @@ class CheckParams(BorgParams):
     verify_data: bool = param("--verify-data", "read every chunk (slow)", False)
 
 
-class BackupCheck(BorgAction[CheckParams]):
+class BackupCheck(Inspection[CheckParams], BorgAction[CheckParams]):
     """``borg check`` of every repository; the result is kept for the Backups panel."""
 
     name = "backup-check"
     title = "Check backups"
     description = "borg check of every repository (--verify-data)"
     Params = CheckParams
-    mutating = takes_lock = journaled = needs_yes = False
 
     async def execute(self, run: Run) -> Outcome:
         verify = self.params.verify_data
@@ -515,7 +514,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-class Archives(BorgAction[BorgParams]):
+class Archives(Inspection[BorgParams], BorgAction[BorgParams]):
     """Every schedule archive per repository, newest first: name, time, original and deduplicated size,
     file count (``borg info --json``; read-only, no cluster lock).
 
@@ -526,7 +525,6 @@ class Archives(BorgAction[BorgParams]):
     title = "List backup archives"
     description = "every schedule archive per repository: time, original and deduplicated size, files"
     Params = BorgParams
-    mutating = takes_lock = journaled = needs_yes = False
 
     async def execute(self, run: Run) -> Outcome:
         report: dict[str, Any] = {}

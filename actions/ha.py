@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from console import ha_patch, ha_policy
-from console.action import Action, NoParams, Outcome, Plan, param
+from console.action import Action, Inspection, NoParams, Outcome, Plan, param
 from console.clients.kube import KubeError, delete, request, update_fresh
 from console.config import Config, HaPatch
 from console.errors import ActionFailed, UsageError, Verdict
@@ -343,14 +343,13 @@ class ExportParams:
     dir: Path | None = param("--dir", "where to write the manifests", required=True)
 
 
-class HaExport(Action[ExportParams]):
+class HaExport(Inspection[ExportParams]):
     """The desired HA state as plain manifests, a kustomization and ``DURABILITY.md`` (read-only)."""
 
     name = "ha-export"
     title = "Export HA as code"
     description = "the desired HA state as manifests in --dir"
     Params = ExportParams
-    mutating = takes_lock = journaled = needs_yes = False
 
     def validate(self) -> None:
         if self.params.dir is None:

@@ -335,7 +335,7 @@ class _Roll(Action[Any]):
                 f"rollout (at most {rel.max_post_check_errors} errors allowed)"
             )
         emit(StepFinished("post-check", True, f"healthy throughout ({self.errors} errors)"))
-        await self._stop_probes()
+        await self.probes.stop()
         http_failed = sum(1 for x in self.samples if x.probe == "http-prod" and not x.ok)
         summary = f"production runs {self.to} (was {self.previous}); {http_failed} failed health checks"
         return Outcome(Verdict.DONE, summary, self.result())
@@ -347,7 +347,7 @@ class _Roll(Action[Any]):
         await _watch_rollout(api, self.config, run.emit, self.config.release.rollout_timeout_s)
         run.step("rollback", "rolled-back", {"key": "image", "to": self.previous})
         self.rolled_back = True
-        await self._stop_probes()
+        await self.close()
         kept = f"; the tag {self.pushed_tag} stays in git" if self.pushed_tag else ""
         return f"production is back on {self.previous}{kept}"
 
@@ -358,13 +358,9 @@ class _Roll(Action[Any]):
         await _set_image(await run.kube(), self.config, previous)
         return f"production set back to {previous}"
 
-    async def _stop_probes(self) -> None:
+    async def close(self) -> None:
         if self.probes is not None:
             await self.probes.stop()
-            self.probes = None
-
-    async def close(self) -> None:
-        await self._stop_probes()
 
     def result(self) -> PromoteReport | None:
         if not self.to:

@@ -245,7 +245,7 @@ class ReplaceNode(Action[ReplaceParams]):
                 f"{why} after the old server was retired — `--action provision --yes` creates, joins and "
                 "re-targets what is missing"
             ) from exc
-        await self._stop_probes()
+        await self.probes.stop()
         prod = self.result()["probes"]["http-prod"]
         verdict = Verdict.PASS if prod["failed"] == 0 else Verdict.FAIL
         summary = (
@@ -270,17 +270,13 @@ class ReplaceNode(Action[ReplaceParams]):
     async def rollback(self, run: Run) -> str:
         run.emit(StepStarted("rollback", f"uncordon {self.worker.name}, target re-added"))
         said = await super().rollback(run)
-        await self._stop_probes()
+        await self.close()
         run.emit(StepFinished("rollback", True, said))
         return said
 
-    async def _stop_probes(self) -> None:
+    async def close(self) -> None:
         if self.probes is not None:
             await self.probes.stop()
-            self.probes = None
-
-    async def close(self) -> None:
-        await self._stop_probes()
 
     def result(self) -> dict[str, Any]:
         counts = {

@@ -11,15 +11,18 @@ Kubernetes source never listed is "unknown", not "holds".
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from console.action import Action, NoParams, Outcome
+from console.action import Inspection, NoParams, Outcome
 from console.config import Config
 from console.errors import Verdict
-from console.model import Snapshot
+from console.model import BackupRepo, Database, LoadBalancer, Node, Replication, Snapshot
 from console.report import Block, Report, Section, to_document
 from console.runner import Run
+
+T = TypeVar("T")
 
 
 async def collect(config: Config, timeout: float = 10.0) -> Snapshot:
@@ -45,78 +48,83 @@ def _count(what: str, values: list[bool | None]) -> str:
     return text + (f", {unknown} unknown (not seen)" if unknown else "")
 
 
+def _each(label: str, items: Sequence[T], say: Callable[[T], str], unknown: str) -> list[str]:
+    """A line per item, or one line saying the fact is unknown (and why): never an empty, good-looking
+    section."""
+    head = f"{label + ':':<11}"
+    return [head + say(i) for i in items] or [f"{head}unknown ({unknown})"]
+
+
+def _node(n: Node) -> str:
+    state = "Ready" if n.ready else "unknown" if n.ready is None else "NotReady"
+    server = "" if n.hetzner_status in (None, "running") else f" server {n.hetzner_status}"
+    return f"{n.name} {state}{server}"
+
+
+def _database(db: Database | None) -> list[str]:
+    if db is None:
+        return _each("database", [], str, "no CNPG cluster seen")
+    head = (
+        f"database:  {db.cluster} {db.phase}, primary {db.primary}, timeline {db.timeline}, "
+        f"{db.ready_instances}/{db.instances} ready"
+    )
+    return [head, *_each("replica", [r for r in db.replication if r.role != "primary"], _replica,
+                         "PostgreSQL did not answer")]  # fmt: skip
+
+
+def _replica(r: Replication) -> str:
+    if r.role == "unreachable":
+        return f"{r.instance} unreachable: {r.error}"
+    lag_s = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
+    return f"{r.instance} {r.state}, {r.lag_bytes} bytes behind{lag_s}"
+
+
+def _backup(b: BackupRepo) -> str:
+    if b.error:
+        return f"{b.name} unreadable: {b.error}"
+    age = "never" if b.age_hours is None else f"{b.age_hours:.1f} h ago"
+    overdue = " OVERDUE" if b.overdue else ""
+    return f"{b.name} newest {b.latest} ({age}, due every {b.max_age_hours:g} h){overdue}; {b.retention}"
+
+
+def _lb(lb: LoadBalancer) -> str:
+    targets = ", ".join(f"{t.name} {'/'.join(s for _, s in t.health)}" for t in lb.targets)
+    budget = f" (API budget {lb.budget_remaining}/{lb.budget_limit})" if lb.budget_limit else ""
+    return f"{lb.name} {targets}{budget}"
+
+
 def status_lines(snap: Snapshot) -> list[str]:
     """The snapshot as the text ``--action status`` prints, one line per fact."""
     out = [f"{'LAB' if snap.lab else 'CLUSTER'} {snap.cluster} (context {snap.context})"]
-    nodes = ", ".join(
-        f"{n.name} {'Ready' if n.ready else 'unknown' if n.ready is None else 'NotReady'}"
-        f"{'' if n.hetzner_status in (None, 'running') else ' server ' + n.hetzner_status}"
-        for n in snap.nodes
-    )
-    out.append("nodes:     " + (nodes or "unknown (no node seen)"))
-    db = snap.database
-    if db:
-        out.append(
-            f"database:  {db.cluster} {db.phase}, primary {db.primary}, timeline {db.timeline}, "
-            f"{db.ready_instances}/{db.instances} ready"
-        )
-        if not db.replication:
-            out.append("replica:   unknown (PostgreSQL did not answer)")
-        for r in db.replication:
-            if r.role == "replica":
-                lag_s = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
-                out.append(f"replica:   {r.instance} {r.state}, {r.lag_bytes} bytes behind{lag_s}")
-            elif r.role == "unreachable":
-                out.append(f"replica:   {r.instance} unreachable: {r.error}")
-    else:
-        out.append("database:  unknown (no CNPG cluster seen)")
-    for b in snap.backups:
-        if b.error:
-            out.append(f"backup:    {b.name} unreadable: {b.error}")
-        else:
-            age = "never" if b.age_hours is None else f"{b.age_hours:.1f} h ago"
-            out.append(
-                f"backup:    {b.name} newest {b.latest} ({age}, due every "
-                f"{b.max_age_hours:g} h){' OVERDUE' if b.overdue else ''}; {b.retention}"
-            )
-    if not snap.backups:
-        out.append("backup:    unknown (no repository read)")
-    for rel in snap.releases:
-        out.append(f"release:   {rel.environment} {rel.tag} ({rel.ready}/{rel.desired} {rel.rollout})")
-    for d in snap.release_diff:
-        out.append(f"release:   staging differs: {d}")
+    out += _each("nodes", [", ".join(map(_node, snap.nodes))] if snap.nodes else [], str, "no node seen")
+    out += _database(snap.database)
+    out += _each("backup", snap.backups, _backup, "no repository read")
+    out += [f"release:   {r.environment} {r.tag} ({r.ready}/{r.desired} {r.rollout})" for r in snap.releases]
+    out += [f"release:   staging differs: {d}" for d in snap.release_diff]
     out.append("ha:        " + _count("patches hold", [h.holds for h in snap.ha]))
-    lb = snap.load_balancer
-    if lb:
-        out.append(
-            f"lb:        {lb.name} "
-            + ", ".join(f"{t.name} {'/'.join(s for _, s in t.health)}" for t in lb.targets)
-            + (f" (API budget {lb.budget_remaining}/{lb.budget_limit})" if lb.budget_limit else "")
-        )
-    else:
-        out.append("lb:        unknown (the load balancer was not seen)")
-    for p in snap.probes:
-        out.append(f"probe:     {p.name} {p.url} -> {p.status or p.error}")
-    if not snap.probes:
-        out.append("probe:     unknown (no health URL probed)")
-    for d in snap.dns:
-        out.append(f"dns:       {d.name} {d.type} -> {', '.join(d.answers) or d.error or 'no answer'}")
-    if not snap.dns:
-        out.append("dns:       unknown (no record resolved)")
-    for s in snap.sources:
-        if s.state.value != "ok":
-            out.append(f"source:    {s.name} {s.state.value}{': ' + s.error if s.error else ''}")
-    for f in snap.findings:
-        out.append(f"{f.severity.value:<9}  {f.code} {f.subject}: {f.message}")
+    lbs = [snap.load_balancer] if snap.load_balancer else []
+    out += _each("lb", lbs, _lb, "the load balancer was not seen")
+    out += _each("probe", snap.probes, lambda p: f"{p.name} {p.url} -> {p.status or p.error}",
+                 "no health URL probed")  # fmt: skip
+    out += _each("dns", snap.dns, lambda d: f"{d.name} {d.type} -> {', '.join(d.answers) or d.error}",
+                 "no record resolved")  # fmt: skip
+    out += [
+        f"source:    {s.name} {s.state.value}{': ' + s.error if s.error else ''}"
+        for s in snap.sources
+        if s.state.value != "ok"
+    ]
+    out += [f"{f.severity.value:<9}  {f.code} {f.subject}: {f.message}" for f in snap.findings]
+    out.append("verdict:   " + _verdict(snap))
+    return out
+
+
+def _verdict(snap: Snapshot) -> str:
     unseen = unseen_sources(snap)
     if snap.critical:
-        verdict = "CRITICAL"
-    elif unseen:
-        verdict = f"UNKNOWN — no critical finding in what was seen; not seen: {', '.join(unseen)}"
-    else:
-        verdict = "healthy"
-    out.append("verdict:   " + verdict)
-    return out
+        return "CRITICAL"
+    if unseen:
+        return f"UNKNOWN — no critical finding in what was seen; not seen: {', '.join(unseen)}"
+    return "healthy"
 
 
 def unseen_sources(snap: Snapshot) -> list[str]:
@@ -140,11 +148,10 @@ class StatusReport(Report):
         return [Block("", "\n".join(status_lines(self.snapshot)))]
 
 
-class Status(Action[NoParams]):
+class Status(Inspection[NoParams]):
     name = "status"
     title = "Status snapshot"
     description = "the dashboard's snapshot; exit 1 when a critical finding holds"
-    mutating = takes_lock = journaled = needs_yes = False
     output = "report"
 
     async def execute(self, run: Run) -> Outcome:

@@ -61,7 +61,7 @@ class Timed(Dashboard):
             loaded.set()
 loaded = asyncio.Event()
 async def main():
-    # As `opsconsole` opens it (opsconsole/cli.py _dashboard): painted from the config's head, validated after.
+    # As `opsconsole` opens it (opsconsole/cli.py): painted from the config's head, validated after.
     app = Timed(None, head=read_head(Path(sys.argv[1])))
     async with app.run_test(size=(160, 90)) as pilot:
         pressed = time.perf_counter() - t0

@@ -186,3 +186,13 @@ class Action(Generic[P]):
 
     async def close(self) -> None:
         """Release what the action opened (its own sources, connections)."""
+
+
+class Inspection(Action[P]):
+    """An action that only looks (status, archives, a check, an export): a read-only session may run it,
+    and it takes no lock, writes no journal entry and needs no ``--yes``."""
+
+    mutating = False
+    takes_lock = False
+    journaled = False
+    needs_yes = False

@@ -1,8 +1,9 @@
 """Reading a config file before validating it: what the first frame needs, without pydantic.
 
-Validation (``console/config.py``) imports pydantic and builds ~40 models: ~0.25 s on this machine, a third
-of the dashboard's first-paint budget.  The TUI paints from :func:`read_head` — the file read and its TOML
-parsed, so a missing file or a syntax error still stops it before anything is drawn — and validates in a
+Validation (``console/config.py``) imports pydantic and builds its models: a sizeable part of the
+dashboard's first-paint budget (bench/dashboard.py).  The TUI paints from :func:`read_head` — the file
+read and its TOML parsed, so a missing file or a syntax error still stops it before anything is drawn —
+and validates in a
 thread right after the first frame; a config that fails validation ends the app with the same one-sentence
 message and exit 2 as any other command.  Everything else validates first.
 """

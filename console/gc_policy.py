@@ -1,23 +1,23 @@
 """Keep CPython's garbage collector off the start-up and key paths.
 
 **Start-up** (:func:`quiet_start`, :func:`settle`): importing textual, the Kubernetes, Hetzner, SSH and
-PostgreSQL clients and pydantic grows the heap from nothing to ~400,000 objects, and CPython runs a full
-collection each time the survivors grow by a quarter — several walks of an ever larger heap, for garbage
-that import does not make.  ``opsconsole`` starts with the collector off; the dashboard turns it on once
-its sources are imported and started, after freezing everything alive then (the modules, the app), so no
+PostgreSQL clients and pydantic grows the heap from nothing to hundreds of thousands of objects, and CPython
+runs a full collection each time the survivors grow by a quarter — several walks of an ever larger heap, for
+garbage that import does not make.  ``opsconsole`` starts with the collector off; the dashboard turns it on
+once its sources are imported and started, after freezing everything alive then (the modules, the app), so no
 later collection walks it.  A one-shot command (``--action status``) leaves it off until it exits.
 
 **Full collections** (:class:`FreezeSurvivors`):
 
-With 10,000 pods in the store a full (generation 2) collection walks every container object the process
-holds: measured 300–400 ms each, about every 1.5 s under 200 pod updates a second — the longest pauses the
-dashboard had, and key presses waited behind them.
+With thousands of pods in the store a full (generation 2) collection walks every container object the
+process holds, and under a churn of pod updates it comes every few seconds: the longest pauses the
+dashboard would have, and key presses wait behind them.
 
 So every object that survives a full collection is *frozen* (``gc.freeze()``: moved to the permanent
 generation, which no collection scans; O(1)), and each later full collection walks only what was allocated
 since the one before.  The survivors of a middle (generation 1) collection are frozen too: what they
-promote is what the next full collection would walk — still 50–100 ms every ~10 s at scale, each one a
-key press answered late — and after the freeze there is next to nothing left for it.
+promote is what the next full collection would walk (each one a key press answered late), and after
+the freeze there is next to nothing left for it.
 
 Frozen objects are still freed by reference counting when dropped — watch events replace pod dicts parsed
 from JSON, which hold no reference cycles.  Only a cycle that becomes garbage after being frozen waits:
@@ -27,11 +27,10 @@ walked all of it (one ordinary pause) and freed such cycles, and freezing resume
 Driven by the collector itself (``gc.callbacks``), not a clock; the freeze runs on the event loop, never
 inside a collection.
 
-**Young collections**: CPython collects generation 0 every 700 net new container objects.  At scale the
-dashboard made ~11 of them a second, ~2 ms each, and every tenth a generation-1 collection of ~10 ms:
-~32 ms of every second, in whichever thread allocated (the snapshot builder's included, which holds the
-interpreter meanwhile).  While it runs, the dashboard collects generation 0 every ``YOUNG_THRESHOLD``
-instead: measured ~9 ms a second in all, in pauses of ~25–40 ms — under a frame, and fewer of them.
+**Young collections**: CPython collects generation 0 every 700 net new container objects; at scale that
+is many small collections a second, in whichever thread allocated (the snapshot builder's included, which
+holds the interpreter meanwhile).  While it runs, the dashboard collects generation 0 every
+``YOUNG_THRESHOLD`` instead: fewer pauses, each under a frame.  (The figures: README, "Measured".)
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ import gc
 import time
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # console.cli imports this module first thing: nothing it does not need
+if TYPE_CHECKING:  # opsconsole.cli imports this module first thing: nothing it does not need
     import asyncio
 
 UNFREEZE_AFTER_S = 600.0

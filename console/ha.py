@@ -74,7 +74,7 @@ def _tolerations(want: int, spec: dict[str, Any]) -> list[str]:
 
 def same_quantity(a: str | None, b: str | None) -> bool:
     """Kubernetes quantities by value ("1000m" is "1", "1024Mi" is "1Gi").  The parser comes from the
-    client library; it is imported on first use because it drags in the synchronous client (~0.6 s), and
+    client library; it is imported on first use because it drags in the whole synchronous client, and
     only configs that opt into resource items need it."""
     if a is None or b is None:
         return a == b

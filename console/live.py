@@ -28,12 +28,12 @@ class LiveSources:
 
     async def start(self) -> None:
         """Start every source, the Kubernetes watches first: most panels wait for them.  The other
-        sources' client libraries (aiohttp, dnspython, hcloud, psycopg: ~0.5 s) are imported in a thread
+        sources' client libraries (aiohttp, dnspython, hcloud, psycopg) are imported in a thread
         meanwhile, so the watches' first lists overlap those imports instead of following them."""
         import importlib
 
-        # Borg runs as child processes (each ~1.5 s: interpreter, SSH, repository key): start them first,
-        # so they overlap everything below.
+        # Borg runs as child processes (an interpreter, SSH, the repository key each: the slowest look of
+        # all): start them first, so they overlap everything below.
         from console.sources.borg import BorgSource
 
         self.sources["borg"] = BorgSource(self.store, self.config)
@@ -42,8 +42,8 @@ class LiveSources:
         # The others' modules are imported in a thread, in this order, each source started as soon as its
         # module is in: the Hetzner poll, the probes, DNS, PostgreSQL — or PostgreSQL first for
         # `--action status`, which waits for every source and where PostgreSQL's road (import, SSH
-        # connection, tunnel, queries) is the longest.  Measured (bench/): status ~0.2 s sooner with
-        # PostgreSQL first; the dashboard, whose main thread renders meanwhile, ~0.5 s later to all panels.
+        # connection, tunnel, queries) is the longest; the dashboard, whose main thread renders meanwhile,
+        # fills its panels sooner the other way (bench/status.py and bench/dashboard.py measure both).
         order = (
             ("hetzner", "console.sources.hetzner"),
             ("http", "console.sources.http"),

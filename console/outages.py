@@ -1,5 +1,5 @@
 """Outage windows from probe samples — pure, so a drill report can be read (the dashboard's "last drill"
-line, at start-up) without importing the probes' clients (aiohttp, psycopg, asyncssh: ~0.9 s)."""
+line, at start-up) without importing the probes' clients (aiohttp, psycopg, asyncssh)."""
 
 from __future__ import annotations
 

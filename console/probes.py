@@ -169,13 +169,17 @@ class SteadyProbes:
         self._task = asyncio.ensure_future(self._loop())
 
     async def stop(self) -> None:
+        """Stop probing, let the samples in flight land, close what was opened (idempotent)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=self.timeout + 1)
         if self._session is not None:
             await self._session.close()
+            self._session = None
         if self.writer is not None:
             await self.writer.close()
+            self.writer = None

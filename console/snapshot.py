@@ -50,9 +50,8 @@ def _ts(text: str | None) -> datetime | None:
 class PodIndex:
     """Every pod, and the groupings the views need, from one pass over the store.
 
-    At 10,000 pods each pass costs ~10 ms on this machine; nodes, workloads, the database and the releases
-    each used to make their own, so a build was five passes.  Now it is this one (plus the few pods of the
-    namespaces a view reads).
+    A pass over every pod is the most a build costs at scale, so there is one: nodes, workloads, the
+    database and the releases read its groupings (plus the few pods of the namespaces a view reads).
     """
 
     all: tuple[Pod, ...]
@@ -82,8 +81,8 @@ def pod_index(store: ClusterStore, memo: dict[str, Any] | None = None) -> PodInd
     Converted once per object version: a watch event replaces the object, so an identity check against
     the memo finds the ones that changed.  Built once per view: a view of the store (``ClusterStore.view``)
     carries the keys written since the previous view, so when no pod came or went, the previous index is
-    copied and only those positions redone — at 200 pod updates a second on 10,000 pods a build touched
-    every pod (~22 ms of its ~32) to change a few dozen.  Anything else (a relist, a pod added or
+    copied and only those positions redone: under a steady churn of pod updates a build then touches the
+    few pods that changed, not all of them.  Anything else (a relist, a pod added or
     deleted, a view the builder did not see, the live store) is the full pass.  ``memo`` is the builder's
     own (:class:`SnapshotBuilder`); without one, nothing is remembered.
     """

@@ -1,4 +1,5 @@
 """The lab: a local twin of the seed's cluster speaking the real protocols on loopback (see lab/README.md).
 
-Only `console/cli.py`'s lab entry points and the tests import this package: the product never knows the twin.
+Only the entry point (``opsconsole/cli.py``: ``lab …`` and ``--lab``) and the tests import this package:
+the product never knows the twin.
 """

@@ -220,7 +220,11 @@ def run() -> NoReturn:
     import atexit
     import os
 
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # the reader went away (`… | head`): nothing left to say, and no traceback
+        code = ExitCode.OK
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -33,7 +33,7 @@ from console.config_file import ConfigHead
 from console.gc_policy import FreezeSurvivors, settle
 from console.model import Snapshot
 from console.store import ClusterStore
-from screens.base import OpsScreen, worker_failed
+from screens.base import OpsScreen, work, worker_failed
 from screens.help import HelpScreen
 from screens.panels import PANELS, Panel
 
@@ -57,8 +57,8 @@ MIN_BUILD_INTERVAL_S = 0.05
 def _import_clients() -> None:
     import importlib
 
-    # The Kubernetes client (~1 s) and what starts the sources; LiveSources.start imports the rest in a
-    # thread of its own while the watches list.
+    # The Kubernetes client (the heaviest import) and what starts the sources; LiveSources.start imports
+    # the rest in a thread of its own while the watches list.
     for name in ("console.sources.kube", "console.sources.borg", "console.live"):
         importlib.import_module(name)
 
@@ -90,8 +90,8 @@ class DashboardScreen(OpsScreen):
     """The dashboard's own screen: a focus change repaints what it changes, not the whole screen.
 
     Textual's ``Screen.focused`` is a repainting reactive: every Tab re-rendered every visible panel (a full
-    update, ~60 ms here at the seed's size and ~200 ms at 500 nodes — more than the rest of the key's
-    work).  The widgets that gain and lose focus repaint themselves (their ``:focus`` styles change), and
+    update, more than the rest of the key's work).  The widgets that gain and lose focus repaint
+    themselves (their ``:focus`` styles change), and
     the bindings still refresh (the watcher is Screen's own), so nothing on screen depends on the rest.
     """
 
@@ -205,7 +205,7 @@ class Dashboard(App[None]):
             self.call_after_refresh(self._validate)
 
     def _validate(self) -> None:
-        self.run_worker(self._load_config(), group="config", exit_on_error=False, description="config")
+        work(self, self._load_config(), "config", "config")
 
     async def _load_config(self) -> None:
         from console.config_file import ConfigError
@@ -230,22 +230,16 @@ class Dashboard(App[None]):
         """What needs the validated config: the recovery offer, then the live sources."""
         self._offer_recovery()
         if self.start_sources:
-            # After the first paint: the client imports in _run_sources hold the GIL for most of ~1 s,
-            # and the frame should not wait for them.
+            # After the first paint: the client imports in _run_sources hold the GIL while they run, and
+            # the frame should not wait for them.
             self.call_after_refresh(self._start_sources)
 
     def _start_sources(self) -> None:
-        self.run_worker(
-            self._run_sources(),
-            exclusive=True,
-            group="sources",
-            exit_on_error=False,
-            description="live sources",
-        )
+        work(self, self._run_sources(), "sources", "live sources")
 
     async def _run_sources(self) -> None:
-        # The client libraries take ~1.5 s to import (kubernetes.aio, hcloud, asyncssh, psycopg): in
-        # threads, after the first paint, so the event loop keeps answering keys meanwhile.
+        # The client libraries are slow to import (kubernetes.aio, hcloud, asyncssh, psycopg): in threads,
+        # after the first paint, so the event loop keeps answering keys meanwhile.
         await asyncio.to_thread(_import_clients)
         from console.live import LiveSources
 
@@ -270,8 +264,8 @@ class Dashboard(App[None]):
                 self._pending_keys.add(f"kube:{c}")
         if self._build_timer is not None or self._building:
             return
-        # Builds may take at most a quarter of the interpreter: a 36 ms build at scale (10,000 pods) spaces
-        # the next by ~110 ms, which leaves the keys and the repaints three quarters of it.
+        # Builds may take at most a quarter of the interpreter: a build is followed by three times its cost
+        # before the next, which leaves the keys and the repaints three quarters of it.
         interval = max(MIN_BUILD_INTERVAL_S, 3 * self._build_cost)
         wait = self._last_build + interval - time.monotonic()
         if wait > 0:
@@ -286,15 +280,15 @@ class Dashboard(App[None]):
         self._building = True
         self._last_build = time.monotonic()
         keys, self._pending_keys = self._pending_keys, set()
-        self.run_worker(self._build(keys), group="build", exit_on_error=False, description="snapshot")
+        work(self, self._build(keys), "build", "snapshot", exclusive=False)
 
     async def _build(self, keys: set[str]) -> None:
         """Build the snapshot in a thread, from a copy of the store taken here, then show it here.
 
-        At 10,000 pods a build is ~35 ms of Python; on the event loop every key that arrived meanwhile
-        waited for all of it.  In a thread it yields the interpreter every few milliseconds (the GIL's
-        switch interval), so keys and repaints go on while it runs.  The copy (``ClusterStore.view``) keeps
-        the thread off the tables the watches write; the panels change only on this loop.
+        At scale a build is tens of milliseconds of Python; on the event loop every key that arrived meanwhile
+        waited for all of it.  In a thread it yields the interpreter every few milliseconds (the GIL's switch
+        interval), so keys and repaints go on while it runs.  The copy (``ClusterStore.view``) keeps the
+        thread off the tables the watches write; the panels change only on this loop.
         """
         from console.snapshot import SnapshotBuilder  # first use after the first paint
 
@@ -422,9 +416,7 @@ class Dashboard(App[None]):
 
             self.push_screen(DrillScreen(self.config, self.live))
         elif name == "recover":
-            self.run_worker(
-                self._recover_or_rebuild(), group="recover", exit_on_error=False, description="recover"
-            )
+            work(self, self._recover_or_rebuild(), "recover", "recover")
         else:
             from screens.runner import RunnerScreen
 

@@ -8,13 +8,26 @@ one place that turns it into a notification (one sentence) and writes its traceb
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from textual.app import App
+from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
 from console.errors import record_crash
+
+
+def work(
+    node: DOMNode, job: Coroutine[Any, Any, Any], group: str, description: str, exclusive: bool = True
+) -> Worker[Any]:
+    """Start a worker declared fully (as Harlequin's): its group (a new one replaces the running one when
+    ``exclusive``), what it is in words (the error handler names it), and an error that is reported, not
+    fatal to the app."""
+    return node.run_worker(
+        job, group=group, description=description, exclusive=exclusive, exit_on_error=False
+    )
 
 
 def worker_failed(app: App[Any], worker: Worker[Any]) -> str:

@@ -25,9 +25,10 @@ from actions.drill_scenarios import SCENARIOS
 from console.action import Action, Plan
 from console.config import Config
 from console.events import Check, Event, Finished, Observation, PlanItem, ProbeSample
+from console.report import render
 from console.runner import Runner
 from console.snapshot import SnapshotBuilder
-from screens.base import OpsScreen
+from screens.base import OpsScreen, work
 from screens.event_text import line
 
 STRIP_PROBES = ("http-prod", "db-write", "http-staging")
@@ -111,13 +112,7 @@ class DrillScreen(OpsScreen):
     def _run_recheck(self) -> None:
         self._recheck = None
         if not self.running and not self.done and self.drill is not None:
-            self.run_worker(
-                self._checks_only(),
-                exclusive=True,
-                group="preflight",
-                exit_on_error=False,
-                description="preflight",
-            )
+            work(self, self._checks_only(), "preflight", "preflight")
 
     async def _checks_only(self) -> None:
         assert self.runner is not None
@@ -161,13 +156,7 @@ class DrillScreen(OpsScreen):
             Text.assemble(("target ◀ ", "bold"), (str(self.target), "bold cyan"), " ▶")
         )
         self.query_one("#preflight", Static).update("preflight: running…")
-        self.run_worker(
-            self._run_preflight(),
-            exclusive=True,
-            group="preflight",
-            exit_on_error=False,
-            description="preflight",
-        )
+        work(self, self._run_preflight(), "preflight", "preflight")
 
     async def _run_preflight(self) -> None:
         if self.drill is not None:
@@ -217,9 +206,7 @@ class DrillScreen(OpsScreen):
         event.input.disabled = True
         self.running = True
         self.query_one(OptionList).disabled = True
-        self.run_worker(
-            self._execute(), exclusive=True, group="drill", exit_on_error=False, description="drill"
-        )
+        work(self, self._execute(), "drill", "drill")
 
     async def _execute(self) -> None:
         assert self.runner is not None
@@ -307,10 +294,9 @@ class DrillScreen(OpsScreen):
     def _finished(self, e: Finished) -> None:
         box = self.query_one("#verdict", Static)
         lines = [f"{e.verdict}: {e.summary}"]
-        for s in e.report.get("slos", []):
-            unit = s.get("unit", "s")
-            measured = "—" if s["measured"] is None else f"{s['measured']} {unit}"
-            lines.append(f"  {s['verdict']:<4} {s['slo']}: {measured} (bound {s['bound']} {unit})")
+        brief = render(e.report, "text")  # the SLO table, as the runner screen and headless print it
+        if brief:
+            lines.append(brief)
         if e.report_path:
             lines.append(f"report: {e.report_path}")
         lines.append("Escape: back to the dashboard")

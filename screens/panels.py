@@ -325,8 +325,8 @@ class Panel(Vertical):
 
     Tables are as tall as their rows (up to 12 lines), except the findings': findings come and go with the
     cluster (a pod flapping Ready raises and clears one each time), and a table that grows or shrinks
-    re-lays out the whole screen — 40–130 ms a time at 500 nodes, and the panels below jump.  It keeps a
-    fixed height of seven findings and scrolls past them.
+    re-lays out the whole screen (dear at scale), and the panels below jump.  It keeps a fixed height of
+    seven findings and scrolls past them.
     """
 
     DEFAULT_CSS = """

@@ -1,10 +1,10 @@
 """PlainTable: Textual's DataTable with a fast path for the rows a dashboard panel holds.
 
 Why: DataTable renders every cell through Rich's general layout (markup parsed, ``Padding`` inside
-``Styled``, wrapped, split and cropped into lines) — about 0.3 ms a cell here, 2.5–3 ms for one 9-column
-line.  Its caches are keyed on the table's update counter and focus state, and a focus change clears
-them, so every Tab re-renders each visible line of the two tables it moves between: on the 500-node lab
-~26 lines, 60–100 ms of the key's answer.  A panel's row is one line of plain text per cell, so a cell
+``Styled``, wrapped, split and cropped into lines), the dearest part of a paint.  Its caches are keyed on
+the table's update counter and focus state, and a focus change clears them, so every Tab re-renders each
+visible line of the two tables it moves between — most of the key's answer at scale (bench/dashboard.py
+--scale).  A panel's row is one line of plain text per cell, so a cell
 is one segment — its text padded to the column's width, in the style DataTable would give it — and a
 cell's text is worked out once per distinct value, not once per paint.
 

@@ -16,7 +16,7 @@ from textual.widgets import RichLog, Static
 
 from console.config import Config
 from console.events import Event, Finished
-from screens.base import OpsModal
+from screens.base import OpsModal, work
 from screens.event_text import line
 
 
@@ -60,9 +60,7 @@ class RecoverScreen(OpsModal):
         if self.read_only or self.running:
             return
         self.running = True
-        self.run_worker(
-            self._recover(), exclusive=True, group="recover", exit_on_error=False, description="recover"
-        )
+        work(self, self._recover(), "recover", "recover")
 
     async def _recover(self) -> None:
         from actions.recover import Recover

@@ -28,7 +28,7 @@ from console.config import Config
 from console.events import Diff, Event, Finished, Progress
 from console.report import render
 from console.runner import Runner
-from screens.base import OpsScreen
+from screens.base import OpsScreen, work
 from screens.event_text import line
 
 
@@ -162,13 +162,7 @@ class RunnerScreen(OpsScreen):
             box.add_class("-shown")
             box.focus()
         self._runner = Runner(action, self._emitter(self._generation), read_only=self.read_only)
-        self.run_worker(
-            self._go(self._runner, self._answer),
-            group="runner",
-            exclusive=True,
-            exit_on_error=False,
-            description=action.name,
-        )
+        work(self, self._go(self._runner, self._answer), "runner", action.name)
 
     def _emitter(self, generation: int) -> Any:
         def emit(e: Event) -> None:

@@ -62,9 +62,9 @@ def _lbs(lab: LabState, tmp: Path) -> list[Any]:
 async def test_tui_replace_node_takes_the_typed_worker(
     replace_lab: LabState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from console.config import load_config
     from textual.widgets import Select
 
+    from console.config import load_config
     from screens.app import Dashboard
     from tests.test_dashboard import _runner, _type_refused, _until
 

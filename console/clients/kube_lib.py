@@ -2,7 +2,7 @@
 
 ``kubernetes/__init__.py`` imports the whole synchronous client — urllib3, requests-oauthlib, and through
 ``kubernetes.dynamic`` kubernetes-validate and jsonschema — and ``kubernetes/aio/__init__.py`` its own
-dynamic client, stream and watch modules: ~0.45 s on this machine before the first watch can start, none
+dynamic client, stream and watch modules: a large part of start-up before the first watch, none
 of it used (the console lists and watches through ``ApiClient``'s request path with raw JSON).
 
 Registering the two packages as bare package modules (their real ``__path__``, nothing executed) lets

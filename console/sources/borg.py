@@ -13,7 +13,7 @@ Only archive names and times are read (``borg list``), never contents: it needs 
 the passphrase reaches the borg process, but no data leaves the Storage Box.
 
 Answers are cached in the state directory (``borg-cache.json``, archive names and times only) for one
-poll interval: ``borg list`` costs ~1.5 s of two Python processes and takes the repository's lock, so a
+poll interval: ``borg list`` runs two Python processes and takes the repository's lock, so a
 cron job running ``--action status`` every minute and an open dashboard share one look per interval
 instead of each hammering the Storage Box.  The panel shows the answer's real age.
 """

@@ -20,7 +20,7 @@ import aiohttp
 
 if TYPE_CHECKING:
     from kubernetes.aio import client, config
-else:  # without the kubernetes packages' eager __init__s (~0.45 s): see console/clients/kube_lib.py
+else:  # without the kubernetes packages' eager __init__s: see console/clients/kube_lib.py
     from console.clients.kube_lib import load
 
     client, config = load()
@@ -105,8 +105,8 @@ async def api_client(kubeconfig: str | None, context: str | None) -> client.ApiC
 def _lister(api: client.ApiClient, w: Watched) -> Callable[..., Awaitable[Any]]:
     """A list/watch call for one resource through the library's own request path (auth, TLS, host).
 
-    The typed API classes would do the same, but importing them costs ~2.5 s of pydantic model set-up on
-    first use; the console needs only raw JSON lines, so it builds the request with ``param_serialize``.
+    The typed API classes would do the same, but importing them costs seconds of model set-up on first
+    use; the console needs only raw JSON lines, so it builds the request with ``param_serialize``.
     """
     path = f"/apis/{w.group}/{w.version}/{w.plural}" if w.group else f"/api/{w.version}/{w.plural}"
 

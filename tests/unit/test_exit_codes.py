@@ -99,6 +99,6 @@ def test_every_parameter_is_a_flag_of_the_command_line() -> None:
             kind = "bool" if f.default is False else "value"
             argv = ["--action", name, spec.flag, *([] if kind == "bool" else value)]
             if spec.choices and not callable(spec.choices):
-                argv[-1] = list(spec.choices)[0]
+                argv[-1] = next(iter(spec.choices))
             args = parser(argv)
             assert getattr(build_params(cls, args), f.name) not in (None, False, ""), (name, spec.flag)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from console.action import Action, NoParams, Outcome, Plan, param
+from console.action import Action, Outcome, Plan, param
 from console.config import Config, load_config
 from console.errors import ActionFailed, ExitCode, OpsError, Refused, UsageError, Verdict
 from console.events import Check, Event, Finished, PlanItem
