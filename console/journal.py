@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -38,6 +39,11 @@ def redact(value: Any) -> Any:
     return value
 
 
+def running_holder() -> str:
+    """What a journal entry records as its holder: who, and which process (``user@host pid N``)."""
+    return f"{operator()} pid {os.getpid()}"
+
+
 def operator() -> str:
     """Who acts: ``user@host`` (the journal's and the lock's holder prefix)."""
     try:
@@ -45,6 +51,27 @@ def operator() -> str:
     except (KeyError, OSError):
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
+
+
+def _running_since(pid: int, when: float) -> bool:
+    """Process ``pid`` runs and began before ``when`` (a pid reused since is not the console that wrote
+    the entry)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it runs
+        pass
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):  # no /proc: trust the pid
+        return True
+    return boot + ticks / os.sysconf("SC_CLK_TCK") <= when + 1.0
 
 
 @dataclass
@@ -58,6 +85,23 @@ class Entry:
     finished: float | None = None
     result: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def process(self) -> tuple[str, int] | None:
+        """(host, pid) of the console that runs it, from its holder (``user@host pid N …``) or its lock
+        step's; None when neither says (entries of consoles that did not record it)."""
+        holders = [self.holder, *(s["data"].get("holder", "") for s in self.steps if s["step"] == "lock")]
+        for holder in holders:
+            m = re.match(r"[^@\s]*@(\S+) pid (\d+)", str(holder))
+            if m:
+                return m.group(1), int(m.group(2))
+        return None
+
+    def alive(self) -> bool:
+        """Its console is still running (on this host): the action is in progress, not left unfinished."""
+        where = self.process()
+        if where is None or where[0] != socket.gethostname():
+            return False
+        return _running_since(where[1], self.started)
 
     def applied(self) -> list[dict[str, Any]]:
         """Faults applied and not yet rolled back (by their ``key``), oldest first."""
@@ -144,8 +188,10 @@ class Journal:
         return self._entry(row) if row else None
 
     def unfinished(self) -> list[Entry]:
+        """Actions whose console stopped before they finished (not the ones still running: another
+        console's drill in progress is the lock's business, and must never be "recovered")."""
         rows = self._db.execute("SELECT * FROM actions WHERE state = 'running' ORDER BY started").fetchall()
-        return [self._entry(r) for r in rows]
+        return [e for e in (self._entry(r) for r in rows) if not e.alive()]
 
     def recent(self, limit: int = 20) -> list[Entry]:
         rows = self._db.execute("SELECT * FROM actions ORDER BY started DESC LIMIT ?", (limit,)).fetchall()

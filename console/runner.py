@@ -32,7 +32,7 @@ from console.errors import (
     record_crash,
 )
 from console.events import Check, Event, Finished, Log
-from console.journal import Journal, operator
+from console.journal import Journal, operator, running_holder
 from console.lock import ClusterLock, LockHeld, holder_identity
 
 Emit = Callable[[Event], None]
@@ -331,7 +331,7 @@ class Runner:
         action, run = self.action, self.run_
         if not action.journaled:
             return
-        run.action_id = run.journal.begin(action.name, action.journal_params(), operator())
+        run.action_id = run.journal.begin(action.name, action.journal_params(), running_holder())
         soft = [c.name for c in self.checks if not c.ok and not c.critical]
         if soft:
             run.step("preflight", "forced", {"checks": soft})

@@ -208,6 +208,7 @@ class RunnerScreen(OpsScreen):
                 style = "green" if row.startswith("+") else "red" if row.startswith("-") else ""
                 log.write(Text(row, style=style))
         elif isinstance(e, Finished):
+            self.query_one("#runner-confirm", Input).remove_class("-shown")  # nothing more to confirm
             brief = render(e.report, "text")
             extra = (f"\n{brief}" if brief else "") + (f"\n{e.report_path}" if e.report_path else "")
             self.query_one("#runner-result", Static).update(f"{e.verdict}: {e.summary}{extra}\nEscape: back")

@@ -169,7 +169,7 @@ def _spawn_drill(config: Path, *args: str) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "console",
+            "opsconsole",
             "--config",
             str(config),
             "--action",
@@ -310,7 +310,7 @@ async def test_abort_during_the_outage_rolls_back(
 ) -> None:
     screen = await _tui_drill(drill_config, "node-down", abort_on_outage=True)
     assert screen.result is not None and screen.result.verdict == "ABORTED" and screen.result.exit_code == 4
-    report = screen.result.report
-    steady = next(s for s in report["slos"] if s["slo"] == "recovered to steady state")
+    report = screen.result.report  # the typed report (actions/drill_report.py: DrillReport)
+    steady = next(s for s in report.slos if s["slo"] == "recovered to steady state")
     assert steady["measured"] is not None and steady["measured"] <= steady["bound"]
-    assert all(state == "Ready" for state in report["after"]["nodes"].values())
+    assert all(state == "Ready" for state in report.after["nodes"].values())

@@ -210,3 +210,23 @@ def test_concurrent_builds_with_their_own_memos_equal_a_fresh_build() -> None:
         return dataclasses.replace(s, taken_at=0.0, ha=tuple(dataclasses.replace(h, since=0.0) for h in s.ha))
 
     assert all(strip(r) == strip(expected) for r in results)
+
+
+def test_an_action_still_running_is_not_unfinished_and_a_dead_consoles_is(tmp_path: Path) -> None:
+    """A drill another console runs right now is the lock's business (and must never be "recovered");
+    one whose console died is unfinished."""
+    import os
+    import socket
+
+    from console.journal import running_holder
+
+    journal = Journal(tmp_path)
+    live = journal.begin("drill", {}, running_holder())  # this very process
+    dead = journal.begin("drill", {}, f"me@{socket.gethostname()} pid 999999999")
+    old = journal.begin("drill", {}, "me@elsewhere")  # an entry that says no process: unfinished
+    try:
+        assert {e.id for e in journal.unfinished()} == {dead, old}
+        entry = journal.get(live)
+        assert entry is not None and entry.process() == (socket.gethostname(), os.getpid()) and entry.alive()
+    finally:
+        journal.close()
