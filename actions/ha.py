@@ -240,10 +240,12 @@ class Ha(Action[NoParams]):
         api = await run.kube()
         for p in self.todo:
             run.emit(StepStarted("apply", f"{p.name}: {p.kind} {p.namespace}/{p.object}"))
-            run.applied("apply", "ha", patch=p.name)
+            key = f"ha:{p.name}"  # one key per item: a rollback (or a recovery) undoes them one by one
+            run.applied("apply", key, patch=p.name)
             try:
                 before = await _apply_one(api, p)
             except KubeError as exc:
+                run.step("apply", "rolled-back", {"key": key})  # refused: this one was never written
                 run.emit(StepFinished("apply", False, f"{p.name}: {exc.message}"))
                 raise ActionFailed(f"{p.name}: {exc.message}") from None
             self.changed.append((p, before))
@@ -268,7 +270,7 @@ class Ha(Action[NoParams]):
             what = "deleted again (this run created it)" if before is None else "back to its previous spec"
             run.emit(StepStarted("rollback", f"{p.name}: {what}"))
             await _restore(api, p, before)
-            run.step("rollback", "rolled-back", {"key": "ha", "patch": p.name})
+            run.step("rollback", "rolled-back", {"key": f"ha:{p.name}", "patch": p.name})
             run.emit(StepFinished("rollback", True, f"{p.name} restored"))
         return (
             ", ".join(p.name for p, _ in self.changed) + " restored"

@@ -287,7 +287,16 @@ class _Roll(Action[Any]):
         self.probes: SteadyProbes | None = None
 
     def journal_params(self) -> dict[str, Any]:
-        return {"from": self.previous, "to": self.to, **({"tag": self.pushed_tag} if self.pushed_tag else {})}
+        tag = self.journal_tag()
+        return {"from": self.previous, "to": self.to, **({"tag": tag} if tag else {})}
+
+    def journal_tag(self) -> str:
+        """The tag this run will push (the journal says so from the start); "" for none."""
+        return ""
+
+    def changing(self, run: Run) -> None:
+        """Journal production's image change, just before it happens (what a rollback undoes)."""
+        run.applied("apply", "image", **{"from": self.previous, "to": self.to})
 
     async def apply(self, run: Run) -> None:
         raise NotImplementedError
@@ -306,7 +315,6 @@ class _Roll(Action[Any]):
         self.probes = SteadyProbes(config, None, self._on_sample(run), d.probe_interval_s, d.probe_timeout_s)
         self.probes.start()
         emit(StepStarted("apply", f"production {self.previous} -> {self.to}"))
-        run.applied("apply", "image", **{"from": self.previous, "to": self.to})
         await self.apply(run)
         if not await _watch_rollout(api, config, emit, rel.rollout_timeout_s):
             raise ActionFailed(f"the rollout did not finish within {rel.rollout_timeout_s:g} s")
@@ -439,14 +447,18 @@ class Promote(_Roll):
             plan.nothing_to_do = f"production already runs staging's build ({build.digest[:19]})"
         return plan
 
+    def journal_tag(self) -> str:
+        return self.tag_plan.tag if self.tag_plan is not None else ""
+
     async def apply(self, run: Run) -> None:
         api = await run.kube()
-        if self.tag_plan is None:
-            await _set_image(api, self.config, self.to)
-            return
         r, ns, planned, build = self.config.release, self.config.namespaces, self.tag_plan, self.build
         assert build is not None
-        self.soaked_digest = build.digest
+        self.soaked_digest = build.digest  # what ships must be what soaked: the report checks it
+        if planned is None:
+            self.changing(run)
+            await _set_image(api, self.config, self.to)
+            return
         run.emit(StepStarted("tag", f"tag {planned.tag} at {planned.commit} and push to {r.git_repository}"))
         full = await push_tag(
             r.git_repository,
@@ -459,6 +471,7 @@ class Promote(_Roll):
         )
         self.pushed_tag = planned.tag
         run.step("tag", "done", {"tag": planned.tag, "commit": full})
+        self.changing(run)  # the pipeline sets production's image from here
         run.emit(StepFinished("tag", True, f"{planned.tag} pushed ({full[:12]})"))
         run.emit(StepStarted("pipeline", f"waiting for promote.yml to set production to {planned.tag}"))
         deadline = time.monotonic() + r.pipeline_timeout_s
@@ -502,4 +515,5 @@ class Rollback(_Roll):
         )
 
     async def apply(self, run: Run) -> None:
+        self.changing(run)
         await _set_image(await run.kube(), self.config, self.to)

@@ -83,12 +83,19 @@ class Recover(Action[NoParams]):
             from actions.disaster import run_disaster_recovery
 
             return await run_disaster_recovery(run, self.timings)
-        steady = True
-        for entry in self.entries:
-            steady = await self._recover_one(run, entry) and steady
-        names = ", ".join(f"{e.action} {e.id}" for e in self.entries)
+        steady, refused = True, []
+        for entry in self.entries:  # one that cannot be recovered now does not keep the others waiting
+            try:
+                steady = await self._recover_one(run, entry) and steady
+            except Refused as exc:
+                refused.append(exc.sentence())
+                run.emit(Log("error", exc.sentence()))
+        done = [e for e in self.entries if not any(e.id in r for r in refused)]
         said = "steady state" if steady else "not yet at steady state"
-        return Outcome(Verdict.DONE if steady else Verdict.FAIL, f"{names} rolled back; {said}")
+        summary = f"{', '.join(f'{e.action} {e.id}' for e in done)} rolled back; {said}" if done else ""
+        if refused:
+            return Outcome(Verdict.REFUSED, "; ".join([*filter(None, [summary]), *refused]))
+        return Outcome(Verdict.DONE if steady else Verdict.FAIL, summary)
 
     def result(self) -> dict[str, Any] | None:
         return {"timings_s": self.timings} if self.timings else None

@@ -214,7 +214,11 @@ class ReplaceNode(Action[ReplaceParams]):
         await self._step(run, "lb-remove", f"{node.name} out of the load balancer",
                          lambda: _remove_target(config, self.counter, node.name), thread=True)  # fmt: skip
         await self._step(run, "drain", f"drain {node.name}", lambda: self._drain(api))
+        # The point of no return: from here a failure is converged by provision, not undone, and a
+        # recovery after a killed console must not try to uncordon a Node that is about to go.
         self.past_rollback = True
+        for key in ("cordon", "lb-target"):
+            run.step("point-of-no-return", "superseded", {"key": key})
         try:
             await self._step(
                 run, "node-delete", f"delete Node {node.name}", lambda: _delete_node(api, node.name)
@@ -261,7 +265,12 @@ class ReplaceNode(Action[ReplaceParams]):
     async def undo(self, run: Run, data: dict[str, Any]) -> str:
         key = data.get("key")
         if key == "cordon":
-            await _cordon(await run.kube(), str(data["node"]), False)
+            try:
+                await _cordon(await run.kube(), str(data["node"]), False)
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+                return f"{data['node']} is gone: nothing to uncordon"
             return f"{data['node']} uncordoned"
         if key == "lb-target":
             return "target " + await asyncio.to_thread(_readd_targets, self.config, self.counter)

@@ -194,7 +194,10 @@ def _databases(config: Config) -> list[str]:
 @dataclass(frozen=True)
 class RestoreParams(BorgParams):
     db: str | None = param(
-        "--db", "the database whose dump to restore (default: production's)", choices=_databases
+        "--db",
+        "the database whose dump to restore (default: production's; in the TUI, staging's own)",
+        choices=_databases,
+        tui_default=lambda config: config.database.databases[-1],
     )
     archive: str = param("--archive", "archive name or latest", "latest")
     into: str | None = param("--into", "target database (default: staging)", choices=_databases)
@@ -343,7 +346,9 @@ class RestoreCluster(BorgAction[RestoreClusterParams]):
         "step is timed below."
     )
     # The lock is held as for any action; the reset replaces the API server's state, the Lease with it, so
-    # its renewal fails afterwards (a 409) and its release finds another holder: both are harmless here.
+    # its renewal fails afterwards (a 409) and its release finds another holder: expected, not a reason
+    # to stop half-way through a restore.
+    keeps_going_without_lock = True
 
     def confirm_word(self) -> str:
         return "k3s-cluster"

@@ -41,12 +41,17 @@ class ParamSpec:
     choices: Sequence[str] | Callable[[Config], Sequence[str]] | None = None
     required: bool = False
     tui: bool = True  # shown in the runner screen's form
-    tui_default: Any = None  # the form's default when it differs from the script's
+    tui_default: Any = None  # the form's default when it differs from the script's (or f(config))
 
     def options(self, config: Config | None) -> Sequence[str] | None:
         if callable(self.choices):
             return self.choices(config) if config is not None else None
         return self.choices
+
+    def form_default(self, config: Config, default: Any) -> Any:
+        if callable(self.tui_default):
+            return self.tui_default(config)
+        return default if self.tui_default is None else self.tui_default
 
 
 def param(

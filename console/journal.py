@@ -53,6 +53,9 @@ def operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+_RUNNING_HERE: set[str] = set()  # the entries this process has begun and not finished or let go
+
+
 def _running_since(pid: int, when: float) -> bool:
     """Process ``pid`` runs and began before ``when`` (a pid reused since is not the console that wrote
     the entry)."""
@@ -97,15 +100,19 @@ class Entry:
         return None
 
     def alive(self) -> bool:
-        """Its console is still running (on this host): the action is in progress, not left unfinished."""
+        """Its console is still running (on this host): the action is in progress, not left unfinished.
+        In this very process, only while it runs (a dashboard outlives the actions it started)."""
         where = self.process()
         if where is None or where[0] != socket.gethostname():
             return False
+        if where[1] == os.getpid():
+            return self.id in _RUNNING_HERE
         return _running_since(where[1], self.started)
 
     def applied(self) -> list[dict[str, Any]]:
-        """Faults applied and not yet rolled back (by their ``key``), oldest first."""
-        undone = {s["data"].get("key") for s in self.steps if s["status"] == "rolled-back"}
+        """Faults applied and not yet rolled back (by their ``key``), oldest first.  ``superseded``: an
+        action past its point of no return (a deleted server) has nothing left to undo for that key."""
+        undone = {s["data"].get("key") for s in self.steps if s["status"] in ("rolled-back", "superseded")}
         return [
             s for s in self.steps if s["status"] == "fault-applied" and s["data"].get("key") not in undone
         ]
@@ -150,7 +157,13 @@ class Journal:
         self._audit(
             {"at": now, "id": action_id, "action": action, "event": "begin", "holder": holder, **params}
         )
+        _RUNNING_HERE.add(action_id)
         return action_id
+
+    def let_go(self, action_id: str) -> None:
+        """Leave the entry unfinished on purpose (a rollback that failed): from now on it is what
+        ``recover`` finishes, even while this process lives."""
+        _RUNNING_HERE.discard(action_id)
 
     def step(self, action_id: str, step: str, status: str, data: dict[str, Any] | None = None) -> None:
         now = time.time()
@@ -166,6 +179,7 @@ class Journal:
             self._audit({"at": now, "id": action_id, "event": status, "step": step, **(data or {})})
 
     def finish(self, action_id: str, state: str, result: dict[str, Any] | None = None) -> None:
+        _RUNNING_HERE.discard(action_id)
         now = time.time()
         self._db.execute(
             "UPDATE actions SET state = ?, finished = ?, result = ? WHERE id = ?",

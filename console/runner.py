@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -160,6 +161,7 @@ class Runner:
         self._executing = False
         self._lost: asyncio.Future[None] | None = None
         self._asked = False  # the action's own preflight ran (a dry run then plans even when refused)
+        self._advisory: set[str] = set()  # checks shown, not counted (the runner's own, in a dry run)
 
     @property
     def emit(self) -> Emit:
@@ -171,14 +173,16 @@ class Runner:
         """Preflight and plan only (the drill screen's live preflight); True when the action may run."""
         self.action.validate()
         await self._preflight()
-        with contextlib.suppress(OpsError):
-            await self._plan()
+        if self._asked:  # the action's plan needs what its preflight found
+            with contextlib.suppress(OpsError):
+                await self._plan()
         return self.refusal() is None
 
     def refusal(self) -> str | None:
         """Why the preflight refuses (None: it may run)."""
-        critical = [c for c in self.checks if not c.ok and c.critical]
-        soft = [c for c in self.checks if not c.ok and not c.critical]
+        counted = [c for c in self.checks if c.name not in self._advisory]
+        critical = [c for c in counted if not c.ok and c.critical]
+        soft = [c for c in counted if not c.ok and not c.critical]
         if not critical and (not soft or self.action.force()):
             return None
         failed = critical + soft
@@ -211,13 +215,16 @@ class Runner:
             finished = Finished(
                 Verdict.INTERRUPTED, f"{self.action.name} interrupted before anything changed"
             )
+            self._finish_journal(finished)
         except BaseException as exc:  # a bug: one sentence, the traceback in errors.log
             finished = Finished(Verdict.FAIL, record_crash(self.action.name, exc))
+            self._finish_journal(finished)
         finally:
-            await self._release()
-            with contextlib.suppress(Exception):
-                await self.action.close()
-            await run.close()
+            for step, cleanup in (("lock", self._release), ("close", self.action.close), ("run", run.close)):
+                try:
+                    await cleanup()
+                except Exception as exc:  # what is left open is said, and the Finished still comes
+                    self.emit(Log("warning", f"{step}: {record_crash(f'{self.action.name} {step}', exc)}"))
         self.finished = finished
         self.emit(finished)
         return finished
@@ -236,7 +243,7 @@ class Runner:
             return Finished(Verdict.REFUSED, why)
         try:
             action.validate()
-            await self._phase(self._preflight())
+            await self._phase(self._preflight(dry_run))
             refusal = self.refusal()
             if refusal and not (dry_run and self._asked):  # a dry run still shows what it would do
                 return Finished(Verdict.REFUSED, refusal, self._dry_report(None))
@@ -255,26 +262,34 @@ class Runner:
         if not await self._phase(confirm(action, plan)):
             return Finished(Verdict.UNCONFIRMED, action.unconfirmed(), self._dry_report(plan))
         try:
-            await self._begin()
+            await self._phase(self._begin())
         except Refused as exc:
             return Finished(Verdict.REFUSED, exc.sentence())
+        if self.run_.interrupted:  # Ctrl-C while the lock was taken: nothing has changed yet
+            finished = Finished(Verdict.INTERRUPTED, f"{action.name} interrupted before anything changed")
+            self._finish_journal(finished)
+            return finished
         return await self._execute()
 
-    async def _preflight(self) -> None:
+    async def _preflight(self, dry_run: bool = False) -> None:
+        """The runner's checks (no unfinished action, the lock free) around the action's own.  A dry run
+        only looks, so there the runner's checks inform and do not refuse."""
         action, run = self.action, self.run_
-        checks: list[Check] = []
-        if action.mutating and not action.resumes:
-            checks.append(self._journal_check())
-            if not checks[0].ok:  # refused whatever the cluster says: ask it nothing
-                self.checks = checks
-                self.emit(checks[0])
-                return
+        journal = [self._journal_check()] if action.mutating and not action.resumes else []
+        if journal and not journal[0].ok and not dry_run:  # refused whatever the cluster says: ask nothing
+            self.checks = journal
+            self.emit(journal[0])
+            return
         self._asked = True
-        checks += await action.preflight(run)
-        if action.takes_lock:
-            checks.append(await self._lock_check())
-        self.checks = checks
-        for c in checks:
+        checks = await action.preflight(run)
+        lock = [await self._lock_check()] if action.takes_lock else []
+        if dry_run:
+            journal, lock = (
+                [dataclasses.replace(c, critical=False) for c in group] for group in (journal, lock)
+            )
+            self._advisory = {c.name for c in (*journal, *lock)}
+        self.checks = [*journal, *checks, *lock]
+        for c in self.checks:
             self.emit(c)
 
     def _journal_check(self) -> Check:
@@ -317,14 +332,13 @@ class Runner:
         return plan
 
     def _dry_report(self, plan: Plan | None) -> Any:
+        """What a dry run (or a refusal) reports: the plan's own report, with the preflight it passed."""
+        preflight = [{"name": c.name, "ok": c.ok, "critical": c.critical, "why": c.why} for c in self.checks]
         if plan is not None and plan.report is not None:
+            if isinstance(plan.report, dict) and "preflight" not in plan.report:
+                return {**plan.report, "preflight": preflight}
             return plan.report
-        return {
-            "plan": [i.message for i in plan.items] if plan else [],
-            "preflight": [
-                {"name": c.name, "ok": c.ok, "critical": c.critical, "why": c.why} for c in self.checks
-            ],
-        }
+        return {"plan": [i.message for i in plan.items] if plan else [], "preflight": preflight}
 
     async def _begin(self) -> None:
         """The journal entry, then the lock (a lock refused finishes the entry as refused)."""
@@ -353,9 +367,16 @@ class Runner:
         self._lost = asyncio.ensure_future(self._watch_lock(lock))
 
     async def _watch_lock(self, lock: ClusterLock) -> None:
+        """A lost lock means another console may start an action now: stop and roll back — except for
+        an action that replaces the Lease itself (``keeps_going_without_lock``: a cluster restore)."""
         await lock.lost.wait()
-        self.emit(Log("error", "the cluster lock was lost: aborting"))
+        if getattr(self.action, "keeps_going_without_lock", False):
+            self.emit(Log("info", "the cluster lock is gone with the state it was in (expected here)"))
+            return
+        self.emit(Log("error", "the cluster lock was lost: stopping and rolling back"))
         self.run_.abort()
+        if self._executing and not getattr(self.action, "abortable", False) and self._current is not None:
+            self._current.cancel()
 
     async def _execute(self) -> Finished:
         action, run = self.action, self.run_
@@ -389,7 +410,10 @@ class Runner:
         else:
             ops = as_ops_error(exc)
             why = ops.sentence() if ops is not None else record_crash(action.name, exc)
-            verdict = Verdict.FAIL
+            # A refusal that came during the run (no rights, a lock it needed) stays one while nothing
+            # was changed.
+            refused = ops is not None and ops.verdict is Verdict.REFUSED and not run.applied_steps()
+            verdict = Verdict.REFUSED if refused else Verdict.FAIL
         self.emit(Log("error", f"{why} — rolling back"))
         try:
             applied = action.can_roll_back() and bool(run.applied_steps())
@@ -397,14 +421,17 @@ class Runner:
         except BaseException as err:  # the rollback itself failed: the cluster is not as before
             ops = as_ops_error(err)
             text = ops.sentence() if ops is not None else record_crash(f"{action.name} rollback", err)
-            finished = Finished(
-                Verdict.FAIL, f"{why}; the rollback failed too: {text}", action.result() or {}
-            )
-            self._finish_journal(finished)
-            return finished
+            summary = f"{why}; the rollback failed too: {text} — `--action recover --yes` finishes it"
+            # The entry stays unfinished: what is still applied is recover's to undo, and every other
+            # mutating action refuses until then.
+            if run.action_id is not None:
+                run.journal.step(run.action_id, "rollback", "failed", {"error": text})
+                run.journal.let_go(run.action_id)
+                run.action_id = None
+            return Finished(Verdict.FAIL, summary, action.result() or {})
         if verdict is Verdict.FAIL and applied:
             verdict = Verdict.ROLLED_BACK
-        failed = verdict in (Verdict.FAIL, Verdict.ROLLED_BACK)
+        failed = verdict in (Verdict.FAIL, Verdict.ROLLED_BACK, Verdict.REFUSED)
         summary = f"{action.name} failed: {why}" if failed else f"{action.name} {why}"
         if said:
             summary += f"; rolled back: {said}"
@@ -451,7 +478,10 @@ async def run_sub(parent: Run, action: Action[Any]) -> Finished:
             parent.emit(e)
 
     runner = Runner(action, forward, parent=parent)
-    return await runner.run(yes(True))
+    done = await runner.run(yes(True))
+    if done.verdict is Verdict.INTERRUPTED:  # the parent was interrupted through its stage: so is it
+        raise asyncio.CancelledError
+    return done
 
 
 __all__ = ["Confirm", "Refused", "Run", "Runner", "UsageError", "read_only_refusal", "run_sub", "yes"]

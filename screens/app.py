@@ -358,10 +358,14 @@ class Dashboard(App[None]):
             self.query(Panel).first().table.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if not isinstance(event.input, FilterInput):  # a screen's own box (a runner's form, a drill's)
+            return
         self.filter_text = event.value.strip().lower()
         self._show(None)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if not isinstance(event.input, FilterInput):
+            return
         if not event.value:
             event.input.remove_class("-shown")
         self.query(Panel).first().table.focus()

@@ -58,6 +58,7 @@ class RunnerScreen(OpsScreen):
         self._answer: asyncio.Future[bool] | None = None
         self._runner: Runner | None = None
         self._generation = 0
+        self._retype: Any = None  # the pending restart while a form field is typed in
 
     # ---- layout -------------------------------------------------------------------------------------
 
@@ -77,7 +78,7 @@ class RunnerScreen(OpsScreen):
         yield Footer()
 
     def _widget(self, f: dataclasses.Field[Any], spec: Any) -> Any:
-        value = spec.tui_default if spec.tui_default is not None else f.default
+        value = spec.form_default(self.config, f.default)
         wid = f"param-{f.name}"
         kind = typing.get_type_hints(self.action_cls.Params)[f.name]
         if kind is bool:
@@ -118,12 +119,18 @@ class RunnerScreen(OpsScreen):
         return self.action_cls.Params(**values)
 
     def _changed(self) -> None:
+        self._retype = None
         if not self.running:
             self._prepare()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id != "runner-confirm":
-            self._changed()
+        event.stop()  # the dashboard's filter listens for its own box only, but say so here too
+        if event.input.id == "runner-confirm":
+            return
+        # Typing a value: start over once the operator pauses, not on every key.
+        if self._retype is not None:
+            self._retype.stop()
+        self._retype = self.set_timer(0.6, self._changed)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         self._changed()
@@ -160,7 +167,8 @@ class RunnerScreen(OpsScreen):
             )
             box.value = ""
             box.add_class("-shown")
-            box.focus()
+            if not (self.focused and (self.focused.id or "").startswith("param-")):
+                box.focus()  # not away from a field the operator is filling in
         self._runner = Runner(action, self._emitter(self._generation), read_only=self.read_only)
         work(self, self._go(self._runner, self._answer), "runner", action.name)
 
@@ -179,8 +187,8 @@ class RunnerScreen(OpsScreen):
             return await answer
 
         finished = await runner.run(confirm)
-        self.running = False
-        if runner is self._runner:
+        if runner is self._runner:  # a runner the form replaced says nothing of the current one
+            self.running = False
             # Only now — the runner has released the lock and closed the journal entry — is it done.
             self.result = finished
 

@@ -72,6 +72,7 @@ async def test_tui_replace_node_takes_the_typed_worker(
     app = Dashboard(load_config(Path(replace_lab.files["console_config"])))
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await _runner(pilot, "replace-node")
+        await _until(pilot, lambda: bool(screen.query("#param-target")), 10, "the form")
         target = screen.query_one("#param-target", Select)
         target.value = "k3s-w2"  # the replica's node (the primary's costs a switchover blip)
         await _until(pilot, lambda: screen.word == "k3s-w2", 60, "the plan and the confirmation")

@@ -218,3 +218,38 @@ def test_finished_is_json_with_the_fields_scripts_read() -> None:
     doc = json.loads(json.dumps(event_document(Finished(Verdict.ROLLED_BACK, "why", {"a": 1})), default=str))
     assert doc["kind"] == "Finished" and doc["verdict"] == "ROLLED-BACK" and doc["exit_code"] == 4
     assert doc["summary"] == "why" and doc["report"] == {"a": 1} and doc["report_path"] is None
+
+
+async def test_a_dry_run_looks_even_with_an_unfinished_action_and_is_not_refused_by_it(config: Config) -> None:
+    journal = Journal()
+    journal.begin("drill", {}, "someone@elsewhere")
+    journal.close()
+    done, action, events = await _run(config, dry_run=True)
+    assert (done.verdict, done.exit_code) == (Verdict.PLAN, 0) and action.phases == ["preflight", "plan"]
+    check = next(e for e in events if isinstance(e, Check) and e.name == "no-unfinished-action")
+    assert not check.ok and not check.critical  # shown, not counted
+    assert {c["name"] for c in done.report["preflight"]} >= {"no-unfinished-action", "fine"}
+
+
+async def test_a_refusal_during_the_run_stays_a_refusal_while_nothing_changed(config: Config) -> None:
+    class NoRights(Fake):
+        async def execute(self, run: Run) -> Outcome:
+            raise Refused("the API said 403")
+
+    done = await Runner(NoRights(config, FakeParams()), lambda e: None).run(yes(True))
+    assert (done.verdict, done.exit_code) == (Verdict.REFUSED, 3) and "403" in done.summary
+
+
+async def test_a_failed_rollback_leaves_the_entry_for_recover(config: Config) -> None:
+    class Stuck(Fake):
+        async def undo(self, run: Run, data: dict[str, Any]) -> str:
+            raise ActionFailed("the switch is stuck")
+
+    done = await Runner(Stuck(config, FakeParams("execute")), lambda e: None).run(yes(True))
+    assert done.verdict is Verdict.FAIL and "rollback failed too" in done.summary and "recover" in done.summary
+    journal = Journal()
+    try:
+        (left,) = journal.unfinished()  # even while this process lives
+        assert left.action == "fake" and left.applied()
+    finally:
+        journal.close()
