@@ -38,11 +38,11 @@ def main() -> None:
             runs = []
             for _ in range(7):
                 t0 = time.perf_counter()
-                subprocess.run(
+                proc = subprocess.run(
                     [
                         sys.executable,
                         "-m",
-                        "console",
+                        "opsconsole",
                         "--config",
                         state.files["console_config"],
                         "--action",
@@ -53,6 +53,8 @@ def main() -> None:
                     capture_output=True,
                 )
                 runs.append(time.perf_counter() - t0)
+                if proc.returncode not in (0, 1) or not proc.stdout.startswith(b"{"):  # 1: a critical finding
+                    raise SystemExit(f"status failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
             t0 = time.perf_counter()
             subprocess.run(
                 [sys.executable, "-c", "import opsconsole.cli, actions.status"], cwd=ROOT, check=True

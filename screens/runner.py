@@ -45,6 +45,7 @@ class RunnerScreen(OpsScreen):
     #runner-log { height: 1fr; border: round $panel; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "back")]
+    AUTO_FOCUS = ""  # the form or the confirmation, as _prepare decides — not the first field by rote
 
     def __init__(self, config: Config, action: type[Action[Any]], read_only: bool = False) -> None:
         super().__init__()
@@ -59,6 +60,7 @@ class RunnerScreen(OpsScreen):
         self._runner: Runner | None = None
         self._generation = 0
         self._retype: Any = None  # the pending restart while a form field is typed in
+        self._prepared: Any = None  # the parameters the running runner was made with
 
     # ---- layout -------------------------------------------------------------------------------------
 
@@ -120,7 +122,7 @@ class RunnerScreen(OpsScreen):
 
     def _changed(self) -> None:
         self._retype = None
-        if not self.running:
+        if not self.running and self._params() != self._prepared:  # a select settling is no change
             self._prepare()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -155,8 +157,12 @@ class RunnerScreen(OpsScreen):
             self.word = None
             self.query_one("#runner-progress", Static).update("fill in the form to see the plan")
             self.workers.cancel_group(self, "runner")
+            if self.focused is None and self.fields:
+                self.query_one(f"#param-{self.fields[0][0].name}").focus()
             return
         action = self.action_cls(self.config, params)
+        first = self._prepared is None
+        self._prepared = params
         self.word = action.confirm_word()
         self._answer = asyncio.get_running_loop().create_future()
         if self.word is not None or self.fields:
@@ -167,8 +173,8 @@ class RunnerScreen(OpsScreen):
             )
             box.value = ""
             box.add_class("-shown")
-            if not (self.focused and (self.focused.id or "").startswith("param-")):
-                box.focus()  # not away from a field the operator is filling in
+            if first or not (self.focused and (self.focused.id or "").startswith("param-")):
+                box.focus()  # at first; later, not away from a field the operator is filling in
         self._runner = Runner(action, self._emitter(self._generation), read_only=self.read_only)
         work(self, self._go(self._runner, self._answer), "runner", action.name)
 

@@ -89,7 +89,7 @@ def test_promote_runs_staging_in_production_without_a_failed_check(
     rel_lab: LabState, rel_config: Path
 ) -> None:
     _stage(rel_lab, "v0.6.0")
-    code, events, output = _run(rel_config, "promote", "--dry-run")
+    code, events, output = _soaked(rel_config)
     assert code == 0 and any("v0.6.0" in e.get("message", "") for e in events), output[-2000:]
     code, events, output = _run(rel_config, "promote", "--yes")
     assert code == 0, output[-3000:]
@@ -121,6 +121,7 @@ def control_get_version(lab: LabState) -> str:
 def test_release_failing_in_production_rolls_back_by_itself(rel_lab: LabState, rel_config: Path) -> None:
     before = _prod_images(rel_lab)
     _stage(rel_lab, "v0.6.1-broken-in-docfast")  # healthy in staging, fails readiness in production
+    _soaked(rel_config)
     code, events, output = _run(rel_config, "promote", "--yes")
     assert code == 4, output[-3000:]  # rolled back: production is as it was (the exit-code table)
     assert events[-1]["verdict"] == "ROLLED-BACK" and "back on" in events[-1]["summary"]
@@ -191,6 +192,7 @@ def test_tag_route_follows_the_pipeline_from_a_pushed_commit_to_production(
     assert "deploy.yml" in pushed  # the hook's answer, relayed by git as "remote: …"
     commit = _git(rel_lab, "rev-parse", "HEAD", cwd=work).strip()
     _wait_staging(rel_lab, f"main-{commit[:7]}")
+    _soaked(config)
 
     code, events, output = _run(config, "promote", "--yes")
     assert code == 0, output[-3000:]
@@ -214,6 +216,14 @@ def test_tag_route_follows_the_pipeline_from_a_pushed_commit_to_production(
     assert prod["image"].endswith(":v1.4.3") and prod["rollout"] == "complete"
     assert prod["history"][1]["image"].partition("@")[0].endswith(":v0.6.0")
     assert not any(d.startswith(("image:", "digest:")) for d in doc["release_diff"]), doc["release_diff"]
+
+
+def _soaked(config: Path) -> tuple[int, list[dict[str, Any]], str]:
+    """Until staging has soaked (``release.soak_s``) the gate refuses: the dry run that says it would go."""
+    result: tuple[int, list[dict[str, Any]], str] = wait_for(
+        lambda: (r := _run(config, "promote", "--dry-run"))[0] == 0 and r, 30, "staging soaked"
+    )
+    return result
 
 
 def _wait_staging(lab: LabState, tag: str) -> None:
