@@ -92,6 +92,21 @@ def own_lab(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Lab
         opsconsole("lab", "down", "--dir", str(lab_dir))
 
 
+def edited_config(
+    lab: LabState, tmp_path_factory: pytest.TempPathFactory, name: str, edit: Callable[[dict[str, Any]], None]
+) -> Path:
+    """The lab's console.toml with ``edit`` applied to its parsed TOML, written to a directory of its own."""
+    import tomllib
+
+    import tomli_w
+
+    raw: dict[str, Any] = tomllib.loads(Path(lab.files["console_config"]).read_text())
+    edit(raw)
+    path = tmp_path_factory.mktemp(name) / "console.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     lab_dir = tmp_path_factory.mktemp("lab")

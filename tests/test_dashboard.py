@@ -45,6 +45,11 @@ async def _type_refused(pilot, screen, word: str) -> None:  # type: ignore[no-un
     screen.query_one("#runner-confirm").value = ""
 
 
+async def _until_streaming(pilot, app: Dashboard, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Until the Database panel shows a replica streaming, as PostgreSQL itself reports it."""
+    await _until(pilot, lambda: any(r[4] == "streaming" for r in _rows(app, "database").values()), 60, what)
+
+
 def _rows(app: Dashboard, panel: str) -> dict[str, list[str]]:
     table = app.query_one(f"#panel-{panel}", Panel).table
     return {key.value: [str(c) for c in table.get_row(key)] for key in table.rows}  # type: ignore[misc]
@@ -89,12 +94,7 @@ async def test_every_panel_fills_from_its_source(lab: LabState) -> None:
     """Each panel's rows come from its own live source: watches, Hetzner, PostgreSQL over SSH, Borg, DNS."""
     app = Dashboard(load_config(Path(lab.files["console_config"])))
     async with app.run_test(size=(160, 60)) as pilot:
-        await _until(
-            pilot,
-            lambda: any(r[4] == "streaming" for r in _rows(app, "database").values()),
-            60,
-            "the replica streaming, as PostgreSQL reports it",
-        )
+        await _until_streaming(pilot, app, "the replica streaming, as PostgreSQL reports it")
         primary = next(r for r in _rows(app, "database").values() if r[1] == "primary")
         assert primary[4].startswith("primary, timeline") and primary[5].startswith("LSN ")
         await _until(pilot, lambda: len(_rows(app, "backups")) == 2, 90, "both Borg repositories")

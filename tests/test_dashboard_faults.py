@@ -21,7 +21,7 @@ from lab.state import LabState
 from screens.app import Dashboard
 from screens.panels import Panel
 from tests.conftest import opsconsole
-from tests.test_dashboard import _rows, _until
+from tests.test_dashboard import _rows, _until, _until_streaming
 
 
 def _config(lab: LabState, tmp_path: Path) -> Path:
@@ -84,12 +84,7 @@ async def test_sources_failing_for_30_s_go_stale_then_recover(fresh_lab: LabStat
 async def test_replica_lag_and_a_missed_backup_show(fresh_lab: LabState, tmp_path: Path) -> None:
     app = Dashboard(load_config(_config(fresh_lab, tmp_path)))
     async with app.run_test(size=(160, 60)) as pilot:
-        await _until(
-            pilot,
-            lambda: any(r[4] == "streaming" for r in _rows(app, "database").values()),
-            60,
-            "a streaming replica",
-        )
+        await _until_streaming(pilot, app, "a streaming replica")
         replica = next(k for k, r in _rows(app, "database").items() if r[1] == "replica")
         db = control(fresh_lab, "GET", "/db")
         control(fresh_lab, "POST", "/fault/db", {"receiver": replica, "paused": True})

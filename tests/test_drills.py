@@ -8,20 +8,19 @@ starts from a healthy cluster; a test that breaks that fails the next preflight 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import tomli_w
 from textual.widgets import Static
 
 from console.config import load_config
@@ -30,7 +29,7 @@ from lab.state import LabState
 from screens.app import Dashboard
 from screens.drill import DrillScreen
 from screens.reports import ReportScreen, ReportsScreen
-from tests.conftest import ROOT, kubectl_json, opsconsole, own_lab, wait_for
+from tests.conftest import ROOT, edited_config, kubectl_json, opsconsole, own_lab, wait_for
 
 SCENARIOS = ["node-down", "node-drain", "db-switchover", "db-primary-kill", "pooler-kill"]
 
@@ -43,12 +42,10 @@ def drill_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
 
 @pytest.fixture(scope="module")
 def drill_config(drill_lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw: dict[str, Any] = tomllib.loads(Path(drill_lab.files["console_config"]).read_text())
-    raw["database"]["poll_interval_s"] = 1
-    raw["database"]["max_replica_lag_bytes"] = 1024 * 1024
-    path = tmp_path_factory.mktemp("drill-config") / "console.toml"
-    path.write_text(tomli_w.dumps(raw))
-    return path
+    def quick(raw: dict[str, Any]) -> None:  # PostgreSQL asked every second; a lag bound a test can pass
+        raw["database"].update({"poll_interval_s": 1, "max_replica_lag_bytes": 1024 * 1024})
+
+    return edited_config(drill_lab, tmp_path_factory, "drill-config", quick)
 
 
 @pytest.fixture()
@@ -186,6 +183,17 @@ def _spawn_drill(config: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+@contextlib.contextmanager
+def _drilling(config: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """A headless drill running beside the test, killed at the end if it has not ended."""
+    proc = _spawn_drill(config, *args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _read_until(proc: subprocess.Popen[str], pred: Any, timeout: float) -> list[dict[str, Any]]:
     assert proc.stdout is not None
     seen: list[dict[str, Any]] = []
@@ -203,8 +211,7 @@ def _read_until(proc: subprocess.Popen[str], pred: Any, timeout: float) -> list[
 def test_second_console_is_refused_while_a_drill_runs(
     drill_lab: LabState, drill_config: Path, state_dir: Path
 ) -> None:
-    first = _spawn_drill(drill_config, "--scenario", "node-down", "--target", "k3s-w2")
-    try:
+    with _drilling(drill_config, "--scenario", "node-down", "--target", "k3s-w2") as first:
         _read_until(first, lambda e: e["kind"] == "StepStarted" and e["step"] == "fault", 120)
         code, events, output = _drill(drill_config, "--scenario", "pooler-kill", "--yes")
         assert code == 3, output[-3000:]
@@ -212,22 +219,15 @@ def test_second_console_is_refused_while_a_drill_runs(
         assert not lock["ok"] and "holds the cluster lock" in lock["why"] and "drill node-down" in lock["why"]
         rest, _ = first.communicate(timeout=400)
         assert first.returncode == 0, rest[-3000:]
-    finally:
-        if first.poll() is None:
-            first.kill()
 
 
 def test_killed_console_mid_node_down_is_recovered(
     drill_lab: LabState, drill_config: Path, state_dir: Path
 ) -> None:
-    proc = _spawn_drill(drill_config, "--scenario", "node-down", "--target", "k3s-w2")
-    try:
+    with _drilling(drill_config, "--scenario", "node-down", "--target", "k3s-w2") as proc:
         _read_until(proc, lambda e: e["kind"] == "StepFinished" and e["step"] == "fault", 120)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     servers = control(drill_lab, "GET", "/status")
     assert servers is not None
     # Every other action refuses until the unfinished drill is recovered …

@@ -19,7 +19,7 @@ import pytest
 import tomli_w
 
 from lab.state import LabState
-from tests.conftest import ROOT, kubectl, kubectl_json, opsconsole, own_lab, wait_for
+from tests.conftest import ROOT, edited_config, kubectl, kubectl_json, opsconsole, own_lab, wait_for
 
 IMAGE = "git.cloonar.com/openclawd/docfast"
 
@@ -32,11 +32,10 @@ def rel_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
 
 @pytest.fixture(scope="module")
 def rel_config(rel_lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw: dict[str, Any] = tomllib.loads(Path(rel_lab.files["console_config"]).read_text())
-    raw["release"].update({"soak_s": 1, "post_check_s": 3, "rollout_timeout_s": 20})
-    path = tmp_path_factory.mktemp("release-config") / "console.toml"
-    path.write_text(tomli_w.dumps(raw))
-    return path
+    def quick(raw: dict[str, Any]) -> None:  # a short soak and post-check: the gates, not the clock
+        raw["release"].update({"soak_s": 1, "post_check_s": 3, "rollout_timeout_s": 20})
+
+    return edited_config(rel_lab, tmp_path_factory, "release-config", quick)
 
 
 @pytest.fixture(autouse=True)

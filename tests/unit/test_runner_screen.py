@@ -73,13 +73,20 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     RAN.clear()
 
 
+async def _screen(pilot: Any) -> RunnerScreen:
+    """The runner screen once its form is there."""
+    app = pilot.app
+    await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), "the runner screen")
+    screen = app.screen
+    assert isinstance(screen, RunnerScreen)
+    await _until(pilot, lambda: bool(screen.query("#param-target")), "the form")
+    return screen
+
+
 async def test_the_form_the_confirmation_and_the_run() -> None:
     app = Host(load_config(ROOT / "config.toml"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), "the runner screen")
-        screen = app.screen
-        assert isinstance(screen, RunnerScreen)
-        await _until(pilot, lambda: bool(screen.query("#param-target")), "the form")
+        screen = await _screen(pilot)
         assert screen.word is None  # a required field is empty: no plan, nothing to confirm yet
         assert app.focused is screen.query_one("#param-target")
 
@@ -90,7 +97,7 @@ async def test_the_form_the_confirmation_and_the_run() -> None:
         note.focus()
         await pilot.press(*"hello")
         assert app.focused is note and note.value == "hello"  # typing in a field keeps the focus there
-        await _until(pilot, lambda: screen._prepared is not None and screen._prepared.note == "hello", "replan")
+        await _until(pilot, lambda: getattr(screen._prepared, "note", None) == "hello", "the plan again")
 
         confirm.focus()
         await pilot.press(*"k3s-w1", "enter")  # not the chosen worker
@@ -105,10 +112,7 @@ async def test_the_form_the_confirmation_and_the_run() -> None:
 async def test_escape_before_the_confirmation_runs_nothing() -> None:
     app = Host(load_config(ROOT / "config.toml"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), "the runner screen")
-        screen = app.screen
-        assert isinstance(screen, RunnerScreen)
-        await _until(pilot, lambda: bool(screen.query("#param-target")), "the form")
+        screen = await _screen(pilot)
         screen.query_one("#param-target", Select).value = "k3s-w1"
         await _until(pilot, lambda: screen.word == "k3s-w1", "the confirmation word")
         await pilot.press("escape")
