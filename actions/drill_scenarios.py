@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from actions.drill_checks import last_ok
-from console.clients.kube import STRATEGIC_PATCH, delete, patch
+from console.clients.kube import delete, patch, set_schedulable
 from console.config import Config
 from console.events import Event, Log, ProbeSample, StepFinished, StepStarted
 from console.model import Snapshot
@@ -140,9 +140,7 @@ class NodeDrain(Scenario):
     async def apply(self, d: DrillState) -> str:
         target = d.target or ""
         d.applied("cordon", node=target)
-        await patch(
-            await d.api(), f"/api/v1/nodes/{target}", {"spec": {"unschedulable": True}}, STRATEGIC_PATCH
-        )
+        await set_schedulable(await d.api(), target, False)
         d.emit(Log("info", f"cordoned {target}"))
         await d.drain(target)
         return f"{target} cordoned and drained"
@@ -256,7 +254,7 @@ async def undo(config: Config, api: Any, data: dict[str, Any], emit: Callable[[E
         return f"{data['node']} powered on"
     if key == "cordon":
         emit(StepStarted("rollback", f"uncordon {data['node']}"))
-        await patch(api, f"/api/v1/nodes/{data['node']}", {"spec": {"unschedulable": None}}, STRATEGIC_PATCH)
+        await set_schedulable(api, data["node"], True)
         emit(StepFinished("rollback", True, f"{data['node']} uncordoned"))
         return f"{data['node']} uncordoned"
     emit(Log("info", f"{key}: nothing to undo (the cluster heals itself)"))

@@ -35,6 +35,11 @@ ENTRIES: dict[str, str] = {
     "provision": "actions.provision:Provision",
     "replace-node": "actions.replace_node:ReplaceNode",
     "recover": "actions.recover:Recover",
+    "cordon": "actions.node:Cordon",
+    "uncordon": "actions.node:Uncordon",
+    "restart": "actions.workload:Restart",
+    "scale": "actions.workload:Scale",
+    "delete-pod": "actions.workload:DeletePod",
 }
 
 

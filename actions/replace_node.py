@@ -45,7 +45,7 @@ from actions.provision import (
 from actions.steady import until_steady
 from console.action import Action, Outcome, Plan, param
 from console.clients.hetzner import RequestCounter, client, wait_action
-from console.clients.kube import STRATEGIC_PATCH, KubeError, delete, patch, request
+from console.clients.kube import KubeError, delete, request, set_schedulable
 from console.config import Config, NodeConfig
 from console.drain import evict_all, evictable
 from console.errors import ActionFailed, Refused, UsageError, Verdict, as_ops_error
@@ -363,9 +363,7 @@ class ReplaceNode(Action[ReplaceParams]):
 
 
 async def _cordon(api: Any, node: str, on: bool) -> str:
-    await patch(
-        api, f"/api/v1/nodes/{node}", {"spec": {"unschedulable": True if on else None}}, STRATEGIC_PATCH
-    )
+    await set_schedulable(api, node, not on)
     return "cordoned" if on else "uncordoned"
 
 

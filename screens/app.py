@@ -70,6 +70,17 @@ class Banner(Static):
     """
 
 
+class Summary(Static):
+    """The verdict and the first figures, always on screen under the banner (screens/panels.summary_text)."""
+
+    DEFAULT_CSS = """
+    Summary { height: auto; padding: 0 1; background: $boost; text-style: bold; }
+    Summary.-critical { color: $error; }
+    Summary.-degraded { color: $warning; }
+    Summary.-healthy { color: $success; }
+    """
+
+
 class LastDrill(Static):
     """The newest drill report's one-line summary (hidden until there is one)."""
 
@@ -124,7 +135,15 @@ class KeyFooter(Footer):
 
 class Dashboard(App[None]):
     TITLE = "opsconsole"
-    CSS = "VerticalScroll { padding: 0 1; }"
+    CSS = """
+    #panels { padding: 0 1; }
+    #panels.-wide { layout: grid; grid-size: 2; grid-columns: 1fr 1fr; grid-rows: auto; grid-gutter: 0 1; }
+    #panels.-max Panel { display: none; }
+    #panels.-max Panel.-max { display: block; height: 1fr; max-height: 100%; }
+    #panels.-max Panel.-max DataTable { max-height: 100%; height: 1fr; }
+    """
+    # From this many columns the panels stand in two columns (a panel's table wants ~75 of them).
+    WIDE_COLUMNS = 160
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
         Binding("question_mark", "help", "help"),
@@ -132,6 +151,7 @@ class Dashboard(App[None]):
         Binding("r", "refresh", "refresh"),
         Binding("d", "drill", "drill"),
         Binding("D", "reports", "reports", show=False),
+        Binding("z", "maximise", "zoom"),
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("tab", "focus_next", "next panel", show=False),
         Binding("shift+tab", "focus_previous", "previous panel", show=False),
@@ -185,9 +205,10 @@ class Dashboard(App[None]):
         banner = Banner(f"{kind} · {cluster} · context {context} · {mode}", id="banner")
         banner.set_class(not lab, "-real")
         yield banner
+        yield Summary("waiting for the first look…", id="summary")
         yield LastDrill(id="last-drill")
         yield FilterInput(placeholder="filter rows (Enter keeps it, Escape clears)", id="filter")
-        with VerticalScroll():
+        with VerticalScroll(id="panels"):
             for panel_id in PANELS:
                 yield Panel(panel_id)
         yield KeyFooter()
@@ -322,9 +343,38 @@ class Dashboard(App[None]):
             return
         sources = {s.name: s for s in self.snapshot.sources}
         with self.batch_update(), contextlib.suppress(NoMatches):  # NoMatches: shutting down
+            self._show_summary(self.snapshot)
             for panel in self.query(Panel):
                 if keys is None or not panel.sources or any(s in keys for s in panel.sources):
                     panel.show(self.snapshot, sources, self.filter_text)
+
+    def _show_summary(self, snap: Snapshot) -> None:
+        from screens.panels import summary_text, verdict
+
+        line = self.query_one(Summary)
+        line.update(summary_text(snap), layout=False)
+        state = verdict(snap)
+        for name in ("critical", "degraded", "healthy"):
+            line.set_class(state == name, f"-{name}")
+
+    def on_resize(self, event: Any) -> None:
+        with contextlib.suppress(NoMatches):
+            self.query_one("#panels").set_class(event.size.width >= self.WIDE_COLUMNS, "-wide")
+
+    def action_maximise(self) -> None:
+        """``z``: the focused panel alone, as tall as the screen; ``z`` again brings the others back."""
+        panels = self.query_one("#panels")
+        focused = self.focused
+        panel = next(
+            (p for p in self.query(Panel) if focused is not None and p in focused.ancestors_with_self), None
+        )
+        if panels.has_class("-max") or panel is None:
+            panels.remove_class("-max")
+            for p in self.query(Panel):
+                p.remove_class("-max")
+            return
+        panel.add_class("-max")
+        panels.add_class("-max")
 
     def _ages(self) -> None:
         with contextlib.suppress(NoMatches):  # shutting down: the panels' children are already gone
@@ -397,8 +447,9 @@ class Dashboard(App[None]):
             "Refresh slow sources", "look again at Borg and PostgreSQL now (r)", self.action_refresh
         )
 
-    def start_action(self, name: str) -> None:
-        """An action from the palette (or a key): its runner screen, or the drill's or recovery's own."""
+    def start_action(self, name: str, initial: dict[str, Any] | None = None) -> None:
+        """An action from the palette or a panel's row (``initial``: the row as its target): its runner
+        screen, or the drill's or recovery's own."""
         from actions.registry import ACTIONS
         from console.runner import read_only_refusal
 
@@ -424,7 +475,7 @@ class Dashboard(App[None]):
         else:
             from screens.runner import RunnerScreen
 
-            self.push_screen(RunnerScreen(self.config, cls, self.read_only))
+            self.push_screen(RunnerScreen(self.config, cls, self.read_only, initial))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:

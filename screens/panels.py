@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import ClassVar
 
 from rich.cells import cell_len
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
@@ -231,6 +233,42 @@ def endpoints_rows(s: Snapshot) -> list[tuple[str, Row]]:
     return rows
 
 
+def verdict(s: Snapshot) -> str:
+    """healthy, degraded (a warning, or a source not seen) or critical."""
+    if s.critical:
+        return "critical"
+    if any(f.severity is Severity.WARNING for f in s.findings) or any(
+        x.state is not SourceState.OK for x in s.sources
+    ):
+        return "degraded"
+    return "healthy"
+
+
+def summary_text(s: Snapshot) -> str:
+    """The line under the banner — the verdict and the figures an operator looks for first:
+    ``CRITICAL │ nodes 3/3 │ db main-db-1 lag 16 MiB │ lb 2/2 │ …`` (two lines on an 80-column terminal)."""
+    ready = sum(1 for n in s.nodes if n.ready)
+    parts = [verdict(s).upper(), f"nodes {ready}/{len(s.nodes)}" if s.nodes else "nodes ?"]
+    db = s.database
+    lags = (
+        [r.lag_bytes for r in db.replication if r.role == "replica" and r.lag_bytes is not None] if db else []
+    )
+    parts.append(f"db {db.primary or '?'} lag {_bytes(max(lags)) if lags else '?'}" if db else "db ?")
+    lb = s.load_balancer
+    healthy = sum(1 for t in lb.targets if t.health and all(h == "healthy" for _, h in t.health)) if lb else 0
+    parts.append(f"lb {healthy}/{len(lb.targets)}" if lb else "lb ?")
+    ages = [b.age_hours for b in s.backups if b.age_hours is not None]
+    parts.append(f"backup {min(ages):.1f} h" if ages else "backup ?")
+    days = [c.days_left for c in s.certificates if c.days_left is not None]
+    parts.append(f"cert {min(days):g} d" if days else "cert ?")
+    marks = {Severity.CRITICAL: "!!", Severity.WARNING: "!", Severity.INFO: "i"}
+    counts = [
+        f"{marks[sev]}{n}" for sev in Severity if (n := sum(1 for f in s.findings if f.severity is sev))
+    ]
+    parts.append(" ".join(counts) or "no findings")
+    return " │ ".join(parts)
+
+
 def findings_rows(s: Snapshot) -> list[tuple[str, Row]]:
     marks = {Severity.CRITICAL: "!!", Severity.WARNING: "!", Severity.INFO: "i"}
     return [(f"{f.code}:{f.subject}", (marks[f.severity], f.code, f.subject, f.message)) for f in s.findings]
@@ -238,23 +276,24 @@ def findings_rows(s: Snapshot) -> list[tuple[str, Row]]:
 
 # Panel id -> (title, columns, rows function, sources it depends on).  One table, as Dolphie's PANEL_MAPPING.
 PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
+    "findings": ("Findings", ("", "code", "subject", "message"), findings_rows, ()),
     "nodes": (
         "Nodes",
         ("node", "status", "roles", "taints", "version", "hetzner", "private", "public", "pods"),
         nodes_rows,
         ("kube:nodes", "hetzner", "kube:pods"),
     ),
-    "workloads": (
-        "Workloads (ready/desired, pods per node)",
-        ("namespace", "name", "kind", "ready", "pods per node", "HA"),
-        workloads_rows,
-        ("kube:deployments", "kube:daemonsets", "kube:pods", "kube:nodes"),
-    ),
     "database": (
         "Database",
         ("instance", "role", "node", "pod", "WAL", "lag / position"),
         database_rows,
         ("kube:clusters", "kube:pods", "postgres"),
+    ),
+    "workloads": (
+        "Workloads (ready/desired, pods per node)",
+        ("namespace", "name", "kind", "ready", "pods per node", "HA"),
+        workloads_rows,
+        ("kube:deployments", "kube:daemonsets", "kube:pods", "kube:nodes"),
     ),
     "lb": ("Load balancer", ("target", "port 80", "port 443"), lb_rows, ("hetzner",)),
     "endpoints": (
@@ -263,17 +302,17 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
         endpoints_rows,
         ("http", "dns", "hetzner"),
     ),
-    "certs": (
-        "Certificates",
-        ("namespace", "hosts", "days left", "ready"),
-        cert_rows,
-        ("kube:certificates",),
-    ),
     "backups": (
         "Backups (Borg on the Storage Box)",
         ("repository", "schedule", "newest / due", "state", "retention"),
         backups_rows,
         ("borg",),
+    ),
+    "certs": (
+        "Certificates",
+        ("namespace", "hosts", "days left", "ready"),
+        cert_rows,
+        ("kube:certificates",),
     ),
     "ha": (
         "HA drift (the seed's runtime patches)",
@@ -287,13 +326,21 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
         release_rows,
         ("kube:deployments", "kube:replicasets", "kube:pods"),
     ),
-    "findings": ("Findings", ("", "code", "subject", "message"), findings_rows, ()),
     "timeline": (
         "Timeline (events and console actions)",
         ("time", "from", "subject", "reason", "message"),
         timeline_rows,
         ("kube:events",),
     ),
+}
+
+
+# The actions a panel's rows take, by key: (key, action name, footer label).  The row's key is the
+# action's --target (a node's name, a Deployment's NS/NAME).  Shown in the footer for the focused panel
+# only; a read-only session hides the ones that change the cluster.
+ROW_ACTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "nodes": (("c", "cordon", "cordon"), ("u", "uncordon", "uncordon")),
+    "workloads": (("R", "restart", "restart"), ("s", "scale", "scale")),
 }
 
 
@@ -318,6 +365,11 @@ def source_status(name: str, sources: dict[str, SourceStatus]) -> SourceStatus |
         if api is not None and api.state is not SourceState.OK:
             return api
     return status
+
+
+def _row_bindings() -> list[BindingType]:
+    keys = {key: (label, name) for actions in ROW_ACTIONS.values() for key, name, label in actions}
+    return [Binding(key, f"row_action('{key}')", label) for key, (label, _) in keys.items()]
 
 
 class Panel(Vertical):
@@ -350,6 +402,30 @@ class Panel(Vertical):
         self._meta_text = ""
         self._shown: dict[str, Row] = {}  # what the table holds, by row key: unchanged rows skip cheaply
         self._made_from: object = None  # INPUTS' value (and the filter) the rows were last made from
+
+    BINDINGS: ClassVar[list[BindingType]] = _row_bindings()
+
+    def _row_action(self, key: str) -> str | None:
+        return next((name for k, name, _ in ROW_ACTIONS.get(self.panel_id, ()) if k == key), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Only this panel's row keys are live (and shown); none that change the cluster when read-only."""
+        if action != "row_action":
+            return True
+        name = self._row_action(str(parameters[0]))
+        return name is not None and not getattr(self.app, "read_only", False)
+
+    def action_row_action(self, key: str) -> None:
+        """The action for the row under the cursor, with the row as its target (the runner screen asks
+        for the typed confirmation)."""
+        name = self._row_action(key)
+        table = self.table
+        if name is None or not table.row_count:
+            return
+        row = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        start = getattr(self.app, "start_action", None)
+        if row and start is not None:
+            start(name, {"target": row})
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for data…", classes="panel-meta")

@@ -47,9 +47,17 @@ class RunnerScreen(OpsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "back")]
     AUTO_FOCUS = ""  # the form or the confirmation, as _prepare decides — not the first field by rote
 
-    def __init__(self, config: Config, action: type[Action[Any]], read_only: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        action: type[Action[Any]],
+        read_only: bool = False,
+        initial: dict[str, Any] | None = None,
+    ) -> None:
+        """``initial``: parameter values the form starts with (a panel row's target)."""
         super().__init__()
         self.config = config
+        self.initial = dict(initial or {})
         self.action_cls = action
         self.read_only = read_only
         self.fields = [(f, spec) for f, spec in param_specs(action.Params) if spec.tui]
@@ -80,7 +88,7 @@ class RunnerScreen(OpsScreen):
         yield Footer()
 
     def _widget(self, f: dataclasses.Field[Any], spec: Any) -> Any:
-        value = spec.form_default(self.config, f.default)
+        value = self.initial.get(f.name, spec.form_default(self.config, f.default))
         wid = f"param-{f.name}"
         kind = typing.get_type_hints(self.action_cls.Params)[f.name]
         if kind is bool:

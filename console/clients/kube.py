@@ -115,6 +115,12 @@ async def update_fresh(
     raise AssertionError("unreachable")
 
 
+async def set_schedulable(api: Any, node: str, schedulable: bool) -> dict[str, Any]:
+    """``kubectl cordon`` (False) / ``uncordon`` (True): the node's ``spec.unschedulable``."""
+    body = {"spec": {"unschedulable": None if schedulable else True}}
+    return await patch(api, f"/api/v1/nodes/{node}", body, STRATEGIC_PATCH)
+
+
 async def rollout_restart(api: Any, namespace: str, deployment: str, stamp: str) -> dict[str, Any]:
     """``kubectl rollout restart``: a new pod-template annotation, so the Deployment replaces its pods
     (and the scheduler places them again — how a spread lost to a node outage is regained)."""

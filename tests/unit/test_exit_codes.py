@@ -34,6 +34,11 @@ USAGE = [
     ("restore", ["--into", "docfast"], ExitCode.USAGE, "--i-mean-production"),
     ("promote", ["--tag", "v9.9.9"], ExitCode.USAGE, "release.route = 'tag'"),
     ("ha-export", [], ExitCode.USAGE, "needs --dir"),
+    ("cordon", [], ExitCode.USAGE, "needs --target NODE"),
+    ("uncordon", [], ExitCode.USAGE, "needs --target NODE"),
+    ("restart", ["--target", "docfast"], ExitCode.USAGE, "NAMESPACE/DEPLOYMENT"),
+    ("scale", ["--target", "docfast/docfast"], ExitCode.USAGE, "--replicas"),
+    ("delete-pod", ["--target", "nowhere"], ExitCode.USAGE, "NAMESPACE/POD"),
 ]
 READ_ONLY_OK = [name for name, cls in ACTIONS.items() if not cls.mutating]
 
@@ -76,6 +81,11 @@ async def test_an_unfinished_action_refuses_every_other(name: str, state: Path) 
     flags: dict[str, list[str]] = {
         "drill": ["--scenario", "node-down"],
         "replace-node": ["--target", "k3s-w1"],
+        "cordon": ["--target", "k3s-w1"],
+        "uncordon": ["--target", "k3s-w1"],
+        "restart": ["--target", "docfast/docfast"],
+        "scale": ["--target", "docfast/docfast", "--replicas", "3"],
+        "delete-pod": ["--target", "docfast/docfast-1"],
     }
     code, summary = await _code(name, flags.get(name, []))
     assert code == ExitCode.REFUSED and left in summary and "recover" in summary

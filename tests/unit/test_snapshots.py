@@ -35,12 +35,50 @@ def _app() -> Dashboard:
     return Dashboard(load_config(Path(ROOT / "config.toml")), start_sources=False)
 
 
-def test_dashboard_snapshot(snap_compare: Any, frozen_clock: None) -> None:
-    async def before(pilot: Any) -> None:
-        fill(pilot.app.store)
-        await pilot.pause()
+async def _filled(pilot: Any) -> None:
+    fill(pilot.app.store)
+    for _ in range(100):  # until the snapshot of the filled store is on screen
+        await pilot.pause(0.02)
+        if pilot.app.snapshot is not None and not pilot.app._building and pilot.app._build_timer is None:
+            break
+    await pilot.pause()
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+
+def test_dashboard_snapshot(snap_compare: Any, frozen_clock: None) -> None:
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=_filled)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 50)], ids=["80x24", "120x40", "200x50"])
+def test_dashboard_snapshot_at_the_sizes_a_terminal_has(
+    snap_compare: Any, frozen_clock: None, size: Any
+) -> None:
+    assert snap_compare(_app(), terminal_size=size, run_before=_filled)
+
+
+async def test_the_verdict_and_the_panels_that_matter_fit_120_by_40(frozen_clock: None) -> None:
+    """Summary, Findings, Nodes and Database without scrolling at 120×40; two columns from 160; ``z``."""
+    from screens.panels import Panel
+
+    app = _app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _filled(pilot)
+        summary = app.query_one("#summary")
+        said = str(summary.render())
+        assert summary.region.y < 3 and said.startswith("CRITICAL │ nodes 3/3 │ db main-db-1 lag 16.0 MiB")
+        assert said.endswith("!!1 !5 i3")
+        for panel in ("findings", "nodes", "database"):
+            region = app.query_one(f"#panel-{panel}", Panel).region
+            assert region.height > 3 and region.bottom <= 39, (panel, region)
+        assert not app.query_one("#panels").has_class("-wide")
+        await pilot.press("2")  # the Nodes panel
+        await pilot.press("z")
+        shown = [p.panel_id for p in app.query(Panel) if p.display]
+        assert shown == ["nodes"] and app.query_one("#panel-nodes", Panel).region.height > 30
+        await pilot.press("z")
+        assert all(p.display for p in app.query(Panel))
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause()
+        assert app.query_one("#panels").has_class("-wide")
 
 
 def test_help_snapshot(snap_compare: Any, frozen_clock: None) -> None:
