@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from console.config import Config
-from console.model import BackupRepo, DnsCheck, Finding, LoadBalancer, Replication, Severity, Snapshot
+from console.model import BackupRepo, DnsCheck, Finding, LoadBalancer, Pod, Replication, Severity, Snapshot
 from console.store import ClusterStore
 
 
@@ -126,6 +126,70 @@ def _firewall_findings(store: ClusterStore, config: Config) -> list[Finding]:
     return out
 
 
+PULL_FAILING = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+RESTARTS_OFTEN = 5  # restarts, the last within the hour: restarting often
+
+
+def _ago_s(stamp: str | None, now: datetime) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return (now - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
+    except ValueError:
+        return None
+
+
+def pod_findings(pods: tuple[Pod, ...], prod: str, now: datetime) -> list[Finding]:
+    """A pod that crash-loops, cannot pull its image, was OOM-killed in the last hour, cannot be scheduled
+    or restarts often — each naming the pod (``NS/NAME``); production's are critical."""
+    out = []
+    for p in pods:
+        if p.terminating:
+            continue
+        subject = f"{p.namespace}/{p.name}"
+        sev = Severity.CRITICAL if p.namespace == prod else Severity.WARNING
+        recent = _ago_s(p.last_terminated_at, now)
+        if p.waiting == "CrashLoopBackOff":
+            why = f"; last exit {p.last_terminated}" if p.last_terminated else ""
+            out.append(
+                Finding(sev, "pod-crash-looping", subject, f"crash-looping, {p.restarts} restarts{why}")
+            )
+        elif p.waiting in PULL_FAILING:
+            out.append(
+                Finding(sev, "pod-image-pull-failing", subject, f"cannot pull its image ({p.waiting})")
+            )
+        elif p.waiting == "CreateContainerConfigError":
+            out.append(
+                Finding(sev, "pod-config-error", subject, "its container cannot be created (config error)")
+            )
+        elif p.restarts >= RESTARTS_OFTEN and recent is not None and recent < 3600:
+            out.append(
+                Finding(
+                    Severity.WARNING,
+                    "pod-restarting-often",
+                    subject,
+                    f"{p.restarts} restarts, the last {recent / 60:.0f} min ago",
+                )
+            )
+        if (
+            p.last_terminated
+            and p.last_terminated.startswith("OOMKilled")
+            and recent is not None
+            and recent < 3600
+        ):
+            out.append(
+                Finding(
+                    Severity.WARNING,
+                    "pod-oom-killed",
+                    subject,
+                    f"OOM-killed {recent / 60:.0f} min ago (over its memory limit)",
+                )
+            )
+        if p.phase == "Pending" and p.unschedulable:
+            out.append(Finding(sev, "pod-unschedulable", subject, f"cannot be scheduled: {p.unschedulable}"))
+    return out
+
+
 def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime) -> tuple[Finding, ...]:
     """What an operator of this cluster would want flagged, computed from live state."""
     out: list[Finding] = []
@@ -197,6 +261,7 @@ def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime)
                     f"{c.name} expires in {c.days_left:g} days",
                 )
             )
+    out.extend(pod_findings(snap.pods, config.namespaces.prod, now))
     for w in snap.workloads:
         if w.ready < w.desired:
             sev = (

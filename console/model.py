@@ -59,6 +59,13 @@ class Pod:
     restarts: int
     terminating: bool
     owner: str
+    containers_ready: int = 0
+    containers: int = 0
+    waiting: str | None = None  # a container's waiting reason (CrashLoopBackOff, ImagePullBackOff, …)
+    last_terminated: str | None = None  # the last termination's reason and exit code ("OOMKilled 137")
+    last_terminated_at: str | None = None  # when that container last stopped (its last restart)
+    unschedulable: str | None = None  # a Pending pod's scheduler message (PodScheduled False)
+    created: str | None = None
 
 
 @dataclass(frozen=True)

@@ -185,15 +185,34 @@ def _converted(
 def _pod(p: dict[str, Any]) -> Pod:
     meta, st = p["metadata"], p.get("status") or {}
     owner = ((meta.get("ownerReferences") or [{}])[0]).get("name", "")
+    statuses = st.get("containerStatuses") or []
+    waiting = next(
+        (r for c in statuses if (r := ((c.get("state") or {}).get("waiting") or {}).get("reason"))), None
+    )
+    ended = [t for c in statuses if (t := (c.get("lastState") or {}).get("terminated"))]
+    last = max(ended, key=lambda t: str(t.get("finishedAt") or ""), default=None)
+    scheduled: dict[str, Any] = next(
+        (c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled"), {}
+    )
+    unschedulable = (
+        scheduled.get("message") or scheduled.get("reason") if scheduled.get("status") == "False" else None
+    )
     return Pod(
         meta.get("namespace", ""),
         meta["name"],
         (p.get("spec") or {}).get("nodeName"),
         st.get("phase", "Unknown"),
         is_ready(p),
-        sum(int(c.get("restartCount", 0)) for c in st.get("containerStatuses") or []),
+        sum(int(c.get("restartCount", 0)) for c in statuses),
         bool(meta.get("deletionTimestamp")),
         owner,
+        sum(1 for c in statuses if c.get("ready")),
+        len((p.get("spec") or {}).get("containers") or statuses),
+        waiting,
+        f"{last.get('reason') or 'Error'} {last.get('exitCode', '?')}" if last else None,
+        str(last.get("finishedAt")) if last and last.get("finishedAt") else None,
+        unschedulable,
+        meta.get("creationTimestamp"),
     )
 
 

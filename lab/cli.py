@@ -246,6 +246,12 @@ def main(argv: list[str]) -> int:
         if api_name == "kube":
             f_api.add_argument("--drop-watches", action="store_true", help="end every open watch stream")
             f_api.add_argument("--compact", action="store_true", help="forget history: old watches get 410")
+    f_pod = fsub.add_parser(
+        "pod",
+        help="a Deployment in staging whose pod crash-loops, is OOM-killed, cannot pull or be scheduled",
+    )
+    f_pod.add_argument("kind", choices=["crash", "oom", "bad-image", "unschedulable"])
+    f_pod.add_argument("--clear", action="store_true", help="delete that Deployment again")
     f_kill = fsub.add_parser("kill-pod", help="delete a pod at once (grace period 0)")
     f_kill.add_argument("pod", metavar="NAMESPACE/NAME")
     f_db = fsub.add_parser("db", help="crash the primary, or pause/resume a replica's WAL receiver")
@@ -316,6 +322,10 @@ def main(argv: list[str]) -> int:
         if args.fault == "power":
             print(
                 json.dumps(control(running, "POST", f"/servers/{args.server}/power", {"state": args.state}))
+            )
+        elif args.fault == "pod":
+            print(
+                json.dumps(control(running, "POST", "/fault/pod", {"kind": args.kind, "clear": args.clear}))
             )
         elif args.fault == "kill-pod":
             namespace, _, name = args.pod.partition("/")

@@ -12,7 +12,31 @@ from typing import Any
 from aiohttp import web
 
 from lab.hetzner.app import HetznerApi
+from lab.kube.cluster import FAULT_ANNOTATION
 from lab.twin import KubeParts
+
+POD_FAULTS = ("crash", "oom", "bad-image", "unschedulable")
+
+
+def fault_deployment(kind: str, namespace: str, name: str) -> dict[str, Any]:
+    """One replica that goes wrong the ``kind`` way: its container exits, runs over its memory limit,
+    names an image no registry has, or asks for a node that does not exist."""
+    container: dict[str, Any] = {"name": "app", "image": "git.cloonar.com/openclawd/docfast:latest"}
+    template: dict[str, Any] = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}
+    if kind in ("crash", "oom"):
+        template["metadata"]["annotations"] = {FAULT_ANNOTATION: kind}
+    if kind == "oom":
+        container["resources"] = {"limits": {"memory": "16Mi"}, "requests": {"memory": "16Mi"}}
+    if kind == "bad-image":
+        container["image"] = "git.cloonar.com/openclawd/docfast:v0-does-not-exist"
+    if kind == "unschedulable":
+        template["spec"]["nodeSelector"] = {"lab.opsconsole.dev/nowhere": "true"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+    }
 
 
 def control_app(
@@ -98,6 +122,24 @@ def control_app(
             kube.store.drop_watches()
         return web.json_response({"ok": True})
 
+    async def pod_fault(request: web.Request) -> web.Response:
+        """``{"kind": "crash|oom|bad-image|unschedulable"}`` starts a Deployment ``fault-<kind>`` in the
+        staging namespace whose pod misbehaves so; ``{"kind": …, "clear": true}`` deletes it again."""
+        body = await request.json()
+        kind = str(body["kind"])
+        if kind not in POD_FAULTS:
+            return web.json_response({"error": f"kind: one of {', '.join(POD_FAULTS)}"}, status=400)
+        res, ns, name = kube.cluster.res["deployments"], "docfast-staging", f"fault-{kind}"
+        if body.get("clear"):
+            if kube.store.find(res, ns, name) is not None:
+                kube.store.delete(res, ns, name)
+            kube.cluster._wake.set()
+            return web.json_response({"cleared": f"{ns}/{name}"})
+        if kube.store.find(res, ns, name) is None:
+            kube.store.create(res, fault_deployment(kind, ns, name), ns)
+        kube.cluster._wake.set()
+        return web.json_response({"started": f"{ns}/{name}"})
+
     async def kill_pod(request: web.Request) -> web.Response:
         ns, name = request.match_info["namespace"], request.match_info["name"]
         kube.store.delete(kube.cluster.res["pods"], ns, name, grace=0)
@@ -175,4 +217,5 @@ def control_app(
     app.router.add_get("/db", db_info)
     app.router.add_post("/fault/kube", fault_kube)
     app.router.add_post("/pods/{namespace}/{name}/kill", kill_pod)
+    app.router.add_post("/fault/pod", pod_fault)
     return app

@@ -38,6 +38,11 @@ class ImageRegistry:
     def push(self, repo: str, tag: str, digest: str) -> None:
         self.tags[f"{repo}:{tag}"] = digest
 
+    def missing(self, image: str) -> bool:
+        """A tag no registry has (the lab's convention: one ending ``-does-not-exist``): a kubelet cannot
+        pull it."""
+        return split(image)[1].endswith("-does-not-exist")
+
     def digest(self, image: str) -> str:
         repo, tag, digest = split(image)
         if digest:

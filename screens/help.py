@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from screens.base import OpsModal
-from screens.panels import PANELS
+from screens.panels import PANELS, ROW_ACTIONS
 
 KEYS = [
     ("tab / shift+tab", "next / previous panel"),
@@ -20,6 +20,7 @@ KEYS = [
     ("r", "look again at the slow sources now (Borg, PostgreSQL)"),
     ("d", "failover drill: ↑↓ scenario, ←→ target, Enter arms, type the target, Escape/a aborts"),
     ("D", "drill reports: every saved report, Enter reads one"),
+    ("z", "the focused panel alone, full height (z again: every panel)"),
     ("ctrl+p", "command palette: every action and panel"),
     ("?", "this help (Escape closes)"),
     ("q", "quit"),
@@ -46,7 +47,12 @@ class HelpScreen(OpsModal):
         lines = ["[b]Keys[/b]"]
         lines += [f"  [b]{k:<16}[/b] {what}" for k, what in KEYS]
         lines += ["", "[b]Panels[/b]"]
-        lines += [f"  {i + 1}  {spec[0]}" for i, spec in enumerate(PANELS.values())]
+        for i, (panel_id, spec) in enumerate(PANELS.items()):
+            keys = [] if self.read_only else ROW_ACTIONS.get(panel_id, ())
+            on_row = (
+                "  — on the row: " + ", ".join(f"[b]{k}[/b] {label}" for k, _, label in keys) if keys else ""
+            )
+            lines.append(f"  {(i + 1) % 10 if i < 10 else ' '}  {spec[0]}{on_row}")
         lines += [
             "",
             "[b]Borders[/b]  blue: live · yellow: stale (last answer shown) · red: unreachable · "

@@ -7,6 +7,7 @@ removed, new rows added — so one pod changing repaints one cell, never the tab
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -19,7 +20,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
-from console.model import Severity, Snapshot, SourceState, SourceStatus
+from console.model import Pod, Severity, Snapshot, SourceState, SourceStatus
 from screens.plain_table import PlainTable
 
 Row = tuple[str, ...]
@@ -114,6 +115,72 @@ def database_rows(s: Snapshot) -> list[tuple[str, Row]]:
         (p.name, (p.name, "pooler", p.node or "-", "ready" if p.ready else "NOT READY", "", ""))
         for p in db.poolers
     ]
+    return rows
+
+
+# The pods panel shows this many, worst first (the filter searches all of them first): past a few dozen
+# rows nobody reads on, and thousands of rows would cost every build at scale.
+PODS_SHOWN = 200
+
+
+def _age(stamp: str | None, now: float) -> str:
+    if not stamp:
+        return "?"
+    try:
+        secs = now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.0f}{unit}"
+    return f"{max(0, secs):.0f}s"
+
+
+def _pod_badness(p: Pod) -> int:
+    """Worst first: waiting (crash loop, image pull), unschedulable, not ready, restarted, fine."""
+    if p.waiting:
+        return 0
+    if p.phase == "Pending":
+        return 1
+    if not p.ready and p.phase not in ("Succeeded",):
+        return 2
+    return 3 if p.restarts else 4
+
+
+def pods_rows(s: Snapshot, filter_text: str = "") -> list[tuple[str, Row]]:
+    now = time.time()
+    pods = [
+        p
+        for p in s.pods
+        if not filter_text or filter_text in f"{p.namespace} {p.name} {p.node} {p.phase} {p.waiting}".lower()
+    ]
+    worst = heapq.nsmallest(PODS_SHOWN, pods, key=lambda p: (_pod_badness(p), p.namespace, p.name))
+    rows: list[tuple[str, Row]] = []
+    for p in worst:
+        reason = (
+            p.waiting or (f"Pending: {p.unschedulable}" if p.unschedulable else "") or p.last_terminated or ""
+        )
+        restarts = (
+            f"{p.restarts} ({_age(p.last_terminated_at, now)} ago)"
+            if p.restarts and p.last_terminated_at
+            else str(p.restarts)
+        )
+        state = "Terminating" if p.terminating else p.phase
+        rows.append(
+            (
+                f"{p.namespace}/{p.name}",
+                (
+                    p.namespace,
+                    p.name,
+                    p.node or "-",
+                    state,
+                    f"{p.containers_ready}/{p.containers}",
+                    restarts,
+                    reason,
+                    _age(p.created, now),
+                ),
+            )
+        )
     return rows
 
 
@@ -289,6 +356,12 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
         database_rows,
         ("kube:clusters", "kube:pods", "postgres"),
     ),
+    "pods": (
+        "Pods (worst first)",
+        ("namespace", "pod", "node", "phase", "ready", "restarts", "why", "age"),
+        pods_rows,
+        ("kube:pods",),
+    ),
     "workloads": (
         "Workloads (ready/desired, pods per node)",
         ("namespace", "name", "kind", "ready", "pods per node", "HA"),
@@ -341,11 +414,15 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
 ROW_ACTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "nodes": (("c", "cordon", "cordon"), ("u", "uncordon", "uncordon")),
     "workloads": (("R", "restart", "restart"), ("s", "scale", "scale")),
+    "pods": (("x", "delete-pod", "delete"),),
 }
 
 
+# Panels whose rows function takes the filter itself (it shows only the worst part of what matches).
+FILTERED_INSIDE: dict[str, Callable[[Snapshot, str], list[tuple[str, Row]]]] = {"pods": pods_rows}
+
 # Panels whose row order carries meaning (severity, time): rebuilt when it changes; the rest update in place.
-ORDERED = {"findings", "timeline"}
+ORDERED = {"findings", "timeline", "pods"}
 
 # What a panel's rows are made from, where that is cheaper to compare than the rows are to make: at scale
 # every build (several a second) carries new pods, but the 500 nodes' rows change only when a node or its
@@ -451,9 +528,12 @@ class Panel(Vertical):
 
     def _show_rows(self, snapshot: Snapshot, filter_text: str) -> None:
         table = self.table
-        rows = dict(self.rows_fn(snapshot))
-        if filter_text:
-            rows = {k: v for k, v in rows.items() if filter_text in " ".join(v).lower()}
+        if self.panel_id in FILTERED_INSIDE:  # it filters before it cuts its rows short
+            rows = dict(FILTERED_INSIDE[self.panel_id](snapshot, filter_text))
+        else:
+            rows = dict(self.rows_fn(snapshot))
+            if filter_text:
+                rows = {k: v for k, v in rows.items() if filter_text in " ".join(v).lower()}
         present = {k.value for k in table.rows}
         if self.panel_id in ORDERED and list(rows) != [k.value for k in table.rows]:
             table.clear()  # order matters more than keeping rows: a few rows, rebuilt on change

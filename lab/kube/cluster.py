@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -139,6 +140,25 @@ def resolve_int_or_percent(value: Any, total: int, round_up: bool) -> int:
 def template_hash(template: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
     return "".join(c for c in digest if c in "bcdfghjklmnpqrstvwxz2456789")[:10] or digest[:10]
+
+
+# A pod template annotated so makes the lab's kubelet misbehave (lab/README.md, "Faults"): ``crash``
+# (the container exits 1), ``oom`` (killed over its memory limit).
+FAULT_ANNOTATION = "lab.opsconsole.dev/fault"
+
+
+def _died(cs: dict[str, Any], reason: str, code: int, restarts: int, ended: str) -> None:
+    """A container status after its process ended: the termination kept as ``lastState``, waiting to be
+    restarted."""
+    started = ((cs.get("state") or {}).get("running") or {}).get("startedAt", ended)
+    last = {"reason": reason, "exitCode": code, "startedAt": started, "finishedAt": ended}
+    back_off = f"back-off restarting failed container {cs['name']}"
+    cs.update(
+        ready=False,
+        restartCount=restarts,
+        lastState={"terminated": last},
+        state={"waiting": {"reason": "CrashLoopBackOff", "message": back_off}},
+    )
 
 
 class Cluster:
@@ -1067,6 +1087,9 @@ class Cluster:
                 ts = now_iso()
                 containers = pod["spec"].get("containers", [])
                 is_job = pod["spec"].get("restartPolicy") == "Never"
+                if any(self.images.missing(c.get("image", "")) for c in containers):
+                    self._cannot_pull(pod, key, ts)
+                    continue
                 fresh = self._pod_status(
                     pod,
                     {
@@ -1104,9 +1127,12 @@ class Cluster:
                     f"Started container {containers[0]['name'] if containers else ''}",
                     component="kubelet",
                 )
-                self._probe_tasks[key] = asyncio.ensure_future(
-                    self._complete_job(fresh) if is_job else self._readiness(fresh, key)
-                )
+                fault = (fresh["metadata"].get("annotations") or {}).get(FAULT_ANNOTATION)
+                if fault in ("crash", "oom"):
+                    job: Any = self._crash_loop(fresh, fault)
+                else:
+                    job = self._complete_job(fresh) if is_job else self._readiness(fresh, key)
+                self._probe_tasks[key] = asyncio.ensure_future(job)
             elif (
                 phase == "Running"
                 and key not in self._probe_tasks
@@ -1116,6 +1142,81 @@ class Cluster:
                 for hook in self.on_pod_start:
                     await hook(pod)
                 self._probe_tasks[key] = asyncio.ensure_future(self._readiness(pod, key))
+
+    def _cannot_pull(self, pod: dict[str, Any], key: str, ts: str) -> None:
+        """A kubelet that cannot pull the image: the pod stays Pending, its container waiting —
+        ``ErrImagePull`` at first, ``ImagePullBackOff`` once it has tried again."""
+        containers = pod["spec"].get("containers", [])
+        image = next(c.get("image", "") for c in containers if self.images.missing(c.get("image", "")))
+
+        def waiting(reason: str, message: str) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": False,
+                    "state": {"waiting": {"reason": reason, "message": message}},
+                }
+                for c in containers
+            ]
+
+        conds = [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts},
+            {"type": "Ready", "status": "False", "lastTransitionTime": ts, "reason": "ContainersNotReady"},
+        ]
+        pulled = f'failed to pull image "{image}": not found'
+        status = {"startTime": ts, "containerStatuses": waiting("ErrImagePull", pulled), "conditions": conds}
+        fresh = self._pod_status(pod, {**status, "hostIP": self._host_ip(pod["spec"]["nodeName"])})
+        self.event(
+            fresh, "Failed", f'Failed to pull image "{image}": not found', "Warning", component="kubelet"
+        )
+
+        async def back_off() -> None:
+            await asyncio.sleep(self.s(2.0))
+            now = self.store.find(self.res["pods"], pod["metadata"]["namespace"], pod["metadata"]["name"])
+            if now is not None:
+                said = f'Back-off pulling image "{image}"'
+                self._pod_status(now, {"containerStatuses": waiting("ImagePullBackOff", said)})
+                self.event(now, "BackOff", said, "Warning", component="kubelet")
+
+        self._probe_tasks[key] = asyncio.ensure_future(back_off())
+
+    def _set_containers(
+        self, pod: dict[str, Any], change: Callable[[dict[str, Any]], None], **status: Any
+    ) -> None:
+        statuses = copy.deepcopy(pod["status"].get("containerStatuses", []))
+        for cs in statuses:
+            change(cs)
+        self._pod_status(pod, {"containerStatuses": statuses, **status})
+
+    async def _crash_loop(self, pod: dict[str, Any], fault: str) -> None:
+        """A container that exits (``crash``: exit 1) or goes over its memory limit (``oom``: OOMKilled,
+        137), restarted by the kubelet with a growing back-off — ``CrashLoopBackOff`` between runs."""
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        reason, code = ("OOMKilled", 137) if fault == "oom" else ("Error", 1)
+        restarts = 0
+        while True:
+            await asyncio.sleep(self.s(2.0))  # it runs for a moment, then dies
+            now = self.store.find(self.res["pods"], ns, name)
+            if now is None or now["metadata"].get("deletionTimestamp"):
+                return
+            restarts += 1
+            ended = now_iso()
+            died = functools.partial(_died, reason=reason, code=code, restarts=restarts, ended=ended)
+            not_ready = [
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": ended},
+                {"type": "Ready", "status": "False", "lastTransitionTime": ended},
+            ]
+            self._set_containers(now, died, conditions=not_ready)
+            self.event(now, "BackOff", "Back-off restarting failed container", "Warning", component="kubelet")
+            await asyncio.sleep(self.s(min(2.0**restarts, 10.0)))
+            now = self.store.find(self.res["pods"], ns, name)
+            if now is None or now["metadata"].get("deletionTimestamp"):
+                return
+            self._set_containers(now, lambda cs: cs.update(state={"running": {"startedAt": now_iso()}}))
 
     def _host_ip(self, node: str) -> str:
         n = self.store.find(self.res["nodes"], None, node)

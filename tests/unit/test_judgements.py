@@ -230,3 +230,93 @@ def test_an_action_still_running_is_not_unfinished_and_a_dead_consoles_is(tmp_pa
         assert entry is not None and entry.process() == (socket.gethostname(), os.getpid()) and entry.alive()
     finally:
         journal.close()
+
+
+# ---- pods --------------------------------------------------------------------------------------------
+
+
+def _bad_pod(ns: str, name: str, **status: object) -> dict[str, object]:
+    return {
+        "metadata": {"namespace": ns, "name": name, "ownerReferences": [{"name": f"{name}-rs"}],
+                     "creationTimestamp": "2026-12-01T10:00:00Z"},
+        "spec": {"nodeName": "k3s-w1", "containers": [{"name": "app"}]},
+        "status": {"phase": "Running", **status},
+    }  # fmt: skip
+
+
+def test_each_way_a_pod_goes_wrong_is_a_finding_naming_it() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    recent = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def waiting(reason: str, restarts: int = 0, last: dict[str, object] | None = None) -> dict[str, object]:
+        cs: dict[str, object] = {
+            "name": "app",
+            "ready": False,
+            "restartCount": restarts,
+            "state": {"waiting": {"reason": reason}},
+        }
+        if last:
+            cs["lastState"] = {"terminated": last}
+        return {"containerStatuses": [cs]}
+
+    def edit(store: ClusterStore) -> None:
+        pods = list(store.objects["pods"].values())
+        pods.append(
+            _bad_pod(
+                "docfast",
+                "crashy",
+                **waiting("CrashLoopBackOff", 7, {"reason": "Error", "exitCode": 1, "finishedAt": recent}),
+            )
+        )
+        pods.append(_bad_pod("docfast-staging", "pully", **waiting("ImagePullBackOff")))
+        pods.append(
+            _bad_pod(
+                "docfast-staging",
+                "hungry",
+                containerStatuses=[
+                    {
+                        "name": "app",
+                        "ready": True,
+                        "restartCount": 1,
+                        "state": {"running": {}},
+                        "lastState": {
+                            "terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": recent}
+                        },
+                    }
+                ],
+            )
+        )
+        stuck = _bad_pod(
+            "docfast-staging",
+            "stuck",
+            phase="Pending",
+            conditions=[
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/3 nodes are available: 3 node(s) did not match the selector.",
+                }
+            ],
+        )
+        stuck["spec"] = {"containers": [{"name": "app"}]}
+        pods.append(stuck)
+        store.replace("pods", pods)
+
+    found = _codes(_snap(edit))
+    assert found[("pod-crash-looping", "docfast/crashy")] is Severity.CRITICAL  # production's
+    assert found[("pod-image-pull-failing", "docfast-staging/pully")] is Severity.WARNING
+    assert found[("pod-oom-killed", "docfast-staging/hungry")] is Severity.WARNING
+    assert found[("pod-unschedulable", "docfast-staging/stuck")] is Severity.WARNING
+    snap = _snap(edit)
+    crashy = next(p for p in snap.pods if p.name == "crashy")
+    assert (crashy.waiting, crashy.last_terminated, crashy.containers) == ("CrashLoopBackOff", "Error 1", 1)
+
+    from screens.panels import pods_rows
+
+    rows = pods_rows(snap)
+    worst = ["docfast/crashy", "docfast-staging/pully", "docfast-staging/stuck", "docfast-staging/hungry"]
+    assert [k for k, _ in rows[:4]] == worst
+    assert rows[0][1][6] == "CrashLoopBackOff" and rows[0][1][5].startswith("7 (")
+    assert [k for k, _ in pods_rows(snap, "hungry")] == ["docfast-staging/hungry"]
