@@ -12,6 +12,7 @@ import pytest
 
 from console.config import load_config
 from console.lock import ClusterLock
+from lab.cli import control
 from lab.state import LabState
 from tests.conftest import kubectl_json, run_action, wait_for
 from tests.test_dashboard import _until
@@ -117,3 +118,45 @@ def test_a_deployment_scaled_and_restarted_and_a_pod_deleted(lab: LabState, tmp_
     code, events, output = _act(lab, tmp_path, "delete-pod", "--target", f"docfast-staging/{name}", "--yes")
     assert code == 0, output[-2000:]
     wait_for(lambda: _staging(lab)["status"].get("readyReplicas") == 1, 60, "staging back to one ready pod")
+
+
+POD_FAULTS = {  # the lab's fault → what the pods panel shows and the finding it raises
+    "crash": ("CrashLoopBackOff", "pod-crash-looping"),
+    "oom": ("CrashLoopBackOff", "pod-oom-killed"),
+    "bad-image": ("ImagePullBackOff", "pod-image-pull-failing"),
+    "unschedulable": ("Pending: ", "pod-unschedulable"),
+}
+
+
+def _fault_pods(lab: LabState) -> list[dict[str, Any]]:
+    pods = kubectl_json(lab, "get", "pods", "-n", "docfast-staging")["items"]
+    return [p for p in pods if p["metadata"]["name"].startswith("fault-")]
+
+
+async def test_each_pod_fault_shows_in_the_pods_panel_and_as_a_finding_naming_the_pod(lab: LabState) -> None:
+    from screens.app import Dashboard
+    from tests.test_dashboard import _rows
+
+    for kind in POD_FAULTS:
+        control(lab, "POST", "/fault/pod", {"kind": kind})
+    app = Dashboard(load_config(Path(lab.files["console_config"])))
+    try:
+        async with app.run_test(size=(200, 50)) as pilot:
+
+            def shown() -> dict[str, tuple[str, str]]:
+                pods = {key: " ".join(row) for key, row in _rows(app, "pods").items()}
+                findings = " | ".join(" ".join(row) for row in _rows(app, "findings").values())
+                out = {}
+                for kind, (reason, code) in POD_FAULTS.items():
+                    key = next((k for k in pods if k.startswith(f"docfast-staging/fault-{kind}-")), None)
+                    if key and reason in pods[key] and code in findings and key in findings:
+                        out[kind] = (key, pods[key])
+                return out
+
+            await _until(pilot, lambda: len(shown()) == len(POD_FAULTS), 60, "every fault and its finding")
+            rows = list(_rows(app, "pods"))
+            assert all(k.startswith("docfast-staging/fault-") for k in rows[: len(POD_FAULTS)]), rows[:6]
+    finally:
+        for kind in POD_FAULTS:
+            control(lab, "POST", "/fault/pod", {"kind": kind, "clear": True})
+        wait_for(lambda: not _fault_pods(lab), 60, "the fault pods gone")

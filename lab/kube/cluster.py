@@ -155,6 +155,7 @@ def _died(cs: dict[str, Any], reason: str, code: int, restarts: int, ended: str)
     back_off = f"back-off restarting failed container {cs['name']}"
     cs.update(
         ready=False,
+        started=False,
         restartCount=restarts,
         lastState={"terminated": last},
         state={"waiting": {"reason": "CrashLoopBackOff", "message": back_off}},
@@ -684,6 +685,8 @@ class Cluster:
             "labels": dict((template.get("metadata") or {}).get("labels") or {}),
             "ownerReferences": [_owner(owner, controller=True)],
         }
+        if annotations := (template.get("metadata") or {}).get("annotations"):
+            meta["annotations"] = dict(annotations)
         if name:
             meta["name"] = name
         else:
@@ -1216,7 +1219,9 @@ class Cluster:
             now = self.store.find(self.res["pods"], ns, name)
             if now is None or now["metadata"].get("deletionTimestamp"):
                 return
-            self._set_containers(now, lambda cs: cs.update(state={"running": {"startedAt": now_iso()}}))
+            self._set_containers(
+                now, lambda cs: cs.update(started=True, state={"running": {"startedAt": now_iso()}})
+            )
 
     def _host_ip(self, node: str) -> str:
         n = self.store.find(self.res["nodes"], None, node)
