@@ -40,6 +40,7 @@ ENTRIES: dict[str, str] = {
     "restart": "actions.workload:Restart",
     "scale": "actions.workload:Scale",
     "delete-pod": "actions.workload:DeletePod",
+    "logs": "actions.logs:Logs",
 }
 
 

@@ -17,18 +17,10 @@ from console.clients.kube import MERGE_PATCH, KubeError, delete, patch, request,
 from console.config import Config
 from console.errors import ActionFailed, Refused, UsageError, Verdict
 from console.events import Check, PlanItem, Progress
-from console.kubeobj import rolled_out
+from console.kubeobj import rolled_out, split_target
 from console.runner import Run
 
 ROLLOUT_TIMEOUT_S = 300.0
-
-
-def split_target(action: str, target: str | None, what: str) -> tuple[str, str]:
-    """``NS/NAME`` as (namespace, name); a usage error otherwise."""
-    ns, _, name = (target or "").partition("/")
-    if not ns or not name:
-        raise UsageError(f"--action {action} needs --target NAMESPACE/{what}")
-    return ns, name
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,14 @@ class Log(Event):
 
 
 @dataclass(frozen=True)
+class Output(Event):
+    """A line of what the action reads, as it is (a pod's log): printed bare, not as a message."""
+
+    source: str
+    line: str
+
+
+@dataclass(frozen=True)
 class Progress(Event):
     """How far a long step is (Borg's upload, a drain): the runner screen's one progress line."""
 

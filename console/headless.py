@@ -19,6 +19,7 @@ from console.events import (
     Finished,
     Log,
     Observation,
+    Output,
     PlanItem,
     ProbeSample,
     Progress,
@@ -93,6 +94,8 @@ class EventPrinter:
             return None
         if isinstance(e, Log):
             return f"{e.level:<9} {e.message}"
+        if isinstance(e, Output):
+            return e.line
         if isinstance(e, Finished):
             lines = [f"verdict   {e.verdict}: {e.summary}"]
             brief = render(e.report, "text")

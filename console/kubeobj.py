@@ -5,6 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from console.errors import UsageError
+
+
+def split_target(action: str, target: str | None, what: str) -> tuple[str, str]:
+    """``--target NS/NAME`` as (namespace, name); a usage error otherwise."""
+    ns, _, name = (target or "").partition("/")
+    if not ns or not name or "/" in name:
+        raise UsageError(f"--action {action} needs --target NAMESPACE/{what}, not {target!r}")
+    return ns, name
+
 
 def is_ready(obj: dict[str, Any]) -> bool:
     """A Node's or Pod's ``Ready`` condition is ``True``."""

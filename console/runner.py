@@ -414,7 +414,7 @@ class Runner:
             # was changed.
             refused = ops is not None and ops.verdict is Verdict.REFUSED and not run.applied_steps()
             verdict = Verdict.REFUSED if refused else Verdict.FAIL
-        self.emit(Log("error", f"{why} — rolling back"))
+        self.emit(Log("error", f"{why} — rolling back" if action.mutating else why))
         try:
             applied = action.can_roll_back() and bool(run.applied_steps())
             said = await action.rollback(run) if applied else ""

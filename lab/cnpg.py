@@ -461,6 +461,8 @@ class CnpgTwin:
             inst = self.instances.get(pod["metadata"]["name"])
             if inst is not None and ip:
                 self.dataplane.ip_ports[ip] = inst.port
+            self._instance_log(pod, "Starting CloudNativePG Instance Manager", "instance-manager")
+            self._instance_log(pod, "database system is ready to accept connections", "postgres")
         elif labels.get("cnpg.io/poolerName") == self.config.database.pooler and ip:
             key = pod["metadata"]["name"]
             if key not in self.poolers:
@@ -471,6 +473,20 @@ class CnpgTwin:
                 else:
                     self.poolers[key] = (server, port)
             self.dataplane.ip_ports[ip] = self.poolers[key][1]
+
+    def _instance_log(self, pod: dict[str, Any], msg: str, logger: str) -> None:
+        """A line as the instance manager writes it: JSON, one object per line."""
+        ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        line = {
+            "level": "info",
+            "ts": ts,
+            "logger": logger,
+            "msg": msg,
+            "logging_pod": pod["metadata"]["name"],
+        }
+        self.cluster.logs.write(
+            pod["metadata"]["namespace"], pod["metadata"]["name"], "postgres", json.dumps(line)
+        )
 
     async def _pooler_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         primary = self.instances.get(self.primary)

@@ -56,7 +56,7 @@ class PodServer:
         self.port = 0
 
     async def start(self) -> int:
-        app = web.Application()
+        app = web.Application(middlewares=[self._access_log])
         app.router.add_get("/health", self._health)
         app.router.add_get("/version", self._version)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -72,10 +72,19 @@ class PodServer:
             await self.runner.cleanup()
             self.runner = None
 
-    async def _health(self, request: web.Request) -> web.Response:
-        response = await self._health_answer()
-        self.log(self.namespace, self.name, f"GET /health {response.status}")
+    @web.middleware
+    async def _access_log(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every request it serves, one line each, as DocFast's access log writes it."""
+        started = time.monotonic()
+        response: web.StreamResponse = await handler(request)
+        ms = (time.monotonic() - started) * 1000
+        self.log(
+            self.namespace, self.name, f"{request.method} {request.path_qs} {response.status} {ms:.1f}ms"
+        )
         return response
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return await self._health_answer()
 
     async def _health_answer(self) -> web.Response:
         if self.version.endswith("-broken") or self.version.endswith(f"-broken-in-{self.namespace}"):

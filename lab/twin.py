@@ -55,6 +55,7 @@ def build_kube(project: HetznerProject, config: Config, speed: float, scenario: 
     dataplane = DataPlane(store, cluster, project, speed)
     cluster.node_alive = dataplane.node_alive
     dataplane.log = api.log_line
+    cluster.logs = api.logs
     cluster.probe = dataplane.cluster_probe
     cluster.on_pod_start.append(dataplane.on_pod_start)
     cluster.on_pod_stop.append(dataplane.on_pod_stop)

@@ -477,6 +477,35 @@ class Dashboard(App[None]):
 
             self.push_screen(RunnerScreen(self.config, cls, self.read_only, initial))
 
+    def _kube_api(self) -> Any:
+        api = getattr(self.live, "kube_api", None)
+        if api is None:
+            self.notify("the Kubernetes API is not connected yet: try again in a moment", timeout=4)
+        return api
+
+    def open_detail(self, panel: str, key: str) -> None:
+        """Enter on a row: the object behind it (describe, events, YAML; a pod's logs)."""
+        from console.detail import ref_for
+        from screens.detail import DetailScreen
+
+        db_ns = self.config.database.namespace if self.config is not None else ""
+        ref = ref_for(panel, key, self.snapshot, db_ns)
+        if ref is None:
+            self.notify(f"{key}: no Kubernetes object behind this row", timeout=4)
+            return
+        api = self._kube_api()
+        if api is not None:
+            self.push_screen(DetailScreen(api, ref, self.snapshot))
+
+    def open_logs(self, panel: str, key: str) -> None:
+        from console.detail import ref_for
+        from screens.logs import LogScreen
+
+        ref = ref_for(panel, key, self.snapshot, self.config.database.namespace)
+        api = self._kube_api()
+        if ref is not None and ref.kind == "Pod" and ref.namespace and api is not None:
+            self.push_screen(LogScreen(api, ref.namespace, ref.name))
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             worker_failed(self, event.worker)

@@ -418,6 +418,9 @@ ROW_ACTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+# Panels whose rows are pods: ``l`` opens the row's log (the database's instances and poolers are pods).
+LOG_PANELS = {"pods", "database"}
+
 # Panels whose rows function takes the filter itself (it shows only the worst part of what matches).
 FILTERED_INSIDE: dict[str, Callable[[Snapshot, str], list[tuple[str, Row]]]] = {"pods": pods_rows}
 
@@ -480,13 +483,15 @@ class Panel(Vertical):
         self._shown: dict[str, Row] = {}  # what the table holds, by row key: unchanged rows skip cheaply
         self._made_from: object = None  # INPUTS' value (and the filter) the rows were last made from
 
-    BINDINGS: ClassVar[list[BindingType]] = _row_bindings()
+    BINDINGS: ClassVar[list[BindingType]] = [*_row_bindings(), Binding("l", "logs", "logs")]
 
     def _row_action(self, key: str) -> str | None:
         return next((name for k, name, _ in ROW_ACTIONS.get(self.panel_id, ()) if k == key), None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Only this panel's row keys are live (and shown); none that change the cluster when read-only."""
+        if action == "logs":
+            return self.panel_id in LOG_PANELS
         if action != "row_action":
             return True
         name = self._row_action(str(parameters[0]))
@@ -496,13 +501,33 @@ class Panel(Vertical):
         """The action for the row under the cursor, with the row as its target (the runner screen asks
         for the typed confirmation)."""
         name = self._row_action(key)
-        table = self.table
-        if name is None or not table.row_count:
+        row = self._cursor_key()
+        if name is None:
             return
-        row = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         start = getattr(self.app, "start_action", None)
         if row and start is not None:
             start(name, {"target": row})
+
+    def _cursor_key(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        value = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return str(value) if value else None
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row: its object's details (events, YAML, logs)."""
+        event.stop()
+        key = event.row_key.value
+        opener = getattr(self.app, "open_detail", None)
+        if key and opener is not None:
+            opener(self.panel_id, str(key))
+
+    def action_logs(self) -> None:
+        key = self._cursor_key()
+        opener = getattr(self.app, "open_logs", None)
+        if key and opener is not None and self.panel_id in LOG_PANELS:
+            opener(self.panel_id, key)
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for data…", classes="panel-meta")

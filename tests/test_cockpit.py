@@ -5,6 +5,9 @@ console holds the cluster lock; a Deployment restarted and scaled and back."""
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from console.config import load_config
 from console.lock import ClusterLock
 from lab.cli import control
 from lab.state import LabState
-from tests.conftest import kubectl_json, run_action, wait_for
+from tests.conftest import kubectl, kubectl_json, run_action, wait_for
 from tests.test_dashboard import _until
 
 
@@ -158,5 +161,135 @@ async def test_each_pod_fault_shows_in_the_pods_panel_and_as_a_finding_naming_th
             assert all(k.startswith("docfast-staging/fault-") for k in rows[: len(POD_FAULTS)]), rows[:6]
     finally:
         for kind in POD_FAULTS:
+            control(lab, "POST", "/fault/pod", {"kind": kind, "clear": True})
+        wait_for(lambda: not _fault_pods(lab), 60, "the fault pods gone")
+
+
+def _staging_get(lab: LabState, path: str) -> int:
+    req = urllib.request.Request(
+        f"http://{lab.load_balancer['address']}{path}", headers={"Host": "staging.docfast.dev"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+async def _open(pilot: Any, app: Any, panel: str, key: str) -> Any:
+    from screens.detail import DetailScreen
+    from screens.panels import Panel
+
+    p = app.query_one(f"#panel-{panel}", Panel)
+    await _until(pilot, lambda: any(k.value == key for k in p.table.rows), 60, f"{key} in {panel}")
+    row = next(i for i, k in enumerate(p.table.rows) if k.value == key)
+    p.table.focus()
+    p.table.move_cursor(row=row)
+    await pilot.press("enter")
+    await _until(pilot, lambda: isinstance(app.screen, DetailScreen), 10, f"the details of {key}")
+    screen = app.screen
+    await _until(pilot, lambda: screen.description is not None and screen.events, 30, f"{key}: read, events")
+    return screen, row
+
+
+async def test_enter_opens_details_with_events_and_a_pods_log_follows_requests(lab: LabState) -> None:
+    from screens.app import Dashboard
+    from screens.logs import LogScreen
+    from screens.panels import Panel
+
+    app = Dashboard(load_config(Path(lab.files["console_config"])))
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen, row = await _open(pilot, app, "nodes", "k3s-w1")
+        reasons = {r[2] for r in screen.events.values()}
+        assert "RegisteredNode" in reasons, reasons
+        text = screen.description.yaml()
+        assert "name: k3s-w1" in text and "managedFields:" not in text.replace("# managedFields", "")
+        titles = [s.title for s in screen.description.sections]
+        assert "Conditions" in titles and any(t.startswith("Pods on this node") for t in titles), titles
+        await pilot.press("escape")
+        nodes = app.query_one("#panel-nodes", Panel)
+        await _until(pilot, lambda: app.screen is not screen, 10, "back on the dashboard")
+        assert nodes.table.cursor_row == row  # the cursor where it was
+
+        screen, _ = await _open(pilot, app, "database", "main-db-1")
+        assert screen.ref.kind == "Pod" and {"Scheduled", "Started"} & {r[2] for r in screen.events.values()}
+        assert "Database instance" in [s.title for s in screen.description.sections]
+        await pilot.press("escape")
+
+        pod = next(
+            p.name for p in (app.snapshot.pods if app.snapshot else ()) if p.namespace == "docfast-staging"
+            and p.name.startswith("docfast-")
+        )  # fmt: skip
+        screen, _ = await _open(pilot, app, "pods", f"docfast-staging/{pod}")
+        assert "Containers" in [s.title for s in screen.description.sections]
+        await pilot.press("l")
+        await _until(pilot, lambda: isinstance(app.screen, LogScreen), 10, "the log screen")
+        logs = app.screen
+        assert isinstance(logs, LogScreen)
+        await _until(pilot, lambda: logs.state == "following", 10, "the log followed")
+        mark = f"/version?mark={uuid.uuid4().hex}"
+        await asyncio.to_thread(_staging_get, lab, mark)
+        await _until(pilot, lambda: any(mark in line for line in logs.lines), 10, "the request in the log")
+        await _until(pilot, lambda: logs.shown >= len(logs.lines), 5, "the lines on screen")
+        await pilot.press("slash", *"mark=")
+        await _until(pilot, lambda: logs.shown == sum("mark=" in ln for ln in logs.lines), 5, "the search")
+        await pilot.press("escape")
+        await _until(
+            pilot, lambda: not logs.query_one("#logs-search").has_class("-shown"), 5, "search closed"
+        )
+        await pilot.press("escape")
+        await _until(pilot, lambda: app.screen is screen, 10, f"back on the details, not {app.screen}")
+
+
+def test_logs_headless_and_the_log_subresource_as_kubectl_sees_it(lab: LabState, tmp_path: Path) -> None:
+    pods = kubectl_json(lab, "get", "pods", "-n", "docfast", "-l", "app=docfast")["items"]
+    pod = pods[0]["metadata"]["name"]
+    served = lambda: kubectl(lab, "logs", "-n", "docfast", pod).stdout.count("GET /health")  # noqa: E731
+    wait_for(lambda: served() >= 4, 30, "a few requests served")
+    code, events, output = _act(lab, tmp_path, "logs", "--target", f"docfast/{pod}", "--tail", "3")
+    lines = [e["line"] for e in events if e["kind"] == "Output"]
+    assert code == 0 and len(lines) == 3 and all("GET /health" in ln for ln in lines), output[-2000:]
+    code, _, output = _act(lab, tmp_path, "logs", "--target", f"docfast/{pod}", "--container", "nope")
+    assert code == 3 and f"container nope is not valid for pod {pod}" in output, output[-2000:]
+    code, _, output = _act(lab, tmp_path, "logs", "--target", f"docfast/{pod}", "--previous")
+    assert code == 3 and "previous terminated container" in output and "Traceback" not in output
+    code, _, output = _act(lab, tmp_path, "logs", "--target", f"docfast/{pod}", "--since", "5 minutes")
+    assert code == 2 and "--since takes a duration" in output
+    code, events, _ = _act(lab, tmp_path, "logs", "--target", "postgres/main-db-1", "--since", "1h")
+    said = [e["line"] for e in events if e["kind"] == "Output"]
+    assert code == 0 and any(ln.startswith("INFO instance-manager: ") for ln in said), said  # JSON, pretty
+
+    # The real kubectl against the same subresource: a crashed run's previous log, a waiting container.
+    control(lab, "POST", "/fault/pod", {"kind": "crash"})
+    control(lab, "POST", "/fault/pod", {"kind": "bad-image"})
+    try:
+
+        def fault(kind: str) -> dict[str, Any]:
+            return next(p for p in _fault_pods(lab) if p["metadata"]["name"].startswith(f"fault-{kind}-"))
+
+        wait_for(
+            lambda: (
+                len(_fault_pods(lab)) == 2
+                and fault("crash")["status"]["containerStatuses"][0].get("restartCount", 0) >= 2
+            ),
+            30,
+            "a crash-looping container",
+        )
+        crashed = fault("crash")["metadata"]["name"]
+        prev = kubectl(lab, "logs", "-n", "docfast-staging", crashed, "--previous").stdout
+        assert "ECONNREFUSED" in prev, prev
+        waiting = kubectl(
+            lab, "logs", "-n", "docfast-staging", fault("bad-image")["metadata"]["name"], check=False
+        )
+        assert (
+            waiting.returncode != 0
+            and "is waiting to start: trying and failing to pull image" in waiting.stderr
+        )
+        stamped = kubectl(lab, "logs", "-n", "docfast", pod, "--tail", "1", "--timestamps").stdout
+        assert stamped.split(" ", 1)[0].endswith("Z") and "T" in stamped.split(" ", 1)[0], stamped
+    finally:
+        for kind in ("crash", "bad-image"):
             control(lab, "POST", "/fault/pod", {"kind": kind, "clear": True})
         wait_for(lambda: not _fault_pods(lab), 60, "the fault pods gone")

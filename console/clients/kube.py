@@ -9,7 +9,7 @@ raised as :class:`KubeError` carrying the API's own ``Status`` reason and messag
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -128,3 +128,36 @@ async def rollout_restart(api: Any, namespace: str, deployment: str, stamp: str)
     return await patch(
         api, f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}", body, STRATEGIC_PATCH
     )
+
+
+async def stream_lines(api: Any, path: str, query: dict[str, str]) -> AsyncIterator[str]:
+    """A streamed GET (a followed log), line by line as the server writes them; :class:`KubeError` on a
+    refusal.  No total timeout: a followed stream lasts as long as its container runs."""
+    try:
+        method, url, hdrs, data, post = await api.param_serialize(
+            "GET",
+            path,
+            query_params=list(query.items()),
+            header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"],
+        )
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        resp = await api.call_api(
+            method, url, hdrs, data, post, _request_timeout=timeout, _preload_content=False
+        )
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise KubeError(0, "Unreachable", f"{type(exc).__name__}: {exc}") from None
+    if resp.status >= 400:
+        raw = await resp.read()
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            doc = {}
+        raise KubeError(resp.status, str(doc.get("reason") or ""), str(doc.get("message") or raw[:200]))
+    try:
+        async for line in resp.response.content:
+            yield line.decode(errors="replace").rstrip("\n")
+    except (aiohttp.ClientError, OSError) as exc:
+        raise KubeError(0, "Unreachable", f"the stream broke: {type(exc).__name__}: {exc}") from None
+    finally:
+        resp.response.release()

@@ -26,10 +26,11 @@ from aiohttp import web
 from lab.faults import Faults
 from lab.kube import tables
 from lab.kube.errors import KubeError, bad_request, forbidden, not_found, unauthorized
+from lab.kube.logs import PodLogs
 from lab.kube.patch import apply_patch
 from lab.kube.rbac import Authorizer, User
 from lab.kube.resources import VIRTUAL, Registry, Resource, crd_resource
-from lab.kube.store import Store, Watcher, WatchEvent, now_iso
+from lab.kube.store import Store, Watcher, WatchEvent
 from lab.kube.validation import validate
 from lab.labels import SelectorError, parse_selector
 
@@ -133,10 +134,11 @@ class KubeApi:
         self.authz = Authorizer(store, registry)
         self.faults = Faults()
         self.stats = KubeStats()
-        self.pod_logs: dict[tuple[str, str], list[str]] = {}
+        self.logs = PodLogs()
         self.subresource_hooks: dict[str, Callable[..., Any]] = {}
         self.admission: list[Callable[[Resource, str, dict[str, Any], dict[str, Any] | None], None]] = []
         store.listeners.append(self._crd_listener)
+        store.listeners.append(self._pod_gone)
         self.app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024**2)
         r = self.app.router
         r.add_get("/version", self._version)
@@ -705,20 +707,18 @@ class KubeApi:
     async def _log(
         self, request: web.Request, res: Resource, namespace: str | None, name: str
     ) -> web.StreamResponse:
-        self.store.get(res, namespace, name)
-        lines = self.pod_logs.get((namespace or "", name), [])
-        tail = request.query.get("tailLines")
-        if tail:
-            lines = lines[-int(tail) :]
-        return web.Response(
-            text="".join(line if line.endswith("\n") else line + "\n" for line in lines),
-            content_type="text/plain",
-        )
+        return await self.logs.serve(request, self.store.get(res, namespace, name))
 
     def log_line(self, namespace: str, pod: str, line: str) -> None:
-        buf = self.pod_logs.setdefault((namespace, pod), [])
-        buf.append(f"{now_iso()} {line}")
-        del buf[:-1000]
+        """A line on the pod's first container's output (the DocFast twin logs every request it serves)."""
+        pods = self.registry.get("", "v1", "pods")
+        obj = self.store.find(pods, namespace, pod) if pods is not None else None
+        containers = (obj or {}).get("spec", {}).get("containers") or [{"name": ""}]
+        self.logs.write(namespace, pod, containers[0]["name"], line)
+
+    def _pod_gone(self, res: Resource, type_: str, obj: dict[str, Any]) -> None:
+        if res.plural == "pods" and type_ == "DELETED":
+            self.logs.forget(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
 
     def _review(
         self, res: Resource, user: User, body: dict[str, Any], namespace: str | None

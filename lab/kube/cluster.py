@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lab.images import ImageRegistry
+from lab.kube.logs import PodLogs
 from lab.kube.resources import Registry, Resource
 from lab.kube.store import Store, now_iso
 
@@ -145,6 +146,10 @@ def template_hash(template: dict[str, Any]) -> str:
 # A pod template annotated so makes the lab's kubelet misbehave (lab/README.md, "Faults"): ``crash``
 # (the container exits 1), ``oom`` (killed over its memory limit).
 FAULT_ANNOTATION = "lab.opsconsole.dev/fault"
+CRASH_LINES = {  # what a faulty container writes last, by how it ends
+    "Error": "Error: connect ECONNREFUSED 10.43.0.10:5432 (the fault: the process exits 1)",
+    "OOMKilled": "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+}
 
 
 def _died(cs: dict[str, Any], reason: str, code: int, restarts: int, ended: str) -> None:
@@ -190,6 +195,7 @@ class Cluster:
         self.probe: Callable[[dict[str, Any], dict[str, Any]], Awaitable[bool] | None] = lambda pod, probe: (
             None
         )
+        self.logs = PodLogs()  # the API server's, once the twin is built (lab/twin.py)
         self.on_pod_start: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.on_pod_stop: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.last_renew: dict[str, float] = {}
@@ -246,6 +252,10 @@ class Cluster:
         for node in self.store.list(self.res["nodes"]):
             self.last_renew[node["metadata"]["name"]] = now
             self._set_node_ready(node, True, initial=True)
+            name = node["metadata"]["name"]
+            fresh = self.store.get(self.res["nodes"], None, name)
+            self.event(fresh, "RegisteredNode", f"Node {name} event: Registered Node {name} in Controller",
+                       component="node-controller")  # fmt: skip
         self._tasks.append(asyncio.ensure_future(self._loop()))
         self._tasks.append(asyncio.ensure_future(self._heartbeats()))
 
@@ -1208,6 +1218,9 @@ class Cluster:
                 return
             restarts += 1
             ended = now_iso()
+            container = now["spec"]["containers"][0]["name"]
+            self.logs.write(ns, name, container, CRASH_LINES[reason])
+            self.logs.ended(ns, name, container)
             died = functools.partial(_died, reason=reason, code=code, restarts=restarts, ended=ended)
             not_ready = [
                 {"type": "ContainersReady", "status": "False", "lastTransitionTime": ended},
@@ -1219,6 +1232,8 @@ class Cluster:
             now = self.store.find(self.res["pods"], ns, name)
             if now is None or now["metadata"].get("deletionTimestamp"):
                 return
+            self.logs.started(ns, name, container)
+            self.logs.write(ns, name, container, "docfast starting")
             self._set_containers(
                 now, lambda cs: cs.update(started=True, state={"running": {"startedAt": now_iso()}})
             )

@@ -1,0 +1,404 @@
+"""What the detail screen shows for a dashboard row: which object it is, a describe-like summary (its
+conditions, owner chain and related objects), its Events, and its YAML — UI-free, one reading for any row.
+
+A row names its object by the panel it is in (``ref_for``): a node by name, a pod or workload as
+``NS/NAME``, a database instance or pooler by its pod, a load-balancer target by its node, a certificate
+as ``NS/NAME``.  The YAML folds ``managedFields`` (a page of bookkeeping nobody reads there) and masks a
+Secret's values — the object is read with the console's own rights, but a screen is not a place for them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from console.clients.kube import KubeError, request, stream_lines
+from console.model import Snapshot
+
+# kind → (API prefix, plural, namespaced)
+KINDS: dict[str, tuple[str, str, bool]] = {
+    "Node": ("/api/v1", "nodes", False),
+    "Pod": ("/api/v1", "pods", True),
+    "Secret": ("/api/v1", "secrets", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
+    "Job": ("/apis/batch/v1", "jobs", True),
+    "CronJob": ("/apis/batch/v1", "cronjobs", True),
+    "Certificate": ("/apis/cert-manager.io/v1", "certificates", True),
+    "Cluster": ("/apis/postgresql.cnpg.io/v1", "clusters", True),
+    "Pooler": ("/apis/postgresql.cnpg.io/v1", "poolers", True),
+}
+WORKLOAD_KINDS = {"deployment": "Deployment", "daemonset": "DaemonSet", "statefulset": "StatefulSet"}
+MASK = "••••••"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    name: str
+    namespace: str | None = None
+
+    @property
+    def path(self) -> str:
+        prefix, plural, namespaced = KINDS[self.kind]
+        ns = f"/namespaces/{self.namespace}" if namespaced and self.namespace else ""
+        return f"{prefix}{ns}/{plural}/{self.name}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+
+def _ns_name(key: str) -> tuple[str, str]:
+    ns, _, name = key.partition("/")
+    return ns, name
+
+
+def ref_for(panel: str, key: str, snapshot: Snapshot | None, db_namespace: str) -> ObjectRef | None:
+    """The Kubernetes object behind a panel's row (None: the row is not one — a backup repository, a
+    probe, a release)."""
+    if panel == "nodes":
+        return ObjectRef("Node", key)
+    if panel == "pods":
+        ns, name = _ns_name(key)
+        return ObjectRef("Pod", name, ns)
+    if panel == "workloads":
+        ns, name = _ns_name(key)
+        kind = next(
+            (w.kind for w in (snapshot.workloads if snapshot else ()) if (w.namespace, w.name) == (ns, name)),
+            "",
+        )
+        return ObjectRef(WORKLOAD_KINDS.get(kind, "Deployment"), name, ns)
+    if panel == "database":
+        return ObjectRef("Pod", key, db_namespace)
+    if panel == "lb" and snapshot is not None and snapshot.load_balancer is not None:
+        target = next((t for t in snapshot.load_balancer.targets if str(t.server_id) == key), None)
+        return ObjectRef("Node", target.name) if target is not None else None
+    if panel == "certificates":
+        ns, name = _ns_name(key)
+        return ObjectRef("Certificate", name, ns)
+    if panel == "findings" and snapshot is not None:
+        return _finding_ref(key, snapshot)
+    return None
+
+
+def _finding_ref(key: str, snapshot: Snapshot) -> ObjectRef | None:
+    """A finding's subject when it is a node or a pod (``NS/NAME``)."""
+    subject = next((f.subject for f in snapshot.findings if f"{f.code}:{f.subject}" == key), key)
+    if any(n.name == subject for n in snapshot.nodes):
+        return ObjectRef("Node", subject)
+    ns, name = _ns_name(subject)
+    if any((p.namespace, p.name) == (ns, name) for p in snapshot.pods):
+        return ObjectRef("Pod", name, ns)
+    return None
+
+
+@dataclass
+class Section:
+    title: str
+    columns: tuple[str, ...]
+    rows: Sequence[tuple[str, ...]] = field(default_factory=list)
+
+
+@dataclass
+class Description:
+    ref: ObjectRef
+    obj: dict[str, Any]
+    sections: list[Section]
+
+    def yaml(self) -> str:
+        return yaml_text(self.obj)
+
+
+def yaml_text(obj: dict[str, Any]) -> str:
+    """The object as YAML, ``managedFields`` folded to one comment, a Secret's values masked."""
+    doc = json.loads(json.dumps(obj))
+    meta = doc.get("metadata") or {}
+    managed = meta.pop("managedFields", None)
+    if doc.get("kind") == "Secret":
+        for key in ("data", "stringData"):
+            if isinstance(doc.get(key), dict):
+                doc[key] = {k: MASK for k in doc[key]}
+        notes = meta.get("annotations") or {}
+        if "kubectl.kubernetes.io/last-applied-configuration" in notes:  # it repeats the data
+            notes["kubectl.kubernetes.io/last-applied-configuration"] = MASK
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=200)
+    if managed:
+        fold = f"  # managedFields: {len(managed)} entries, folded\n"
+        text = text.replace("metadata:\n", "metadata:\n" + fold, 1)
+    return text
+
+
+async def describe(api: Any, ref: ObjectRef, snapshot: Snapshot | None = None) -> Description:
+    """The object read now, with what kubectl describe would say around it."""
+    obj = await request(api, "GET", ref.path)
+    sections = [_overview(obj), *_conditions(obj), *await _owners(api, obj)]
+    extra = {
+        "Node": _node,
+        "Pod": _pod,
+        "Deployment": _workload,
+        "DaemonSet": _workload,
+        "StatefulSet": _workload,
+    }
+    if ref.kind in extra:
+        sections += await extra[ref.kind](api, obj, snapshot)
+    if ref.kind == "Certificate":
+        sections.append(_certificate(obj))
+    return Description(ref, obj, sections)
+
+
+def _overview(obj: dict[str, Any]) -> Section:
+    meta = obj.get("metadata") or {}
+    rows = [("Kind", str(obj.get("kind", ""))), ("Name", str(meta.get("name", "")))]
+    if meta.get("namespace"):
+        rows.append(("Namespace", str(meta["namespace"])))
+    rows.append(("Created", str(meta.get("creationTimestamp", ""))))
+    labels = meta.get("labels") or {}
+    if labels:
+        rows.append(("Labels", ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))))
+    return Section("Overview", ("field", "value"), rows)
+
+
+def _conditions(obj: dict[str, Any]) -> list[Section]:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    if not conds:
+        return []
+    rows = [
+        (
+            str(c.get("type", "")),
+            str(c.get("status", "")),
+            str(c.get("reason") or ""),
+            str(c.get("message") or "")[:120],
+            str(c.get("lastTransitionTime") or ""),
+        )
+        for c in conds
+    ]
+    return [Section("Conditions", ("type", "status", "reason", "message", "since"), rows)]
+
+
+async def _owners(api: Any, obj: dict[str, Any]) -> list[Section]:
+    """The controller chain upwards (a pod's ReplicaSet, its Deployment), as far as it can be read."""
+    rows: list[tuple[str, ...]] = []
+    ns = (obj.get("metadata") or {}).get("namespace")
+    cur, seen = obj, 0
+    while seen < 4:
+        owner = next(
+            (o for o in (cur.get("metadata") or {}).get("ownerReferences") or [] if o.get("controller")), None
+        )
+        if owner is None:
+            break
+        seen += 1
+        rows.append((str(owner.get("kind", "")), str(owner.get("name", ""))))
+        if owner.get("kind") not in KINDS:
+            break
+        try:
+            cur = await request(api, "GET", ObjectRef(owner["kind"], owner["name"], ns).path)
+        except KubeError:
+            break
+    return [Section("Controlled by", ("kind", "name"), rows)] if rows else []
+
+
+async def _pods(api: Any, namespace: str | None, query: dict[str, str]) -> list[dict[str, Any]]:
+    path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+    doc = await request(api, "GET", path, query=query)
+    return list(doc.get("items") or [])
+
+
+def _pod_row(p: dict[str, Any]) -> tuple[str, ...]:
+    st = p.get("status") or {}
+    cs = st.get("containerStatuses") or []
+    ready = sum(1 for c in cs if c.get("ready"))
+    waiting = next(
+        (str(c["state"]["waiting"].get("reason", "")) for c in cs if "waiting" in (c.get("state") or {})), ""
+    )
+    return (
+        f"{p['metadata'].get('namespace', '')}/{p['metadata']['name']}",
+        str(st.get("phase", "")),
+        f"{ready}/{len(p.get('spec', {}).get('containers') or [])}",
+        str(sum(int(c.get("restartCount", 0)) for c in cs)),
+        waiting or str((p.get("spec") or {}).get("nodeName") or "-"),
+    )
+
+
+POD_COLUMNS = ("pod", "phase", "ready", "restarts", "node / waiting")
+
+
+async def _node(api: Any, obj: dict[str, Any], _snapshot: Snapshot | None) -> list[Section]:
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    info = st.get("nodeInfo") or {}
+    rows = [
+        ("Schedulable", "no (cordoned)" if spec.get("unschedulable") else "yes"),
+        ("Addresses", ", ".join(f"{a['type']}={a['address']}" for a in st.get("addresses") or [])),
+        ("Kubelet", str(info.get("kubeletVersion", ""))),
+        ("OS image", str(info.get("osImage", ""))),
+        ("Taints", ", ".join(f"{t['key']}:{t['effect']}" for t in spec.get("taints") or []) or "none"),
+        ("Capacity", ", ".join(f"{k}={v}" for k, v in (st.get("capacity") or {}).items())),
+        ("Allocatable", ", ".join(f"{k}={v}" for k, v in (st.get("allocatable") or {}).items())),
+    ]
+    pods = await _pods(api, None, {"fieldSelector": f"spec.nodeName={obj['metadata']['name']}"})
+    return [
+        Section("Node", ("field", "value"), rows),
+        Section(f"Pods on this node ({len(pods)})", POD_COLUMNS, [_pod_row(p) for p in pods]),
+    ]
+
+
+async def _pod(api: Any, obj: dict[str, Any], snapshot: Snapshot | None) -> list[Section]:
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    rows = [
+        ("Node", str(spec.get("nodeName") or "-")),
+        ("Phase", str(st.get("phase", ""))),
+        ("Pod IP", str(st.get("podIP") or "-")),
+        ("QoS", str(st.get("qosClass") or "-")),
+    ]
+    statuses = {c.get("name"): c for c in st.get("containerStatuses") or []}
+    containers = []
+    for c in spec.get("containers") or []:
+        cs = statuses.get(c["name"]) or {}
+        state = next(iter(cs.get("state") or {"unknown": {}}))
+        why = ((cs.get("state") or {}).get(state) or {}).get("reason") or ""
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        last_text = f"{last.get('reason', '')} (exit {last.get('exitCode')})" if last else ""
+        ready = "yes" if cs.get("ready") else "no"
+        restarts = str(cs.get("restartCount", 0))
+        containers.append(
+            (c["name"], str(c.get("image", "")), ready, restarts, f"{state} {why}".strip(), last_text)
+        )
+    out = [
+        Section("Pod", ("field", "value"), rows),
+        Section(
+            "Containers", ("name", "image", "ready", "restarts", "state", "last termination"), containers
+        ),
+    ]
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if snapshot is not None and snapshot.database is not None and labels.get("cnpg.io/cluster"):
+        out.append(_instance(obj["metadata"]["name"], snapshot))
+    return out
+
+
+def _instance(name: str, snapshot: Snapshot) -> Section:
+    """A CNPG instance's place in the database: its role, its replication row, the pooler in front."""
+    db = snapshot.database
+    assert db is not None
+    rows: list[tuple[str, ...]] = []
+    member = next((m for m in db.members if m.name == name), None)
+    if member is not None:
+        rows.append(("Role", member.role))
+    for r in db.replication:
+        if r.instance == name:
+            lag = "" if r.lag_bytes is None else f"{r.lag_bytes} bytes"
+            secs = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
+            rows.append(("Replication", f"{r.role} {r.state} LSN {r.lsn} {lag}{secs}".strip()))
+    for p in db.poolers:
+        rows.append(
+            ("Pooler in front", f"{p.name} on {p.node or '-'} ({'ready' if p.ready else 'NOT READY'})")
+        )
+    return Section("Database instance", ("field", "value"), rows)
+
+
+async def _workload(api: Any, obj: dict[str, Any], _snapshot: Snapshot | None) -> list[Section]:
+    meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    ns = meta.get("namespace")
+    fields = ("replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "desiredNumberScheduled",
+              "numberReady")  # fmt: skip
+    rows = [(k, str(st[k])) for k in fields if k in st]
+    if "replicas" in spec:
+        rows.insert(0, ("wanted", str(spec["replicas"])))
+    selector = ",".join(
+        f"{k}={v}" for k, v in ((spec.get("selector") or {}).get("matchLabels") or {}).items()
+    )
+    out = [Section(str(obj.get("kind", "")), ("field", "value"), rows)]
+    if obj.get("kind") == "Deployment":
+        rs = await request(
+            api, "GET", f"/apis/apps/v1/namespaces/{ns}/replicasets", query={"labelSelector": selector}
+        )
+        mine = [
+            r for r in rs.get("items") or []
+            if any(o.get("uid") == meta.get("uid") for o in r["metadata"].get("ownerReferences") or [])
+        ]  # fmt: skip
+        out.append(
+            Section(
+                "ReplicaSets",
+                ("name", "revision", "wanted", "ready"),
+                [
+                    (
+                        r["metadata"]["name"],
+                        str(
+                            (r["metadata"].get("annotations") or {}).get(
+                                "deployment.kubernetes.io/revision", ""
+                            )
+                        ),
+                        str((r.get("spec") or {}).get("replicas", 0)),
+                        str((r.get("status") or {}).get("readyReplicas", 0)),
+                    )
+                    for r in mine
+                ],
+            )
+        )
+    pods = await _pods(api, ns, {"labelSelector": selector}) if selector else []
+    out.append(Section(f"Pods ({len(pods)})", POD_COLUMNS, [_pod_row(p) for p in pods]))
+    return out
+
+
+def _certificate(obj: dict[str, Any]) -> Section:
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    issuer = spec.get("issuerRef") or {}
+    rows = [
+        ("DNS names", ", ".join(spec.get("dnsNames") or [])),
+        ("Issuer", f"{issuer.get('kind', '')} {issuer.get('name', '')}".strip()),
+        ("Secret", str(spec.get("secretName", ""))),
+        ("Not after", str(st.get("notAfter", "?"))),
+        ("Renewal time", str(st.get("renewalTime", "?"))),
+    ]
+    return Section("Certificate", ("field", "value"), rows)
+
+
+def event_selector(ref: ObjectRef) -> str:
+    sel = f"involvedObject.kind={ref.kind},involvedObject.name={ref.name}"
+    return sel + (f",involvedObject.namespace={ref.namespace}" if ref.namespace else "")
+
+
+def event_row(e: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(
+            e.get("lastTimestamp")
+            or e.get("eventTime")
+            or (e.get("metadata") or {}).get("creationTimestamp")
+            or ""
+        ),
+        str(e.get("type", "")),
+        str(e.get("reason", "")),
+        str((e.get("source") or {}).get("component") or e.get("reportingComponent") or ""),
+        str(e.get("count") or 1),
+        str(e.get("message", "")),
+    )
+
+
+EVENT_COLUMNS = ("last seen", "type", "reason", "from", "count", "message")
+
+
+async def watch_events(api: Any, ref: ObjectRef) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The object's Events: each listed one as ``ADDED``, then what the watch says (by the
+    ``involvedObject`` field selector, across namespaces: a node's events live in ``default``)."""
+    sel = event_selector(ref)
+    listed = await request(api, "GET", "/api/v1/events", query={"fieldSelector": sel})
+    for e in listed.get("items") or []:
+        yield "ADDED", e
+    rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+    while True:
+        query = {"fieldSelector": sel, "watch": "true", "resourceVersion": rv, "allowWatchBookmarks": "true"}
+        async for line in stream_lines(api, "/api/v1/events", query):
+            if not line.strip():
+                continue
+            ev = json.loads(line)
+            obj = ev.get("object") or {}
+            if ev.get("type") == "ERROR":
+                return  # too old (410) or refused: the listed events stand
+            rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+            if ev.get("type") != "BOOKMARK":
+                yield str(ev.get("type")), obj
