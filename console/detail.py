@@ -128,7 +128,7 @@ def yaml_text(obj: dict[str, Any]) -> str:
         notes = meta.get("annotations") or {}
         if "kubectl.kubernetes.io/last-applied-configuration" in notes:  # it repeats the data
             notes["kubectl.kubernetes.io/last-applied-configuration"] = MASK
-    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=200)
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=200, allow_unicode=True)
     if managed:
         fold = f"  # managedFields: {len(managed)} entries, folded\n"
         text = text.replace("metadata:\n", "metadata:\n" + fold, 1)

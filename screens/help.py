@@ -17,6 +17,8 @@ KEYS = [
     ("1 … 9, 0", "jump to a panel (the first ten)"),
     ("↑ ↓ pgup pgdn", "move within a panel"),
     ("/", "filter every panel's rows (Escape clears)"),
+    ("enter", "the row's object: describe, live events, YAML (d e y; l: a pod's logs; Escape back)"),
+    ("l", "a pod's log, followed (Pods, Database): space pause, / search, c s t w P T, Escape back"),
     ("r", "look again at the slow sources now (Borg, PostgreSQL)"),
     ("d", "failover drill: ↑↓ scenario, ←→ target, Enter arms, type the target, Escape/a aborts"),
     ("D", "drill reports: every saved report, Enter reads one"),
