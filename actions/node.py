@@ -6,14 +6,19 @@ before it is made and undone by the other (a failed verification, a killed conso
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from console.action import Action, Outcome, Plan, param
+from console.clients import cnpg
 from console.clients.kube import KubeError, request, set_schedulable
 from console.config import Config
-from console.errors import Refused, UsageError, Verdict
-from console.events import Check, PlanItem
+from console.drain import evict_all, evictable
+from console.errors import ActionFailed, Refused, UsageError, Verdict
+from console.events import Check, Log, PlanItem, Progress
+from console.kubeobj import is_ready
 from console.runner import Run
 
 
@@ -109,3 +114,197 @@ class Uncordon(_Schedulable):
     title = "Uncordon a node"
     description = "make a cordoned node (--target) schedulable again"
     cordoned = False
+
+
+@dataclass(frozen=True)
+class DrainParams(NodeParams):
+    timeout: int = param("--timeout", "stop when no pod could be evicted for this many seconds", 60)
+    force: bool = param("--force", "drain although a PodDisruptionBudget holds pods (waits --timeout)", False)
+
+
+DB_MOVE_TIMEOUT_S = 120.0
+
+
+def _successor(owner: dict[str, Any] | None) -> str:
+    """Who makes the evicted pod again, and where, in the plan's words."""
+    if owner is None:
+        return "no controller: it is gone for good"
+    if owner.get("kind") == "Cluster":  # CNPG: the instance's volume is on this node (local storage)
+        return f"CNPG Cluster {owner['name']} starts it again here once the node is uncordoned"
+    return f"its {owner['kind']} {owner['name']} makes a new one elsewhere"
+
+
+class Drain(_Schedulable):
+    """``kubectl drain --ignore-daemonsets``, with the cluster's one stateful rule first: a node holding the
+    CNPG primary gets a switchover to a replica elsewhere (said in the plan) before any eviction, so the
+    database moves cleanly instead of failing over.  Then every pod is evicted through the Eviction API,
+    PodDisruptionBudgets honoured, one progress line per pod; a drain that evicts nothing for
+    ``--timeout`` seconds stops and names the pods held and the budget holding each.
+
+    Journaled: the cordon (undone by an uncordon on a failure or a rollback).  Evicted pods are their
+    controllers' to recreate elsewhere, and a switchover is not undone."""
+
+    name = "drain"
+    title = "Drain a node"
+    description = (
+        "cordon a node (--target), switch the database primary off it, evict its pods (PDBs honoured)"
+    )
+    Params = DrainParams
+    cordoned = True
+
+    def __init__(self, config: Config, params: Any) -> None:
+        super().__init__(config, params)
+        self.evict: list[tuple[str, str]] = []
+        self.owners: dict[tuple[str, str], str] = {}
+        self.primary_here: str | None = None
+        self.switch_to: str | None = None
+        self.held: list[str] = []
+
+    async def preflight(self, run: Run) -> list[Check]:
+        checks = await super().preflight(run)
+        api = await run.kube()
+        pods = await request(
+            api, "GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={self.node}"}
+        )
+        items = pods.get("items") or []
+        self.evict = evictable(items, self.node)
+        for p in items:
+            owner = next((o for o in p["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
+            key = (p["metadata"]["namespace"], p["metadata"]["name"])
+            self.owners[key] = _successor(owner)
+        self.held = await self._held_by_budgets(api, items)
+        await self._database(run)
+        if self.primary_here and not self.switch_to:
+            why = (
+                f"the primary {self.primary_here} runs on {self.node} and no ready replica runs elsewhere: "
+                "a drain would take the database down"
+            )
+            checks.append(Check("replica-elsewhere", False, True, why))
+        for h in self.held:
+            checks.append(Check("disruption-budget", False, False, h))
+        return checks
+
+    async def _held_by_budgets(self, api: Any, pods: list[dict[str, Any]]) -> list[str]:
+        """The pods a PodDisruptionBudget would refuse to evict now, and which budget."""
+        budgets = (await request(api, "GET", "/apis/policy/v1/poddisruptionbudgets")).get("items") or []
+        held = []
+        for b in budgets:
+            if int((b.get("status") or {}).get("disruptionsAllowed", 1)) > 0:
+                continue
+            want = ((b.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            for p in pods:
+                labels = p["metadata"].get("labels") or {}
+                same_ns = p["metadata"]["namespace"] == b["metadata"]["namespace"]
+                if same_ns and want and all(labels.get(k) == v for k, v in want.items()):
+                    pod = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+                    budget = b["metadata"]["name"]
+                    held.append(
+                        f"{pod} is held by the PodDisruptionBudget {budget} (0 disruptions allowed now)"
+                    )
+        return held
+
+    async def _database(self, run: Run) -> None:
+        api = await run.kube()
+        try:
+            cl = await cnpg.cluster(api, self.config)
+            pods = await cnpg.instances(api, self.config)
+        except KubeError as exc:
+            if exc.status == 404:
+                return  # no database cluster (yet): nothing to move
+            raise
+        primary = str((cl.get("status") or {}).get("currentPrimary") or "")
+        where = {p["metadata"]["name"]: (p.get("spec") or {}).get("nodeName") for p in pods}
+        if where.get(primary) != self.node:
+            return
+        self.primary_here = primary
+        replicas = [
+            p["metadata"]["name"]
+            for p in pods
+            if p["metadata"]["name"] != primary and where[p["metadata"]["name"]] != self.node and is_ready(p)
+        ]
+        self.switch_to = replicas[0] if replicas else None
+
+    async def plan(self, run: Run) -> Plan:
+        items = []
+        if not self.now:
+            items.append(PlanItem("change", f"cordon {self.node}: nothing new is scheduled there", self.node))
+        if self.primary_here:
+            move = f"switch over to {self.switch_to} first (a clean promotion, not a failover)"
+            items.append(PlanItem("change", f"the database primary {self.primary_here} runs here: {move}"))
+        for ns, name in self.evict:
+            items.append(PlanItem("change", f"evict {ns}/{name} — {self.owners.get((ns, name))}", name))
+        if not items:
+            return Plan(
+                nothing_to_do=f"{self.node} is cordoned and empty already", done_verdict=Verdict.CLEAN
+            )
+        return Plan(items)
+
+    async def execute(self, run: Run) -> Outcome:
+        api = await run.kube()
+        assert isinstance(self.params, DrainParams)
+        if not self.now:
+            run.applied("cordon", "cordon", node=self.node)
+            await set_schedulable(api, self.node, False)
+        if self.primary_here and self.switch_to:
+            await self._switch_over(run)
+        total = len(self.evict)
+        done: list[str] = []
+
+        def said(message: str) -> None:
+            done.append(message)
+            run.emit(
+                Progress(
+                    "evict", f"{message} ({len(done)}/{total})", len(done) / max(total, 1), items=len(done)
+                )
+            )
+
+        await evict_all(api, self.evict, float(self.params.timeout), said)
+        await self._until_gone(run)
+        return Outcome(
+            Verdict.DONE, f"{self.node} drained: {total} pods evicted", {"node": self.node, "evicted": total}
+        )
+
+    async def _switch_over(self, run: Run) -> None:
+        api = await run.kube()
+        run.emit(Progress("switchover", f"switching the primary over to {self.switch_to}"))
+        await cnpg.request_switchover(api, self.config, str(self.switch_to))
+        deadline = time.monotonic() + DB_MOVE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            st = (await cnpg.cluster(api, self.config)).get("status") or {}
+            if st.get("currentPrimary") == self.switch_to and "healthy" in str(st.get("phase", "")).lower():
+                run.emit(Log("info", f"{self.switch_to} is the primary now"))
+                return
+            await asyncio.sleep(1.0)
+        raise ActionFailed(f"the switchover to {self.switch_to} did not finish in {DB_MOVE_TIMEOUT_S:.0f} s")
+
+    async def _until_gone(self, run: Run) -> None:
+        """Evicted pods terminate (their grace period); the drain ends when none is left on the node."""
+        api = await run.kube()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pods = await request(
+                api, "GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={self.node}"}
+            )
+            left = [
+                p
+                for p in pods.get("items") or []
+                if (p["metadata"]["namespace"], p["metadata"]["name"]) in set(self.evict)
+            ]
+            if not left:
+                return
+            await asyncio.sleep(1.0)
+        raise ActionFailed(f"evicted pods still terminating on {self.node} after 120 s")
+
+    async def verify(self, run: Run) -> str | None:
+        why = await super().verify(run)
+        if why:
+            return why
+        pods = await request(
+            await run.kube(), "GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={self.node}"}
+        )
+        left = evictable(pods.get("items") or [], self.node)
+        return (
+            None
+            if not left
+            else f"{len(left)} pods still on {self.node}: {', '.join(f'{n}/{p}' for n, p in left[:5])}"
+        )

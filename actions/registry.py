@@ -37,9 +37,13 @@ ENTRIES: dict[str, str] = {
     "recover": "actions.recover:Recover",
     "cordon": "actions.node:Cordon",
     "uncordon": "actions.node:Uncordon",
+    "drain": "actions.node:Drain",
     "restart": "actions.workload:Restart",
     "scale": "actions.workload:Scale",
     "delete-pod": "actions.workload:DeletePod",
+    "switchover": "actions.database:Switchover",
+    "fence": "actions.database:Fence",
+    "unfence": "actions.database:Unfence",
     "logs": "actions.logs:Logs",
 }
 

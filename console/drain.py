@@ -41,10 +41,13 @@ async def evict_all(
     said: Callable[[str], None],
     stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Evict every pod in ``pending``; a budget's 429 is retried each second until ``timeout``.  ``stop``
-    is asked between rounds (a drill's abort raises there)."""
+    """Evict every pod in ``pending``; a budget's 429 is retried each second.  When no eviction has
+    succeeded for ``timeout`` seconds the drain stops and says which pods are held and by which budget
+    (the 429's cause), instead of hanging as ``kubectl drain`` does.  ``stop`` is asked between rounds (a
+    drill's abort raises there)."""
     pending = list(pending)
-    deadline = time.monotonic() + timeout
+    progressed = time.monotonic()
+    held: dict[tuple[str, str], str] = {}
     while pending:
         stop()
         for ns, name in list(pending):
@@ -52,10 +55,17 @@ async def evict_all(
                 await evict(api, ns, name)
                 said(f"evicted {ns}/{name}")
                 pending.remove((ns, name))
+                held.pop((ns, name), None)
+                progressed = time.monotonic()
             except KubeError as exc:
                 if exc.status == 404:
                     pending.remove((ns, name))
-                elif exc.status != 429 or time.monotonic() > deadline:
+                elif exc.status == 429:
+                    held[(ns, name)] = "; ".join(exc.causes) or exc.message
+                else:
                     raise ActionFailed(f"eviction of {ns}/{name}: {exc}") from None
+        if pending and time.monotonic() - progressed > timeout:
+            why = "; ".join(f"{ns}/{name}: {w}" for (ns, name), w in held.items())
+            raise ActionFailed(f"the drain made no progress for {timeout:.0f} s — {why}")
         if pending:
             await asyncio.sleep(1.0)

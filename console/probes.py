@@ -115,6 +115,7 @@ class SteadyProbes:
         self.interval = interval
         self.timeout = timeout
         self.samples: list[ProbeSample] = []
+        self.http = True  # False: the database write alone (a switchover's measurement)
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -158,8 +159,9 @@ class SteadyProbes:
         next_at = time.monotonic()
         while True:
             sent = time.time()
-            self._launch(self._http("http-prod", h.prod_url, sent))
-            self._launch(self._http("http-staging", h.staging_url, sent))
+            if self.http:
+                self._launch(self._http("http-prod", h.prod_url, sent))
+                self._launch(self._http("http-staging", h.staging_url, sent))
             if self.writer is not None:
                 self._launch(self._db(sent))
             next_at += self.interval

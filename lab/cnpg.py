@@ -17,7 +17,8 @@ The operator's job, done against real servers:
   and never failed over to or from.
 * **Pooler** — each pooler pod is a real TCP listener forwarding to the current primary; when the primary
   changes, open client connections are dropped, as PgBouncer does when not paused.  (Transaction pooling
-  itself is not emulated: one client connection is one server connection.)
+  itself is not emulated: one client connection is one server connection.)  ``spec.pgbouncer.paused``
+  holds new client connections until it is unset, then forwards them to the primary of that moment.
 """
 
 from __future__ import annotations
@@ -179,6 +180,10 @@ class CnpgTwin:
         self.pooler_conns: set[asyncio.StreamWriter] = set()
         self.stopped_by_lab: set[str] = set()  # instances whose process is down (node off, crash, fence)
         self.receiver_paused: set[str] = set()
+        # The Pooler's spec.pgbouncer.paused: new client connections wait for the resume (PgBouncer PAUSE)
+        # and then reach the primary of that moment instead of failing while it moves.
+        self.pooler_resumed = asyncio.Event()
+        self.pooler_resumed.set()
         self.primary_seen_ready = False
         self.destroyed = False  # the lab's "everything destroyed": no instances until the Cluster is back
         self.former_primaries: set[str] = set()  # need pg_rewind before they can follow
@@ -489,6 +494,7 @@ class CnpgTwin:
         )
 
     async def _pooler_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.pooler_resumed.wait()
         primary = self.instances.get(self.primary)
         if primary is None or primary.name in self.stopped_by_lab:
             writer.close()
@@ -712,6 +718,10 @@ class CnpgTwin:
         if pooler is None or deploy is None:
             return
         want = pooler.get("spec") or {}
+        if (want.get("pgbouncer") or {}).get("paused"):
+            self.pooler_resumed.clear()
+        else:
+            self.pooler_resumed.set()
         tmpl = (want.get("template") or {}).get("spec") or {}
         new = copy.deepcopy(deploy)
         new["spec"]["replicas"] = int(want.get("instances", 1))
@@ -880,6 +890,11 @@ class CnpgTwin:
         if target in self.stopped_by_lab or target in self.fenced():
             return
         self._status_patch({"phase": SWITCHOVER, "phaseReason": f"Switching over to {target}"})
+        if not self.pooler_resumed.is_set():
+            # PgBouncer's PAUSE: the old primary goes once the transactions in flight are done.
+            deadline = time.monotonic() + 10
+            while self.pooler_conns and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
         old = self.instances[self.primary]
         await old.stop("fast")  # a clean shutdown ships all WAL to the replica
         self.stopped_by_lab.add(old.name)

@@ -25,11 +25,12 @@ class KubeError(OpsError):
     """A refused or failed request: HTTP status, the Status ``reason`` and the server's message.  No rights
     (401, 403) is a refusal (exit 3); anything else a failure (status 0: unreachable)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, causes: tuple[str, ...] = ()) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.causes = causes  # the Status details' causes (which PodDisruptionBudget refused an eviction)
         if status in (401, 403):
             self.exit_code, self.verdict = ExitCode.REFUSED, Verdict.REFUSED
 
@@ -69,7 +70,9 @@ async def request(
     except ValueError:
         doc = {}
     if resp.status >= 400:
-        raise KubeError(resp.status, str(doc.get("reason") or ""), str(doc.get("message") or raw[:200]))
+        causes = tuple(str(c.get("message")) for c in (doc.get("details") or {}).get("causes") or [])
+        reason, message = str(doc.get("reason") or ""), str(doc.get("message") or raw[:200])
+        raise KubeError(resp.status, reason, message, causes)
     return doc
 
 

@@ -39,6 +39,13 @@ USAGE = [
     ("restart", ["--target", "docfast"], ExitCode.USAGE, "NAMESPACE/DEPLOYMENT"),
     ("scale", ["--target", "docfast/docfast"], ExitCode.USAGE, "--replicas"),
     ("delete-pod", ["--target", "nowhere"], ExitCode.USAGE, "NAMESPACE/POD"),
+    ("drain", [], ExitCode.USAGE, "needs --target NODE"),
+    ("fence", ["--target", "main-db-9"], ExitCode.USAGE, "main-db-1, main-db-2"),
+    ("unfence", [], ExitCode.USAGE, "needs --target"),
+    ("switchover", ["--target", "main-db-7"], ExitCode.USAGE, "--target is one of"),
+    ("logs", [], ExitCode.USAGE, "NAMESPACE/POD"),
+    ("logs", ["--target", "docfast/x", "--since", "soon"], ExitCode.USAGE, "--since takes a duration"),
+    ("logs", ["--target", "docfast/x", "--tail", "-1"], ExitCode.USAGE, "--tail takes"),
 ]
 READ_ONLY_OK = [name for name, cls in ACTIONS.items() if not cls.mutating]
 
@@ -86,6 +93,9 @@ async def test_an_unfinished_action_refuses_every_other(name: str, state: Path) 
         "restart": ["--target", "docfast/docfast"],
         "scale": ["--target", "docfast/docfast", "--replicas", "3"],
         "delete-pod": ["--target", "docfast/docfast-1"],
+        "drain": ["--target", "k3s-w1"],
+        "fence": ["--target", "main-db-2"],
+        "unfence": ["--target", "main-db-2"],
     }
     code, summary = await _code(name, flags.get(name, []))
     assert code == ExitCode.REFUSED and left in summary and "recover" in summary
