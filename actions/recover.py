@@ -120,6 +120,11 @@ class Recover(Action[NoParams]):
             await lock.acquire(may_take_from=previous)
         except (LockHeld, KubeError) as exc:
             raise Refused(f"cannot recover {entry.id} now: {exc}") from None
+        # The undo powers servers on and moves targets: the Hetzner source polls at the drill's pace
+        # meanwhile, or the steady state would wait up to a whole budgeted interval to be seen.
+        hetzner = live.sources.get("hetzner") if hasattr(live, "sources") else None
+        if hetzner is not None and hasattr(hetzner, "boost"):
+            hetzner.boost(d.hetzner_poll_s)
         try:
             run.emit(
                 Log("info", f"recovering {entry.action} {entry.id}: {len(entry.applied())} change(s) to undo")
@@ -136,4 +141,6 @@ class Recover(Action[NoParams]):
             run.journal.finish(entry.id, "recovered", {"steady": not gaps})
             return not gaps
         finally:
+            if hetzner is not None and hasattr(hetzner, "boost"):
+                hetzner.boost(None)
             await lock.release()

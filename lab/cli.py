@@ -45,10 +45,13 @@ def up(
     scenario: str,
     timeout: float = UP_TIMEOUT_S,
     scale: str | None = None,
+    speed: float | None = None,
 ) -> tuple[LabState, bool]:
     """Start the lab in ``lab_dir`` (or reuse the one running there); return (state, started_now)."""
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r} (choose from: {', '.join(SCENARIOS)})")
+    if speed is not None and not 0.01 <= speed <= 1.0:
+        raise LabError(f"--speed is a factor from 0.01 to 1 (every lab duration times it), not {speed:g}")
     if scale:
         from lab.scale import parse_scale
 
@@ -75,6 +78,7 @@ def up(
         "--scenario",
         scenario,
         *(["--fast"] if fast else []),
+        *(["--speed", str(speed)] if speed else []),
         *(["--scale", scale] if scale else []),
     ]
     env = {
@@ -179,6 +183,34 @@ def control(state: LabState, method: str, path: str, body: dict[str, Any] | None
         raise LabError(f"lab control {path}: {json.loads(exc.read()).get('error', exc.reason)}") from None
 
 
+def starting(state: LabState) -> list[str]:
+    """What the running lab is still getting ready (empty: everything answers as the seed's cluster)."""
+    try:
+        box = control(state, "GET", "/storagebox")
+    except LabError:
+        return ["the control API (not answering)"]
+    if box.get("error"):
+        raise LabError(f"the Storage Box could not be seeded: {box['error']}")
+    return (
+        [] if box.get("ready") else ["the Storage Box's archive history (borg create, one per schedule run)"]
+    )
+
+
+def wait_ready(state: LabState, timeout: float = UP_TIMEOUT_S, say: Any = None) -> None:
+    """Until :func:`starting` is empty: ``lab up`` returns a lab whose every part is there."""
+    deadline = time.monotonic() + timeout
+    said: list[str] = []
+    while left := starting(state):
+        if left != said and say is not None:
+            say("waiting for " + ", ".join(left) + "…")
+            said = left
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"still starting after {timeout:.0f} s: {', '.join(left)}; see {state.files['log']}"
+            )
+        time.sleep(0.1)
+
+
 def describe(state: LabState) -> list[tuple[str, str]]:
     later = "(lands with lab part {})"
     lb = state.load_balancer
@@ -212,6 +244,14 @@ def main(argv: list[str]) -> int:
     p_up = sub.add_parser("up", help="start the lab in the background")
     p_up.add_argument("--dir", type=Path, default=None)
     p_up.add_argument("--fast", action="store_true", help="scale every lab timing down (x0.2)")
+    p_up.add_argument(
+        "--speed", type=float, default=None, help="every lab timing times this factor (--fast: 0.2)"
+    )
+    p_up.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once the APIs answer, before the Storage Box's history is seeded (`lab status` says)",
+    )
     p_up.add_argument("--scenario", default="seed", help=f"one of: {', '.join(SCENARIOS)}")
     p_up.add_argument("--config", type=Path, default=None, help="cluster description (default: config.toml)")
     p_up.add_argument(
@@ -284,8 +324,15 @@ def main(argv: list[str]) -> int:
     try:
         if args.cmd == "up":
             state, started = up(
-                lab_dir, args.config or repo_config(), args.fast, args.scenario, scale=args.scale
+                lab_dir,
+                args.config or repo_config(),
+                args.fast,
+                args.scenario,
+                scale=args.scale,
+                speed=args.speed,
             )
+            if not args.no_wait:
+                wait_ready(state, say=lambda text: print(text, flush=True))
             print(("lab started" if started else "lab already running; reusing it") + f" in {state.dir}")
             for key, value in describe(state):
                 print(f"  {key:<15} {value}")
@@ -303,6 +350,7 @@ def main(argv: list[str]) -> int:
             else:
                 for key, value in describe(running):
                     print(f"{key:<15} {value}")
+                print(f"{'starting':<15} {', '.join(starting(running)) or 'nothing: every part is ready'}")
             return 0 if running is not None else 1
         if args.cmd == "down":
             stopped = down(lab_dir)

@@ -114,8 +114,9 @@ async def serve(
     fast: bool,
     scenario: str,
     scale: tuple[int, int, float] | None = None,
+    speed: float | None = None,
 ) -> None:
-    speed = FAST_SPEED if fast else 1.0
+    speed = speed or (FAST_SPEED if fast else 1.0)
     token = secrets.token_hex(32)  # 64 characters, like a real Hetzner project token
     readonly = secrets.token_hex(32)
     control_token = secrets.token_hex(16)
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--fast", action="store_true")
+    parser.add_argument("--speed", type=float, default=None)
     parser.add_argument("--scenario", default="seed")
     parser.add_argument("--scale", default=None)
     args = parser.parse_args(argv)
@@ -291,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         from lab.scale import parse_scale
 
         scale = parse_scale(args.scale) if args.scale else None
-        asyncio.run(serve(lab_dir, args.config.resolve(), config, args.fast, args.scenario, scale))
+        asyncio.run(
+            serve(lab_dir, args.config.resolve(), config, args.fast, args.scenario, scale, args.speed)
+        )
     return 0
 
 

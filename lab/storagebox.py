@@ -157,26 +157,23 @@ class StorageBox:
             staging.mkdir()
             for name in REPOS:
                 await self.borg("init", "--encryption=repokey", str(staging / name))
-            plan: list[tuple[str, datetime, Path]] = []
             self.seeded_times = {
                 "k3s-db": seeded_history(now, 6, 0),
                 "k3s-cluster": seeded_history(now, 24, 3),
             }
-            plan += [("k3s-db", t, db_files) for t in seeded_history(now, 6, 0)]
-            plan += [("k3s-cluster", t, cluster_files) for t in seeded_history(now, 24, 3)]
-            for repo, when, src in plan:
-                stamp = when.strftime("%Y-%m-%dT%H:%M:%S")
+            sources = {"k3s-db": db_files, "k3s-cluster": cluster_files}
+
+            async def fill(repo: str) -> None:  # one repository's archives, oldest first
                 prefix = "db" if repo == "k3s-db" else "cluster"
-                await self.borg(
-                    "create",
-                    "--timestamp",
-                    stamp,
-                    "--compression",
-                    "lz4",
-                    f"{staging / repo}::{prefix}-{when.strftime('%Y-%m-%dT%H:%M')}",
-                    ".",
-                    cwd=src,
-                )
+                for when in self.seeded_times[repo]:
+                    stamp = when.strftime("%Y-%m-%dT%H:%M:%S")
+                    target = f"{staging / repo}::{prefix}-{when.strftime('%Y-%m-%dT%H:%M')}"
+                    await self.borg("create", "--timestamp", stamp, "--compression", "lz4", target, ".",
+                                    cwd=sources[repo])  # fmt: skip
+
+            # The two repositories are independent (a lock each): seeded side by side.
+            await asyncio.gather(*(fill(repo) for repo in sources))
+            plan = [t for times in self.seeded_times.values() for t in times]
             for name in REPOS:
                 shutil.rmtree(self.repo(name), ignore_errors=True)
                 os.rename(staging / name, self.repo(name))

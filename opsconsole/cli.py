@@ -141,7 +141,7 @@ def _dest(flag: str) -> str:
 def _lab_config_path(start: bool) -> tuple[Path, bool]:
     """The running lab's console config; with ``start`` a lab is started (and reported as ours to stop)."""
     from console.paths import default_lab_dir
-    from lab.cli import LabError, control, repo_config, up
+    from lab.cli import LabError, repo_config, up, wait_ready
     from lab.state import read_state
 
     lab_dir = default_lab_dir().resolve()
@@ -152,13 +152,7 @@ def _lab_config_path(start: bool) -> tuple[Path, bool]:
         raise LabError("no lab is running; start it with `opsconsole lab up`")
     print("starting the lab for this command…", file=sys.stderr)
     state, _ = up(lab_dir, repo_config(), fast=True, scenario="seed")
-    # The Storage Box seeds its archive history in the background after `lab up` returns; a command on a
-    # lab started for it sees the whole lab (a backup action would otherwise find no repository).
-    import time
-
-    deadline = time.monotonic() + 120
-    while not control(state, "GET", "/storagebox").get("ready") and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_ready(state)  # the whole lab, the Storage Box's history included (a backup wants its repository)
     return Path(state.files["console_config"]), True
 
 

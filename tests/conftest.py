@@ -71,22 +71,26 @@ def env_file(path: str) -> dict[str, str]:
     return out
 
 
-def start_lab(lab_dir: Path) -> LabState:
-    """`lab up --fast` through the real CLI; the state it left."""
-    opsconsole("lab", "up", "--dir", str(lab_dir), "--fast")
+def start_lab(lab_dir: Path, wait: bool = False, speed: float | None = None) -> LabState:
+    """`lab up --fast` through the real CLI; the state it left.  ``wait``: until every part is ready, the
+    Storage Box's seeded history included (the default of `lab up`); without it the modules that never
+    read a backup start ~10 s sooner.  ``speed``: every lab duration times it instead of --fast's 0.2."""
+    extra = [*([] if wait else ["--no-wait"]), *(["--speed", str(speed)] if speed else [])]
+    opsconsole("lab", "up", "--dir", str(lab_dir), "--fast", *extra)
     state = read_state(lab_dir)
     assert state is not None
     return state
 
 
 @contextlib.contextmanager
-def own_lab(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LabState]:
+def own_lab(
+    tmp_path_factory: pytest.TempPathFactory, name: str, speed: float | None = None
+) -> Iterator[LabState]:
     """A lab of a test module's own (for tests that disturb it), with the Storage Box's history seeded
     (preflights and gates want a fresh backup); stopped afterwards."""
     lab_dir = tmp_path_factory.mktemp(name)
-    state = start_lab(lab_dir)
+    state = start_lab(lab_dir, wait=True, speed=speed)
     try:
-        wait_for(lambda: control(state, "GET", "/storagebox").get("ready"), 90, "the Storage Box seeded")
         yield state
     finally:
         opsconsole("lab", "down", "--dir", str(lab_dir))
@@ -110,7 +114,7 @@ def edited_config(
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     lab_dir = tmp_path_factory.mktemp("lab")
-    state = start_lab(lab_dir)
+    state = start_lab(lab_dir, wait=True)  # the dashboard's tests read the backups too
     yield state
     try:
         status = control(state, "GET", "/status")["hetzner"]
