@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
@@ -505,6 +505,33 @@ class Dashboard(App[None]):
         api = self._kube_api()
         if ref is not None and ref.kind == "Pod" and ref.namespace and api is not None:
             self.push_screen(LogScreen(api, ref.namespace, ref.name))
+
+    def open_psql(self) -> None:
+        """``p`` on the Database panel: psql on the primary, the terminal handed over until it exits."""
+        api = self._kube_api()
+        if api is not None and self.config is not None:
+            work(self, self._psql(api), "psql", "psql on the primary")
+
+    async def _psql(self, api: Any) -> None:
+        import os
+
+        from console.errors import OpsError
+        from console.psql import open_psql
+
+        try:
+            session = await open_psql(api, self.config, dict(os.environ))
+        except OpsError as exc:
+            self.notify(exc.sentence(), severity="error", timeout=8)
+            return
+        try:
+            with self.suspend():
+                print(f"psql on {session.where} — \\q returns to the console", flush=True)
+                proc = await asyncio.create_subprocess_exec(*session.argv, env=session.env)
+                await proc.wait()  # the loop runs on: the SSH tunnel carries psql's traffic
+        except SuspendNotSupported:
+            self.notify("this terminal cannot be handed over (psql needs a real terminal)", severity="error")
+        finally:
+            await session.close()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:

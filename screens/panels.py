@@ -484,7 +484,11 @@ class Panel(Vertical):
         self._shown: dict[str, Row] = {}  # what the table holds, by row key: unchanged rows skip cheaply
         self._made_from: object = None  # INPUTS' value (and the filter) the rows were last made from
 
-    BINDINGS: ClassVar[list[BindingType]] = [*_row_bindings(), Binding("l", "logs", "logs")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *_row_bindings(),
+        Binding("l", "logs", "logs"),
+        Binding("p", "psql", "psql"),
+    ]
 
     def _row_action(self, key: str) -> str | None:
         return next((name for k, name, _ in ROW_ACTIONS.get(self.panel_id, ()) if k == key), None)
@@ -493,6 +497,8 @@ class Panel(Vertical):
         """Only this panel's row keys are live (and shown); none that change the cluster when read-only."""
         if action == "logs":
             return self.panel_id in LOG_PANELS
+        if action == "psql":
+            return self.panel_id == "database"
         if action != "row_action":
             return True
         name = self._row_action(str(parameters[0]))
@@ -529,6 +535,11 @@ class Panel(Vertical):
         opener = getattr(self.app, "open_logs", None)
         if key and opener is not None and self.panel_id in LOG_PANELS:
             opener(self.panel_id, key)
+
+    def action_psql(self) -> None:
+        opener = getattr(self.app, "open_psql", None)
+        if opener is not None:
+            opener()
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for data…", classes="panel-meta")

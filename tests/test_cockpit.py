@@ -217,6 +217,10 @@ async def test_enter_opens_details_with_events_and_a_pods_log_follows_requests(l
         assert screen.ref.kind == "Pod" and {"Scheduled", "Started"} & {r[2] for r in screen.events.values()}
         assert "Database instance" in [s.title for s in screen.description.sections]
         await pilot.press("escape")
+        await _until(pilot, lambda: app.screen is not screen, 10, "back on the dashboard")
+        await pilot.press("p")  # psql wants a real terminal: the test's has none, and says so
+        said = lambda: " ".join(n.message for n in app._notifications)  # noqa: E731
+        await _until(pilot, lambda: "cannot be handed over" in said(), 20, f"psql refused: {said()}")
 
         pod = next(
             p.name for p in (app.snapshot.pods if app.snapshot else ()) if p.namespace == "docfast-staging"
@@ -293,3 +297,28 @@ def test_logs_headless_and_the_log_subresource_as_kubectl_sees_it(lab: LabState,
         for kind in ("crash", "bad-image"):
             control(lab, "POST", "/fault/pod", {"kind": kind, "clear": True})
         wait_for(lambda: not _fault_pods(lab), 60, "the fault pods gone")
+
+
+async def test_psql_reaches_the_primary_through_the_tunnel_and_keeps_the_password_out_of_argv(
+    lab: LabState,
+) -> None:
+    import os
+
+    from console.psql import open_psql
+    from console.sources.kube import api_client
+
+    config = load_config(Path(lab.files["console_config"]))
+    api = await api_client(config.kubernetes.kubeconfig, config.kubernetes.context)
+    session = await open_psql(api, config, dict(os.environ))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *session.argv, "-Atc", "select pg_is_in_recovery(), current_user",
+            env=session.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await session.close()
+        await api.close()
+    assert proc.returncode == 0 and out.decode().strip() == "f|postgres", err.decode()
+    assert session.env["PGPASSWORD"] and session.env["PGPASSWORD"] not in " ".join(session.argv)
+    assert "PGPASSWORD" not in repr(session)
