@@ -308,3 +308,104 @@ class Drain(_Schedulable):
             if not left
             else f"{len(left)} pods still on {self.node}: {', '.join(f'{n}/{p}' for n, p in left[:5])}"
         )
+
+
+NODE_BACK_TIMEOUT_S = 600.0
+
+
+def _boot_id(node: dict[str, Any]) -> str:
+    """The kubelet's ``nodeInfo.bootID``: a new one after every boot (how a reset is seen through)."""
+    return str(((node.get("status") or {}).get("nodeInfo") or {}).get("bootID") or "")
+
+
+@dataclass(frozen=True)
+class PowerCycleParams(NodeParams):
+    force: bool = param("--force", "reset although the database primary runs there (it fails over)", False)
+
+
+class PowerCycle(Action[PowerCycleParams]):
+    """A hard reset of the node's server through Hetzner — the reset button, for a node that hangs.
+
+    No clean shutdown: its pods restart where they are (or are evicted after their tolerations if it
+    stays down), and a database primary on it fails over — the plan says so, and that check asks for
+    ``--force`` (drain or switch over first, where the node still answers).  It cannot be undone; the
+    action waits for the node to be Ready again."""
+
+    name = "power-cycle"
+    title = "Power-cycle a node"
+    description = "hard reset a node's server (--target) through Hetzner and wait for it to be Ready again"
+    Params = PowerCycleParams
+
+    def __init__(self, config: Config, params: PowerCycleParams) -> None:
+        super().__init__(config, params)
+        self.server_id = 0
+        self.primary_here: str | None = None
+
+    @property
+    def node(self) -> str:
+        return self.params.target or ""
+
+    def confirm_word(self) -> str:
+        return self.node
+
+    def can_roll_back(self) -> bool:
+        return False  # a reset happened or it did not: there is nothing to put back
+
+    def validate(self) -> None:
+        if not self.params.target:
+            names = ", ".join(node_names(self.config))
+            raise UsageError(f"--action {self.name} needs --target NODE ({names})")
+
+    async def preflight(self, run: Run) -> list[Check]:
+        from console.clients.hetzner import server_id, server_status
+
+        self.server_id = await server_id(self.config, self.node)
+        status = await server_status(self.config, self.server_id)
+        where = f"{self.node} (server {self.server_id}): {status}"
+        checks = [Check("server-running", status == "running", True, where)]
+        api = await run.kube()
+        try:
+            cl = await cnpg.cluster(api, self.config)
+            primary = str((cl.get("status") or {}).get("currentPrimary") or "")
+            pods = {p["metadata"]["name"]: p for p in await cnpg.instances(api, self.config)}
+            if ((pods.get(primary) or {}).get("spec") or {}).get("nodeName") == self.node:
+                self.primary_here = primary
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+        if self.primary_here:
+            why = f"the primary {self.primary_here} runs here: a reset makes CNPG fail over (drain first)"
+            checks.append(Check("primary-here", False, False, why))
+        return checks
+
+    async def plan(self, run: Run) -> Plan:
+        what = "no clean shutdown; its pods restart, the node is NotReady until it boots"
+        items = [
+            PlanItem("change", f"hard reset {self.node} (Hetzner server {self.server_id}): {what}", self.node)
+        ]
+        if self.primary_here:
+            items.append(
+                PlanItem("warning", f"{self.primary_here} is the primary: CNPG fails over to a replica")
+            )
+        return Plan(items)
+
+    async def execute(self, run: Run) -> Outcome:
+        from console.clients.hetzner import server_action
+
+        api = await run.kube()
+        boot = _boot_id(await request(api, "GET", f"/api/v1/nodes/{self.node}"))
+        run.emit(Progress("reset", f"resetting {self.node}"))
+        await server_action(self.config, self.server_id, "reset")
+        run.emit(Progress("reset", f"{self.node} is booting"))
+        deadline = time.monotonic() + NODE_BACK_TIMEOUT_S
+        while time.monotonic() < deadline:
+            node = await request(api, "GET", f"/api/v1/nodes/{self.node}")
+            if is_ready(node) and _boot_id(node) != boot:  # the kubelet of the new boot reports Ready
+                report = {"node": self.node, "boot_id": _boot_id(node)}
+                return Outcome(Verdict.DONE, f"{self.node} reset and Ready again (a new boot)", report)
+            await asyncio.sleep(1.0)
+        raise ActionFailed(f"{self.node} is not back from its reset after {NODE_BACK_TIMEOUT_S:.0f} s")
+
+    async def verify(self, run: Run) -> str | None:
+        ok = is_ready(await request(await run.kube(), "GET", f"/api/v1/nodes/{self.node}"))
+        return None if ok else f"{self.node} is not Ready"

@@ -38,6 +38,7 @@ ENTRIES: dict[str, str] = {
     "cordon": "actions.node:Cordon",
     "uncordon": "actions.node:Uncordon",
     "drain": "actions.node:Drain",
+    "power-cycle": "actions.node:PowerCycle",
     "restart": "actions.workload:Restart",
     "scale": "actions.workload:Scale",
     "delete-pod": "actions.workload:DeletePod",

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -137,6 +139,7 @@ class DataPlane:
         return (
             server is not None
             and server["status"] == "running"
+            and server["id"] not in self.project.rebooting
             and node not in self.k3s_stopped
             and node not in self.partitioned
         )
@@ -144,10 +147,20 @@ class DataPlane:
     def powered(self, node: str) -> bool:
         """The server is on (SSH answers), whatever k3s does."""
         server = self.server_of(node)
-        return server is not None and server["status"] == "running"
+        return (
+            server is not None
+            and server["status"] == "running"
+            and server["id"] not in self.project.rebooting
+        )
 
     def on_hetzner(self, kind: str, obj: dict[str, Any]) -> None:
-        if kind in ("server", "server_deleted", "server_rebooted"):
+        if kind == "server_booted":  # the node's kubelet is back, with the new boot's ID
+            node = self.store.find(self.cluster.res["nodes"], None, obj["name"])
+            if node is not None:
+                node = copy.deepcopy(node)
+                node["status"].setdefault("nodeInfo", {})["bootID"] = str(uuid.uuid4())
+                self.store.update(self.cluster.res["nodes"], node, subresource="status", force=True)
+        if kind in ("server", "server_deleted", "server_rebooted", "server_booted"):
             self.schedule_sync()
 
     def schedule_sync(self) -> None:

@@ -412,7 +412,12 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
 # action's --target (a node's name, a Deployment's NS/NAME).  Shown in the footer for the focused panel
 # only; a read-only session hides the ones that change the cluster.
 ROW_ACTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "nodes": (("c", "cordon", "cordon"), ("u", "uncordon", "uncordon"), ("e", "drain", "drain (evict)")),
+    "nodes": (
+        ("c", "cordon", "cordon"),
+        ("u", "uncordon", "uncordon"),
+        ("e", "drain", "drain (evict)"),
+        ("P", "power-cycle", "power-cycle"),
+    ),
     "database": (("S", "switchover", "switchover"), ("F", "fence", "fence"), ("U", "unfence", "unfence")),
     "workloads": (("R", "restart", "restart"), ("s", "scale", "scale")),
     "pods": (("x", "delete-pod", "delete"),),

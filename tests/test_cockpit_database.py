@@ -128,3 +128,20 @@ async def test_a_drain_blocked_by_a_budget_names_it_and_is_refused_while_the_loc
         await lock.release()
         await api.close()
     kubectl(lab, "delete", "pdb", "-n", "docfast", "docfast-pdb")
+
+
+def test_power_cycle_resets_a_node_and_waits_for_its_new_boot(lab: LabState, tmp_path: Path) -> None:
+    primary = _cluster(lab)["status"]["currentPrimary"]
+    on = {
+        p["metadata"]["name"]: p["spec"]["nodeName"]
+        for p in kubectl_json(lab, "get", "pods", "-n", "postgres", "-l", "cnpg.io/podRole=instance")["items"]
+    }
+    code, _, output = _act(lab, tmp_path, "power-cycle", "--target", on[primary], "--yes")
+    assert code == 3 and "a reset makes CNPG fail over" in output, output[-1500:]  # --force, or drain first
+    replica_node = next(n for name, n in on.items() if name != primary)
+    boot = kubectl_json(lab, "get", "node", replica_node)["status"]["nodeInfo"]["bootID"]
+    code, events, output = _act(lab, tmp_path, "power-cycle", "--target", replica_node, "--yes")
+    assert code == 0, output[-2000:]
+    now = kubectl_json(lab, "get", "node", replica_node)
+    assert now["status"]["nodeInfo"]["bootID"] not in ("", boot) and events[-1]["report"]["boot_id"]
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in now["status"]["conditions"])

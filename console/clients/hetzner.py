@@ -66,7 +66,12 @@ def _server_action(config: Config, server_id: int, action: str, timeout_s: float
             return "already running"
         if action in ("poweroff", "shutdown") and server.status == "off":
             return "already off"
-        method = {"poweron": server.power_on, "poweroff": server.power_off, "shutdown": server.shutdown}
+        method = {
+            "poweron": server.power_on,
+            "poweroff": server.power_off,
+            "shutdown": server.shutdown,
+            "reset": server.reset,  # the reset button: no clean shutdown
+        }
         wait_action(method[action](), timeout_s, f"{action} of server {server_id}")
         return "done"
     except APIException as exc:
@@ -76,7 +81,8 @@ def _server_action(config: Config, server_id: int, action: str, timeout_s: float
 
 
 async def server_action(config: Config, server_id: int, action: str, timeout_s: float = 120.0) -> str:
-    """Run ``poweron``/``poweroff``/``shutdown`` and wait for it; "done", "already …", or HetznerError."""
+    """Run ``poweron``/``poweroff``/``shutdown``/``reset`` and wait for it: "done", "already …", or
+    HetznerError."""
     return await asyncio.to_thread(_server_action, config, server_id, action, timeout_s)
 
 

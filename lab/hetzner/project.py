@@ -33,6 +33,7 @@ from lab.hetzner import catalog
 from lab.hetzner.errors import ApiError, invalid_input, not_found, uniqueness
 
 # Seconds each action takes at speed 1 (roughly what the real API takes).
+BOOT_S = 20.0  # a reset or rebooted server's OS and k3s coming back, after its action
 DURATIONS = {
     "create_server": 10.0,
     "start_server": 5.0,
@@ -67,6 +68,7 @@ class HetznerProject:
 
     def __init__(self, speed: float = 1.0) -> None:
         self.speed = speed
+        self.rebooting: set[int] = set()  # reset/rebooted servers still booting (their node is down)
         self.servers: dict[int, dict[str, Any]] = {}
         self.networks: dict[int, dict[str, Any]] = {}
         self.firewalls: dict[int, dict[str, Any]] = {}
@@ -521,6 +523,10 @@ class HetznerProject:
         if command in ("poweroff", "shutdown") and server["status"] == "running":
             server["status"] = "stopping"
 
+        def booted() -> None:
+            self.rebooting.discard(server["id"])
+            self.emit("server_booted", server)
+
         def done() -> None:
             if command == "poweron":
                 server["status"] = "running"
@@ -529,7 +535,10 @@ class HetznerProject:
             self.emit("server", server)
             if command in ("reboot", "reset"):
                 self.emit("server_rebooted", server)
+                asyncio.get_running_loop().call_later(BOOT_S * self.speed, booted)
 
+        if command in ("reboot", "reset"):
+            self.rebooting.add(server["id"])  # the OS goes down at once; it is back a boot after the action
         self.emit("server", server)
         return self.start_action(action_name, [("server", server["id"])], done)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def node_object(
             },
             "nodeInfo": {
                 "architecture": "arm64",
-                "bootID": "",
+                "bootID": str(uuid.uuid4()),  # the kubelet reports a new one after each boot
                 "containerRuntimeVersion": "containerd://2.1.5-k3s1",
                 "kernelVersion": "6.8.0-90-generic",
                 "kubeProxyVersion": K3S_VERSION,

@@ -40,6 +40,7 @@ USAGE = [
     ("scale", ["--target", "docfast/docfast"], ExitCode.USAGE, "--replicas"),
     ("delete-pod", ["--target", "nowhere"], ExitCode.USAGE, "NAMESPACE/POD"),
     ("drain", [], ExitCode.USAGE, "needs --target NODE"),
+    ("power-cycle", [], ExitCode.USAGE, "needs --target NODE"),
     ("fence", ["--target", "main-db-9"], ExitCode.USAGE, "main-db-1, main-db-2"),
     ("unfence", [], ExitCode.USAGE, "needs --target"),
     ("switchover", ["--target", "main-db-7"], ExitCode.USAGE, "--target is one of"),
@@ -94,6 +95,7 @@ async def test_an_unfinished_action_refuses_every_other(name: str, state: Path) 
         "scale": ["--target", "docfast/docfast", "--replicas", "3"],
         "delete-pod": ["--target", "docfast/docfast-1"],
         "drain": ["--target", "k3s-w1"],
+        "power-cycle": ["--target", "k3s-w1"],
         "fence": ["--target", "main-db-2"],
         "unfence": ["--target", "main-db-2"],
     }
