@@ -45,6 +45,7 @@ ENTRIES: dict[str, str] = {
     "switchover": "actions.database:Switchover",
     "fence": "actions.database:Fence",
     "unfence": "actions.database:Unfence",
+    "renew": "actions.certs:Renew",
     "logs": "actions.logs:Logs",
 }
 

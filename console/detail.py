@@ -80,7 +80,7 @@ def ref_for(panel: str, key: str, snapshot: Snapshot | None, db_namespace: str) 
     if panel == "lb" and snapshot is not None and snapshot.load_balancer is not None:
         target = next((t for t in snapshot.load_balancer.targets if str(t.server_id) == key), None)
         return ObjectRef("Node", target.name) if target is not None else None
-    if panel == "certificates":
+    if panel == "certs":
         ns, name = _ns_name(key)
         return ObjectRef("Certificate", name, ns)
     if panel == "findings" and snapshot is not None:

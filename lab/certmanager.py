@@ -11,7 +11,8 @@ Encrypt (loopback only), so it emulates the outcome, and only once cert-manager 
   certificates and cert-manager's 2/3 renewal are.  No key material is made: no TLS Secret.
 
 Existing Certificates are never touched, so the seeded ones (and the ``cert-expiring`` scenario's failing
-renewal) stay as seeded.
+renewal) stay as seeded — except on request: a Certificate given an ``Issuing`` condition with reason
+``ManuallyTriggered`` (what ``cmctl renew`` writes) is issued again, revision one up.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class CertManagerTwin:
                 conds = status["conditions"]
             if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
                 ready.add(issuer["metadata"]["name"])
+        for cert in self.store.list(self.res["certificates"]):
+            conds = (cert.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Issuing" and c.get("reason") == "ManuallyTriggered" for c in conds):
+                self._reissue(cert, now)
         for ing in self.store.list(self.res["ingresses"]):
             meta = ing["metadata"]
             issuer_name = (meta.get("annotations") or {}).get(ISSUER_ANNOTATION)
@@ -131,6 +136,32 @@ class CertManagerTwin:
             self.res["certificates"], {**cert, "status": status}, subresource="status", force=True
         )
         log.info("cert-manager twin: issued %s/%s for %s", meta["namespace"], secret, ", ".join(hosts))
+
+    def _reissue(self, cert: dict[str, Any], now: datetime) -> None:
+        """``cmctl renew``'s request (an ``Issuing`` condition, reason ManuallyTriggered) served: a new
+        certificate from the issuer, its revision one up, the Issuing condition gone."""
+        st = dict(cert.get("status") or {})
+        st.update(
+            notBefore=now.strftime(FMT),
+            notAfter=(now + timedelta(days=90)).strftime(FMT),
+            renewalTime=(now + timedelta(days=60)).strftime(FMT),
+            revision=int(st.get("revision") or 0) + 1,
+            conditions=[
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Ready",
+                    "message": "Certificate is up to date and has not expired",
+                    "lastTransitionTime": now.strftime(FMT),
+                    "observedGeneration": int(cert["metadata"].get("generation") or 1),
+                }
+            ],
+        )
+        self.store.update(self.res["certificates"], {**cert, "status": st}, subresource="status", force=True)
+        meta = cert["metadata"]
+        log.info(
+            "cert-manager twin: renewed %s/%s (revision %d)", meta["namespace"], meta["name"], st["revision"]
+        )
 
     async def _loop(self) -> None:
         while True:

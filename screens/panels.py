@@ -11,7 +11,7 @@ import heapq
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.cells import cell_len
 from textual.app import ComposeResult
@@ -421,6 +421,20 @@ ROW_ACTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "database": (("S", "switchover", "switchover"), ("F", "fence", "fence"), ("U", "unfence", "unfence")),
     "workloads": (("R", "restart", "restart"), ("s", "scale", "scale")),
     "pods": (("x", "delete-pod", "delete"),),
+    "backups": (("b", "backup", "back up now"),),
+    "certs": (("n", "renew", "renew"),),
+}
+
+def _as_target(row: str, _snapshot: Snapshot | None) -> dict[str, Any]:
+    return {"target": row}
+
+
+# How a row becomes its action's parameters where it is not simply the target (a repository's row asks
+# for a backup of what that repository holds).
+ROW_PARAMS: dict[str, Callable[[str, Snapshot | None], dict[str, Any]]] = {
+    "backups": lambda row, s: {
+        "what": next((b.what for b in (s.backups if s else ()) if b.name == row), "all")
+    },
 }
 
 
@@ -518,7 +532,8 @@ class Panel(Vertical):
             return
         start = getattr(self.app, "start_action", None)
         if row and start is not None:
-            start(name, {"target": row})
+            params = ROW_PARAMS.get(self.panel_id, _as_target)
+            start(name, params(row, getattr(self.app, "snapshot", None)))
 
     def _cursor_key(self) -> str | None:
         table = self.table

@@ -275,3 +275,27 @@ def test_prune_keeps_exactly_seven_daily_and_four_weekly(box_lab: LabState) -> N
     assert set(after.values()) in (_kept(before | new), _kept(before) | set(new.values())), (before, after)
     code, events, output = _action(box_lab, "backup-check")
     assert code == 0 and "k3s-db: ok" in events[-1]["summary"], output[-2000:]
+
+
+async def test_b_on_a_backups_row_asks_for_that_repositorys_backup(box_lab: LabState) -> None:
+    from textual.widgets import Select
+
+    from console.config import load_config
+    from screens.app import Dashboard
+    from screens.panels import Panel
+    from screens.runner import RunnerScreen
+    from tests.test_dashboard import _until
+
+    app = Dashboard(load_config(Path(box_lab.files["console_config"])))
+    async with app.run_test(size=(160, 50)) as pilot:
+        panel = app.query_one("#panel-backups", Panel)
+        await _until(pilot, lambda: panel.table.row_count == 2, 60, "both repositories")
+        panel.table.focus()
+        for i, key in enumerate(k.value for k in panel.table.rows):
+            panel.table.move_cursor(row=i)
+            await pilot.press("b")
+            await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 10, "the runner screen")
+            want = "db" if key == "k3s-db" else "cluster"
+            assert app.screen.query_one("#param-what", Select).value == want, key
+            await pilot.press("escape")
+            await _until(pilot, lambda: not isinstance(app.screen, RunnerScreen), 10, "back")

@@ -145,3 +145,39 @@ def test_power_cycle_resets_a_node_and_waits_for_its_new_boot(lab: LabState, tmp
     now = kubectl_json(lab, "get", "node", replica_node)
     assert now["status"]["nodeInfo"]["bootID"] not in ("", boot) and events[-1]["report"]["boot_id"]
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in now["status"]["conditions"])
+
+
+async def test_renew_from_the_certificates_panel_issues_a_new_revision(
+    lab: LabState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from screens.app import Dashboard
+    from screens.panels import Panel
+    from screens.runner import RunnerScreen
+
+    def cert() -> dict[str, Any]:
+        return kubectl_json(lab, "get", "certificates.cert-manager.io", "-n", "docfast", "docfast.dev-tls")
+
+    before = cert()["status"]
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    app = Dashboard(load_config(Path(lab.files["console_config"])))
+    async with app.run_test(size=(160, 50)) as pilot:
+        certs = app.query_one("#panel-certs", Panel)
+        key = "docfast/docfast.dev-tls"
+        await _until(pilot, lambda: any(k.value == key for k in certs.table.rows), 60, "the certificate row")
+        certs.table.focus()
+        certs.table.move_cursor(row=next(i for i, k in enumerate(certs.table.rows) if k.value == key))
+        await pilot.press("n")
+        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 10, "the runner screen")
+        screen = app.screen
+        assert isinstance(screen, RunnerScreen)
+        await _until(pilot, lambda: screen.word == key, 30, "the row as the target")
+        await pilot.press(*key, "enter")
+        await _until(pilot, lambda: screen.result is not None, 120, "the renewal")
+        assert screen.result is not None and screen.result.verdict == "DONE", screen.result
+        row = lambda: certs.table.get_row(key)  # noqa: E731
+        await pilot.press("escape")
+        await _until(pilot, lambda: str(row()[2]) in ("90", "89.9", "90.0"), 30, f"90 days left: {row()}")
+    after = cert()["status"]
+    assert after["revision"] == before["revision"] + 1 and after["notAfter"] > before["notAfter"]
+    code, _, output = _act(lab, tmp_path, "renew", "--target", "docfast/nope", "--yes")
+    assert code == 3 and "there is no Certificate docfast/nope" in output, output[-1500:]

@@ -41,6 +41,7 @@ USAGE = [
     ("delete-pod", ["--target", "nowhere"], ExitCode.USAGE, "NAMESPACE/POD"),
     ("drain", [], ExitCode.USAGE, "needs --target NODE"),
     ("power-cycle", [], ExitCode.USAGE, "needs --target NODE"),
+    ("renew", ["--target", "docfast.dev-tls"], ExitCode.USAGE, "NAMESPACE/CERTIFICATE"),
     ("fence", ["--target", "main-db-9"], ExitCode.USAGE, "main-db-1, main-db-2"),
     ("unfence", [], ExitCode.USAGE, "needs --target"),
     ("switchover", ["--target", "main-db-7"], ExitCode.USAGE, "--target is one of"),
@@ -96,6 +97,7 @@ async def test_an_unfinished_action_refuses_every_other(name: str, state: Path) 
         "delete-pod": ["--target", "docfast/docfast-1"],
         "drain": ["--target", "k3s-w1"],
         "power-cycle": ["--target", "k3s-w1"],
+        "renew": ["--target", "docfast/docfast.dev-tls"],
         "fence": ["--target", "main-db-2"],
         "unfence": ["--target", "main-db-2"],
     }
