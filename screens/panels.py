@@ -425,6 +425,7 @@ ROW_ACTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "certs": (("n", "renew", "renew"),),
 }
 
+
 def _as_target(row: str, _snapshot: Snapshot | None) -> dict[str, Any]:
     return {"target": row}
 
