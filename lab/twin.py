@@ -56,6 +56,10 @@ def build_kube(project: HetznerProject, config: Config, speed: float, scenario: 
     cluster.node_alive = dataplane.node_alive
     dataplane.log = api.log_line
     cluster.logs = api.logs
+    # The seed's history: production's release out three days, staging's build six hours, the rest since
+    # the cluster was set up; the database's pods are awaited (the CNPG twin makes them).
+    cluster.history_ages = {config.namespaces.prod: 3 * 86400.0, config.namespaces.staging: 6 * 3600.0}
+    cluster.history_needs = {config.namespaces.database}
     cluster.probe = dataplane.cluster_probe
     cluster.on_pod_start.append(dataplane.on_pod_start)
     cluster.on_pod_stop.append(dataplane.on_pod_stop)

@@ -32,8 +32,10 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from console.kubeobj import rolled_out
 from lab.images import ImageRegistry
 from lab.kube.logs import PodLogs
 from lab.kube.resources import Registry, Resource
@@ -196,6 +198,12 @@ class Cluster:
             None
         )
         self.logs = PodLogs()  # the API server's, once the twin is built (lab/twin.py)
+        # A twin of a cluster that has been running: once the seed's workloads first settle, their pods
+        # and ReplicaSets are given the age each namespace has (``history_ages``; the rest: ``history_age``).
+        self.history_ages: dict[str, float] = {}
+        self.history_age = 40 * 86400.0
+        self.history_needs: set[str] = set()  # namespaces whose pods must exist first (the database's)
+        self._backdated = False
         self.on_pod_start: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.on_pod_stop: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.last_renew: dict[str, float] = {}
@@ -282,7 +290,48 @@ class Cluster:
                     log.exception("reconcile failed")
                 if self.changes == seen:
                     break
+            if not self._backdated and self._settled():
+                self._backdate()
             await asyncio.sleep(0.005)
+
+    def _settled(self) -> bool:
+        """Every seeded Deployment rolled out, every pod Running and Ready, the awaited namespaces' in."""
+        pods = self.pods()
+        if not pods or not self.history_needs <= {p["metadata"]["namespace"] for p in pods}:
+            return False
+        deployments = self.store.list(self.res["deployments"])
+        return all(rolled_out(d) for d in deployments) and all(
+            p.get("status", {}).get("phase") == "Running" and pod_ready(p) for p in pods
+        )
+
+    def _backdate(self) -> None:
+        """Shift the settled pods' and ReplicaSets' timestamps back by their namespace's age: a promotion's
+        soak gate, an age column and a restart's "last" read as on a cluster deployed long before."""
+        self._backdated = True
+
+        def older(stamp: Any, ns: str) -> Any:
+            if not isinstance(stamp, str) or not stamp.endswith("Z"):
+                return stamp
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            age = self.history_ages.get(ns, self.history_age)
+            return datetime.fromtimestamp(when - age, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        for res in (self.res["replicasets"], self.res["pods"]):
+            for obj in self.store.list(res):
+                ns = obj["metadata"]["namespace"]
+                new = copy.deepcopy(obj)
+                new["metadata"]["creationTimestamp"] = older(new["metadata"].get("creationTimestamp"), ns)
+                st = new.get("status") or {}
+                if "startTime" in st:
+                    st["startTime"] = older(st["startTime"], ns)
+                for c in st.get("conditions") or []:
+                    c["lastTransitionTime"] = older(c.get("lastTransitionTime"), ns)
+                for cs in st.get("containerStatuses") or []:
+                    running = (cs.get("state") or {}).get("running")
+                    if running:
+                        running["startedAt"] = older(running.get("startedAt"), ns)
+                self.store.rewrite(res, new)
+        log.info("lab history: the seed's pods and ReplicaSets back-dated")
 
     async def reconcile(self) -> None:
         self.node_lifecycle()

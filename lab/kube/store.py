@@ -221,6 +221,17 @@ class Store:
             return self._really_delete(res, key)
         return self._commit(res, "MODIFIED", new)
 
+    def rewrite(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        """Replace an object whole, its immutable metadata included — the lab's own history (back-dated
+        creation times), never an API write."""
+        meta = obj["metadata"]
+        key = (meta.get("namespace", "") if res.namespaced else "", meta["name"])
+        if key not in self.table(res):
+            raise not_found(res.plural, res.group, meta["name"])
+        new = copy.deepcopy(obj)
+        self.table(res)[key] = new
+        return self._commit(res, "MODIFIED", new)
+
     def delete(
         self,
         res: Resource,
