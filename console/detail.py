@@ -135,20 +135,72 @@ def yaml_text(obj: dict[str, Any]) -> str:
     return text
 
 
-async def describe(api: Any, ref: ObjectRef, snapshot: Snapshot | None = None) -> Description:
-    """The object read now, with what kubectl describe would say around it."""
-    obj = await request(api, "GET", ref.path)
-    sections = [_overview(obj), *_conditions(obj), *await _owners(api, obj)]
-    extra = {
-        "Node": _node,
-        "Pod": _pod,
-        "Deployment": _workload,
-        "DaemonSet": _workload,
-        "StatefulSet": _workload,
-    }
-    if ref.kind in extra:
-        sections += await extra[ref.kind](api, obj, snapshot)
-    if ref.kind == "Certificate":
+class Reader:
+    """Objects by kind, namespace and name: from the console's watch cache (``objects``: the live
+    sources' store, kept current by watches) where it holds the kind, else from the API.  The cache makes
+    a detail screen instant; the API serves what the console does not watch (StatefulSets, Jobs)."""
+
+    def __init__(self, api: Any, objects: dict[str, dict[tuple[str, str], dict[str, Any]]] | None = None):
+        self.api = api
+        self.objects = objects or {}
+
+    def _cached(self, kind: str) -> dict[tuple[str, str], dict[str, Any]] | None:
+        plural = KINDS[kind][1] if kind in KINDS else ""
+        return self.objects.get(plural) if plural in self.objects else None
+
+    async def get(self, ref: ObjectRef) -> dict[str, Any]:
+        table = self._cached(ref.kind)
+        if table is not None:
+            obj = table.get((ref.namespace or "", ref.name))
+            if obj is not None:
+                return obj
+        return await request(self.api, "GET", ref.path)
+
+    async def list(
+        self, kind: str, namespace: str | None, labels: dict[str, str] | None = None, node: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of ``kind`` (in ``namespace``; all when None) with these labels (on this node)."""
+        table = self._cached(kind)
+        if table is None:
+            prefix, plural, _ = KINDS[kind]
+            path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+            query = {}
+            if labels:
+                query["labelSelector"] = ",".join(f"{k}={v}" for k, v in labels.items())
+            if node:
+                query["fieldSelector"] = f"spec.nodeName={node}"
+            return list((await request(self.api, "GET", path, query=query)).get("items") or [])
+        out = []
+        for (ns, _), obj in table.items():
+            have = (obj.get("metadata") or {}).get("labels") or {}
+            if namespace and ns != namespace:
+                continue
+            if labels and any(have.get(k) != v for k, v in labels.items()):
+                continue
+            if node and (obj.get("spec") or {}).get("nodeName") != node:
+                continue
+            out.append(obj)
+        return out
+
+
+DESCRIBERS = ("Node", "Pod", "Deployment", "DaemonSet", "StatefulSet")
+
+
+async def describe(
+    api: Any, ref: ObjectRef, snapshot: Snapshot | None = None, objects: dict[str, Any] | None = None
+) -> Description:
+    """The object as the console knows it now (``objects``: its watch cache; else read from the API),
+    with what kubectl describe would say around it."""
+    reader = Reader(api, objects)
+    obj = await reader.get(ref)
+    sections = [_overview(obj), *_conditions(obj), *await _owners(reader, obj)]
+    if ref.kind == "Node":
+        sections += await _node(reader, obj)
+    elif ref.kind == "Pod":
+        sections += _pod(obj, snapshot)
+    elif ref.kind in DESCRIBERS:
+        sections += await _workload(reader, obj)
+    elif ref.kind == "Certificate":
         sections.append(_certificate(obj))
     return Description(ref, obj, sections)
 
@@ -182,7 +234,7 @@ def _conditions(obj: dict[str, Any]) -> list[Section]:
     return [Section("Conditions", ("type", "status", "reason", "message", "since"), rows)]
 
 
-async def _owners(api: Any, obj: dict[str, Any]) -> list[Section]:
+async def _owners(reader: Reader, obj: dict[str, Any]) -> list[Section]:
     """The controller chain upwards (a pod's ReplicaSet, its Deployment), as far as it can be read."""
     rows: list[tuple[str, ...]] = []
     ns = (obj.get("metadata") or {}).get("namespace")
@@ -198,16 +250,10 @@ async def _owners(api: Any, obj: dict[str, Any]) -> list[Section]:
         if owner.get("kind") not in KINDS:
             break
         try:
-            cur = await request(api, "GET", ObjectRef(owner["kind"], owner["name"], ns).path)
+            cur = await reader.get(ObjectRef(owner["kind"], owner["name"], ns))
         except KubeError:
             break
     return [Section("Controlled by", ("kind", "name"), rows)] if rows else []
-
-
-async def _pods(api: Any, namespace: str | None, query: dict[str, str]) -> list[dict[str, Any]]:
-    path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
-    doc = await request(api, "GET", path, query=query)
-    return list(doc.get("items") or [])
 
 
 def _pod_row(p: dict[str, Any]) -> tuple[str, ...]:
@@ -229,7 +275,7 @@ def _pod_row(p: dict[str, Any]) -> tuple[str, ...]:
 POD_COLUMNS = ("pod", "phase", "ready", "restarts", "node / waiting")
 
 
-async def _node(api: Any, obj: dict[str, Any], _snapshot: Snapshot | None) -> list[Section]:
+async def _node(reader: Reader, obj: dict[str, Any]) -> list[Section]:
     spec, st = obj.get("spec") or {}, obj.get("status") or {}
     info = st.get("nodeInfo") or {}
     rows = [
@@ -241,14 +287,14 @@ async def _node(api: Any, obj: dict[str, Any], _snapshot: Snapshot | None) -> li
         ("Capacity", ", ".join(f"{k}={v}" for k, v in (st.get("capacity") or {}).items())),
         ("Allocatable", ", ".join(f"{k}={v}" for k, v in (st.get("allocatable") or {}).items())),
     ]
-    pods = await _pods(api, None, {"fieldSelector": f"spec.nodeName={obj['metadata']['name']}"})
+    pods = await reader.list("Pod", None, node=obj["metadata"]["name"])
     return [
         Section("Node", ("field", "value"), rows),
         Section(f"Pods on this node ({len(pods)})", POD_COLUMNS, [_pod_row(p) for p in pods]),
     ]
 
 
-async def _pod(api: Any, obj: dict[str, Any], snapshot: Snapshot | None) -> list[Section]:
+def _pod(obj: dict[str, Any], snapshot: Snapshot | None) -> list[Section]:
     spec, st = obj.get("spec") or {}, obj.get("status") or {}
     rows = [
         ("Node", str(spec.get("nodeName") or "-")),
@@ -301,7 +347,7 @@ def _instance(name: str, snapshot: Snapshot) -> Section:
     return Section("Database instance", ("field", "value"), rows)
 
 
-async def _workload(api: Any, obj: dict[str, Any], _snapshot: Snapshot | None) -> list[Section]:
+async def _workload(reader: Reader, obj: dict[str, Any]) -> list[Section]:
     meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     ns = meta.get("namespace")
     fields = ("replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "desiredNumberScheduled",
@@ -309,16 +355,12 @@ async def _workload(api: Any, obj: dict[str, Any], _snapshot: Snapshot | None) -
     rows = [(k, str(st[k])) for k in fields if k in st]
     if "replicas" in spec:
         rows.insert(0, ("wanted", str(spec["replicas"])))
-    selector = ",".join(
-        f"{k}={v}" for k, v in ((spec.get("selector") or {}).get("matchLabels") or {}).items()
-    )
+    selector: dict[str, str] = (spec.get("selector") or {}).get("matchLabels") or {}
     out = [Section(str(obj.get("kind", "")), ("field", "value"), rows)]
     if obj.get("kind") == "Deployment":
-        rs = await request(
-            api, "GET", f"/apis/apps/v1/namespaces/{ns}/replicasets", query={"labelSelector": selector}
-        )
+        rs = await reader.list("ReplicaSet", ns, selector)
         mine = [
-            r for r in rs.get("items") or []
+            r for r in rs
             if any(o.get("uid") == meta.get("uid") for o in r["metadata"].get("ownerReferences") or [])
         ]  # fmt: skip
         out.append(
@@ -340,7 +382,7 @@ async def _workload(api: Any, obj: dict[str, Any], _snapshot: Snapshot | None) -
                 ],
             )
         )
-    pods = await _pods(api, ns, {"labelSelector": selector}) if selector else []
+    pods = await reader.list("Pod", ns, selector) if selector else []
     out.append(Section(f"Pods ({len(pods)})", POD_COLUMNS, [_pod_row(p) for p in pods]))
     return out
 

@@ -7,6 +7,8 @@ and read the lab's ground truth (when each target was actually unhealthy; schema
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
@@ -48,6 +50,8 @@ def control_app(
     dns: Any = None,
     forge: Any = None,
 ) -> web.Application:
+    floods: set[asyncio.Future[None]] = set()
+
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {token}":
@@ -140,6 +144,28 @@ def control_app(
         kube.cluster._wake.set()
         return web.json_response({"started": f"{ns}/{name}"})
 
+    async def log_flood(request: web.Request) -> web.Response:
+        """``{"rate": lines/s, "seconds": s}``: the pod writes numbered lines that fast, in the background
+        (a log to follow at load: bench/cockpit.py).  Answers at once with how many lines it will write."""
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        body = await request.json()
+        rate, seconds = float(body.get("rate", 1000)), float(body.get("seconds", 10))
+        kube.store.get(kube.cluster.res["pods"], ns, name)
+        total = int(rate * seconds)
+
+        async def flood() -> None:
+            loop = asyncio.get_running_loop()
+            written, t0 = 0, loop.time()
+            while written < total:
+                due = min(total, int((loop.time() - t0) * rate))
+                while written < due:
+                    kube.api.log_line(ns, name, f"flood line {written} sent {time.time():.6f}")
+                    written += 1
+                await asyncio.sleep(0.01)
+
+        floods.add(asyncio.ensure_future(flood()))
+        return web.json_response({"lines": total})
+
     async def kill_pod(request: web.Request) -> web.Response:
         ns, name = request.match_info["namespace"], request.match_info["name"]
         kube.store.delete(kube.cluster.res["pods"], ns, name, grace=0)
@@ -217,5 +243,6 @@ def control_app(
     app.router.add_get("/db", db_info)
     app.router.add_post("/fault/kube", fault_kube)
     app.router.add_post("/pods/{namespace}/{name}/kill", kill_pod)
+    app.router.add_post("/pods/{namespace}/{name}/log-flood", log_flood)
     app.router.add_post("/fault/pod", pod_fault)
     return app

@@ -494,8 +494,16 @@ class Dashboard(App[None]):
             self.notify(f"{key}: no Kubernetes object behind this row", timeout=4)
             return
         api = self._kube_api()
-        if api is not None:
-            self.push_screen(DetailScreen(api, ref, self.snapshot))
+        if api is None:
+            return
+        if not self.is_screen_installed("detail"):
+            self.install_screen(DetailScreen(api, ref, self.snapshot, self.store.objects), "detail")
+            self.push_screen("detail")
+            return
+        screen = self.get_screen("detail")
+        assert isinstance(screen, DetailScreen)
+        self.push_screen(screen)
+        screen.show(api, ref, self.snapshot)
 
     def open_logs(self, panel: str, key: str) -> None:
         from console.detail import ref_for

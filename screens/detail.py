@@ -44,13 +44,17 @@ class DetailScreen(OpsScreen):
         Binding("l", "logs", "logs"),
     ]
 
-    def __init__(self, api: Any, ref: ObjectRef, snapshot: Snapshot | None) -> None:
+    def __init__(
+        self, api: Any, ref: ObjectRef, snapshot: Snapshot | None, objects: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
+        self.objects = objects  # the live sources' watch cache: the object without a round trip
         self.api = api
         self.ref = ref
         self.snapshot = snapshot
         self.description: Description | None = None
         self.events: dict[str, tuple[str, ...]] = {}
+        self._yaml_shown = False
 
     def compose(self) -> ComposeResult:
         yield Static(self.ref.title, id="detail-title")
@@ -67,18 +71,49 @@ class DetailScreen(OpsScreen):
         table = self.query_one("#detail-events", DataTable)
         for i, col in enumerate(EVENT_COLUMNS):
             table.add_column(col, key=str(i))
+        self._start()
+
+    def show(self, api: Any, ref: ObjectRef, snapshot: Snapshot | None) -> None:
+        """Another row's object in this screen (the app keeps one, installed: composing a new screen and
+        its tabs for each Enter cost most of the time to the first frame)."""
+        self.api, self.ref, self.snapshot = api, ref, snapshot
+        self.description, self.events, self._yaml_shown = None, {}, False
+        self.query_one("#detail-title", Static).update(ref.title)
+        self.query_one("#detail-describe", Static).update("reading…")
+        self.query_one("#detail-yaml", Static).update("reading…")
+        self.query_one("#detail-events", DataTable).clear()
+        self.query_one(TabbedContent).active = "describe"
+        self._start()
+
+    def _start(self) -> None:
         work(self, self._load(), "detail", f"reading {self.ref.title}")
         work(self, self._watch_events(), "events", f"the events of {self.ref.title}")
+
+    def on_screen_suspend(self) -> None:
+        self.workers.cancel_group(self, "events")  # no watch for a screen nobody looks at
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return self.ref.kind == "Pod" if action == "logs" else True
 
     async def _load(self) -> None:
-        self.description = await describe(self.api, self.ref, self.snapshot)
+        self.description = await describe(self.api, self.ref, self.snapshot, self.objects)
         self.query_one("#detail-describe", Static).update(
             Group(*(section_table(s) for s in self.description.sections))
         )
-        self.query_one("#detail-yaml", Static).update(Syntax(self.description.yaml(), "yaml", word_wrap=True))
+        if self.query_one(TabbedContent).active == "yaml":
+            self._show_yaml()
+
+    def _show_yaml(self) -> None:
+        """The highlighted YAML, made when its tab is first shown (highlighting costs a frame's time)."""
+        if self.description is not None and not self._yaml_shown:
+            self._yaml_shown = True
+            self.query_one("#detail-yaml", Static).update(
+                Syntax(self.description.yaml(), "yaml", word_wrap=True)
+            )
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "yaml":
+            self._show_yaml()
 
     async def _watch_events(self) -> None:
         table = self.query_one("#detail-events", DataTable)

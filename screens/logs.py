@@ -2,8 +2,9 @@
 highlighting, pause and resume; JSON lines pretty-printed.  The query and the reading are console/logs.py's.
 
 Lines are not written one widget update each: the stream appends to ``pending`` and the first line of a
-batch schedules one flush a frame later, so a log at a thousand lines a second costs about twenty
-updates a second and keys stay quick.  The screen keeps the newest ``KEEP`` lines (search, rewrap).
+batch schedules one flush a frame later, written as one block, so a log at a thousand lines a second
+costs about twenty updates a second and keys stay quick.  The view follows the end while it is there;
+scrolled up, it stays where the operator reads.  The screen keeps the newest ``KEEP`` lines (search, rewrap).
 """
 
 from __future__ import annotations
@@ -122,10 +123,14 @@ class LogScreen(OpsScreen):
             self._set_state(exc.message)
 
     def _write_pending(self) -> None:
+        """One write for the batch (a render per line cost most of a busy log's time), following the end
+        only while the view is at it: scrolled up to read, new lines do not pull the view away."""
         self._flush = None
+        if not self.pending:
+            return
         view = self.view
-        for line in self.pending:
-            view.write(self._text(line))
+        at_end = view.is_vertical_scroll_end or view.max_scroll_y == 0
+        view.write(Text("\n").join(self._text(line) for line in self.pending), scroll_end=at_end)
         self.shown += len(self.pending)
         self.pending.clear()
 

@@ -119,8 +119,8 @@ def database_rows(s: Snapshot) -> list[tuple[str, Row]]:
 
 
 # The pods panel shows this many, worst first (the filter searches all of them first): past a few dozen
-# rows nobody reads on, and thousands of rows would cost every build at scale.
-PODS_SHOWN = 200
+# rows nobody reads on, and every row is rebuilt when the order changes (at scale, several times a second).
+PODS_SHOWN = 50
 
 
 def _age(stamp: str | None, now: float) -> str:
@@ -593,7 +593,9 @@ class Panel(Vertical):
             if filter_text:
                 rows = {k: v for k, v in rows.items() if filter_text in " ".join(v).lower()}
         present = {k.value for k in table.rows}
+        keep: str | None = None
         if self.panel_id in ORDERED and list(rows) != [k.value for k in table.rows]:
+            keep = self._cursor_key() if table.cursor_row > 0 or table.has_focus else None
             table.clear()  # order matters more than keeping rows: a few rows, rebuilt on change
             present = set()
             self._shown.clear()
@@ -613,6 +615,8 @@ class Panel(Vertical):
             self._shown[row_key] = padded
         for gone in [k for k in self._shown if k not in rows]:
             del self._shown[gone]
+        if keep is not None and keep in rows:  # the cursor stays on its row, wherever the order put it
+            table.move_cursor(row=list(rows).index(keep), animate=False, scroll=False)
 
     def _show_state(self, snapshot: Snapshot, sources: dict[str, SourceStatus]) -> None:
         states = [st for st in (source_status(s, sources) for s in self.sources) if st is not None]

@@ -35,7 +35,8 @@ KEEP_LINES = 5000  # per container run: the kubelet rotates its files; the lab k
 
 @dataclass
 class _Run:
-    lines: list[tuple[float, str]] = field(default_factory=list)
+    lines: list[tuple[float, str]] = field(default_factory=list)  # the newest KEEP_LINES
+    written: int = 0  # every line ever written (a follower's place, which trimming does not move)
     ended: bool = False
 
 
@@ -94,6 +95,7 @@ class PodLogs:
     def write(self, namespace: str, pod: str, container: str, line: str) -> None:
         c = self._get(namespace, pod, container)
         c.current.lines.append((time.time(), line.rstrip("\n")))
+        c.current.written += 1
         del c.current.lines[:-KEEP_LINES]
         self._wake(c)
 
@@ -161,15 +163,15 @@ class PodLogs:
         stamps: bool,
         limit: int | None,
     ) -> None:
-        sent, budget = len(run.lines), limit
+        sent, budget = run.written, limit
         for t, s in lines:
             budget = await self._send(resp, self._line(t, s, stamps), budget)
         while not run.ended and budget != 0:
             changed = c.changed
             await changed.wait()
-            fresh, sent = run.lines[sent:], len(run.lines)
-            for t, s in fresh:
-                budget = await self._send(resp, self._line(t, s, stamps), budget)
+            new = min(run.written - sent, len(run.lines))  # a follower too slow for KEEP_LINES skips
+            fresh, sent = (run.lines[-new:] if new else []), run.written
+            budget = await self._send(resp, "".join(self._line(t, s, stamps) for t, s in fresh), budget)
 
     @staticmethod
     async def _send(resp: web.StreamResponse, text: str, budget: int | None) -> int | None:
