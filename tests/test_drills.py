@@ -44,6 +44,7 @@ def drill_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
 def drill_config(drill_lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
     def quick(raw: dict[str, Any]) -> None:  # PostgreSQL asked every second; a lag bound a test can pass
         raw["database"].update({"poll_interval_s": 1, "max_replica_lag_bytes": 1024 * 1024})
+        raw["drill"]["hetzner_poll_s"] = 2  # the servers' power seen within 2 s of the lab's (x0.2) actions
 
     return edited_config(drill_lab, tmp_path_factory, "drill-config", quick)
 

@@ -151,6 +151,7 @@ def _drill_recovery(lab: LabState, config: Path) -> float:
 def test_tolerations_payoff_in_a_node_down_drill(ha_lab: LabState, tmp_path: Path, state_dir: Path) -> None:
     raw = tomllib.loads(Path(ha_lab.files["console_config"]).read_text())
     raw["database"]["poll_interval_s"] = 1
+    raw["drill"]["hetzner_poll_s"] = 2
     config = tmp_path / "console.toml"
     config.write_text(tomli_w.dumps(raw))
     # DocFast prod without its 10 s tolerations: the stock 300 s apply.

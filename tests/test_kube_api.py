@@ -216,7 +216,7 @@ async def test_watch_resumes_bookmarks_times_out_and_gets_410(lab: LabState, api
     )
     seen = []
     async with Watch().stream(
-        core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=2
+        core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=1
     ) as stream:
         async for event in stream:
             seen.append((event["type"], event["object"].metadata.name))
@@ -227,7 +227,7 @@ async def test_watch_resumes_bookmarks_times_out_and_gets_410(lab: LabState, api
         watch=True,
         resource_version=rv,
         allow_watch_bookmarks=True,
-        timeout_seconds=2,
+        timeout_seconds=1,
     )
     lines = [json.loads(line) for line in (await resp.read()).decode().splitlines() if line]
     assert {e["type"] for e in lines} >= {"ADDED", "BOOKMARK"}
@@ -237,7 +237,7 @@ async def test_watch_resumes_bookmarks_times_out_and_gets_410(lab: LabState, api
         "default",
         watch=True,
         resource_version=rv,
-        timeout_seconds=2,
+        timeout_seconds=1,
     )
     events = [json.loads(line) for line in (await resp.read()).decode().splitlines() if line]
     assert events[0]["type"] == "ERROR"
