@@ -9,6 +9,7 @@ Secret's values — the object is read with the console's own rights, but a scre
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
 }
 WORKLOAD_KINDS = {"deployment": "Deployment", "daemonset": "DaemonSet", "statefulset": "StatefulSet"}
 MASK = "••••••"
+REPOSITORY = "BorgRepository"  # a Backups row: not a Kubernetes object — described from the snapshot
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ def ref_for(panel: str, key: str, snapshot: Snapshot | None, db_namespace: str) 
     if panel == "lb" and snapshot is not None and snapshot.load_balancer is not None:
         target = next((t for t in snapshot.load_balancer.targets if str(t.server_id) == key), None)
         return ObjectRef("Node", target.name) if target is not None else None
+    if panel == "backups":
+        return ObjectRef(REPOSITORY, key)
     if panel == "certs":
         ns, name = _ns_name(key)
         return ObjectRef("Certificate", name, ns)
@@ -191,6 +195,8 @@ async def describe(
 ) -> Description:
     """The object as the console knows it now (``objects``: its watch cache; else read from the API),
     with what kubectl describe would say around it."""
+    if ref.kind == REPOSITORY:
+        return _repository(ref, snapshot)
     reader = Reader(api, objects)
     obj = await reader.get(ref)
     sections = [_overview(obj), *_conditions(obj), *await _owners(reader, obj)]
@@ -400,6 +406,31 @@ def _certificate(obj: dict[str, Any]) -> Section:
     return Section("Certificate", ("field", "value"), rows)
 
 
+def _repository(ref: ObjectRef, snapshot: Snapshot | None) -> Description:
+    """A Borg repository as the Backups source last saw it: schedule, newest archive, retention, checks."""
+    repo = next((b for b in (snapshot.backups if snapshot else ()) if b.name == ref.name), None)
+    if repo is None:
+        return Description(ref, {}, [Section("Repository", ("field", "value"), [("state", "not seen yet")])])
+    age = "?" if repo.age_hours is None else f"{repo.age_hours:.1f} h ago"
+    rows = [
+        ("Holds", repo.what),
+        ("Schedule", repo.schedule),
+        ("Archives", "?" if repo.archives is None else str(repo.archives)),
+        ("Newest", f"{repo.latest or '-'} ({age}; due every {repo.max_age_hours:g} h)"),
+        ("Overdue", "YES" if repo.overdue else "no"),
+        ("Retention", repo.retention + ("" if repo.retention_ok is not False else " — NOT as configured")),
+        ("Last check", repo.checked or "never (--action backup-check)"),
+        (
+            "Last verify-restore",
+            repo.verified or ("never (--action verify-restore)" if repo.what == "db" else "-"),
+        ),
+    ]
+    if repo.error:
+        rows.append(("Error", repo.error))
+    obj = {"kind": REPOSITORY, "metadata": {"name": repo.name}, "status": dataclasses.asdict(repo)}
+    return Description(ref, obj, [Section("Borg repository", ("field", "value"), rows)])
+
+
 def event_selector(ref: ObjectRef) -> str:
     sel = f"involvedObject.kind={ref.kind},involvedObject.name={ref.name}"
     return sel + (f",involvedObject.namespace={ref.namespace}" if ref.namespace else "")
@@ -427,6 +458,8 @@ EVENT_COLUMNS = ("last seen", "type", "reason", "from", "count", "message")
 async def watch_events(api: Any, ref: ObjectRef) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """The object's Events: each listed one as ``ADDED``, then what the watch says (by the
     ``involvedObject`` field selector, across namespaces: a node's events live in ``default``)."""
+    if ref.kind not in KINDS:
+        return  # not a Kubernetes object: no Events
     sel = event_selector(ref)
     listed = await request(api, "GET", "/api/v1/events", query={"fieldSelector": sel})
     for e in listed.get("items") or []:

@@ -19,6 +19,7 @@ KEYS = [
     ("/", "filter every panel's rows (Escape clears)"),
     ("enter", "the row's object: describe, live events, YAML (d e y; l: a pod's logs; Escape back)"),
     ("l", "a pod's log, followed (Pods, Database): space pause, / search, c s t w P T, Escape back"),
+    ("N", "the Pods panel's namespace: the next one, then every namespace again"),
     ("r", "look again at the slow sources now (Borg, PostgreSQL)"),
     ("d", "failover drill: ↑↓ scenario, ←→ target, Enter arms, type the target, Escape/a aborts"),
     ("D", "drill reports: every saved report, Enter reads one"),

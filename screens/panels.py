@@ -147,12 +147,16 @@ def _pod_badness(p: Pod) -> int:
     return 3 if p.restarts else 4
 
 
-def pods_rows(s: Snapshot, filter_text: str = "") -> list[tuple[str, Row]]:
+def pods_rows(s: Snapshot, filter_text: str = "", namespace: str | None = None) -> list[tuple[str, Row]]:
+    """The worst ``PODS_SHOWN`` pods of those in ``namespace`` (None: every one) that match the filter."""
     now = time.time()
     pods = [
         p
         for p in s.pods
-        if not filter_text or filter_text in f"{p.namespace} {p.name} {p.node} {p.phase} {p.waiting}".lower()
+        if (namespace is None or p.namespace == namespace)
+        and (
+            not filter_text or filter_text in f"{p.namespace} {p.name} {p.node} {p.phase} {p.waiting}".lower()
+        )
     ]
     worst = heapq.nsmallest(PODS_SHOWN, pods, key=lambda p: (_pod_badness(p), p.namespace, p.name))
     rows: list[tuple[str, Row]] = []
@@ -443,7 +447,7 @@ ROW_PARAMS: dict[str, Callable[[str, Snapshot | None], dict[str, Any]]] = {
 LOG_PANELS = {"pods", "database"}
 
 # Panels whose rows function takes the filter itself (it shows only the worst part of what matches).
-FILTERED_INSIDE: dict[str, Callable[[Snapshot, str], list[tuple[str, Row]]]] = {"pods": pods_rows}
+FILTERED_INSIDE: dict[str, Callable[[Snapshot, str, str | None], list[tuple[str, Row]]]] = {"pods": pods_rows}
 
 # Panels whose row order carries meaning (severity, time): rebuilt when it changes; the rest update in place.
 ORDERED = {"findings", "timeline", "pods"}
@@ -497,6 +501,7 @@ class Panel(Vertical):
         self.panel_id = panel_id
         self.title_text, self.columns, self.rows_fn, self.sources = PANELS[panel_id]
         self.border_title = self.title_text
+        self.namespace: str | None = None  # the Pods panel's namespace filter (N cycles it)
         self.updated_at: float | None = None
         self.state = SourceState.PENDING
         self.error: str | None = None
@@ -508,6 +513,7 @@ class Panel(Vertical):
         *_row_bindings(),
         Binding("l", "logs", "logs"),
         Binding("p", "psql", "psql"),
+        Binding("N", "namespace", "namespace"),
     ]
 
     def _row_action(self, key: str) -> str | None:
@@ -519,6 +525,8 @@ class Panel(Vertical):
             return self.panel_id in LOG_PANELS
         if action == "psql":
             return self.panel_id == "database"
+        if action == "namespace":
+            return self.panel_id in FILTERED_INSIDE
         if action != "row_action":
             return True
         name = self._row_action(str(parameters[0]))
@@ -557,6 +565,18 @@ class Panel(Vertical):
         if key and opener is not None and self.panel_id in LOG_PANELS:
             opener(self.panel_id, key)
 
+    def action_namespace(self) -> None:
+        """The next namespace of the pods the cluster runs, then every namespace again."""
+        snapshot = getattr(self.app, "snapshot", None)
+        names: list[str | None] = [None, *sorted({p.namespace for p in (snapshot.pods if snapshot else ())})]
+        self.namespace = (
+            names[(names.index(self.namespace) + 1) % len(names)] if self.namespace in names else None
+        )
+        self.border_title = self.title_text + (f" — namespace {self.namespace}" if self.namespace else "")
+        if snapshot is not None:
+            self._made_from = None
+            self._show_rows(snapshot, getattr(self.app, "filter_text", ""))
+
     def action_psql(self) -> None:
         opener = getattr(self.app, "open_psql", None)
         if opener is not None:
@@ -587,7 +607,7 @@ class Panel(Vertical):
     def _show_rows(self, snapshot: Snapshot, filter_text: str) -> None:
         table = self.table
         if self.panel_id in FILTERED_INSIDE:  # it filters before it cuts its rows short
-            rows = dict(FILTERED_INSIDE[self.panel_id](snapshot, filter_text))
+            rows = dict(FILTERED_INSIDE[self.panel_id](snapshot, filter_text, self.namespace))
         else:
             rows = dict(self.rows_fn(snapshot))
             if filter_text:

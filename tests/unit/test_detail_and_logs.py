@@ -36,7 +36,7 @@ def test_a_rows_object_and_its_events_selector() -> None:
     assert ref_for("nodes", "k3s-w2", None, "postgres") == ObjectRef("Node", "k3s-w2")
     assert ref_for("pods", "docfast/docfast-1", None, "postgres") == ObjectRef("Pod", "docfast-1", "docfast")
     assert ref_for("database", "main-db-2", None, "postgres") == ObjectRef("Pod", "main-db-2", "postgres")
-    assert ref_for("backups", "k3s-db", None, "postgres") is None
+    assert ref_for("endpoints", "probe:prod", None, "postgres") is None  # a probe: no object behind it
     assert ObjectRef("Pod", "p", "ns").path == "/api/v1/namespaces/ns/pods/p"
     assert ObjectRef("Node", "k3s-w1").path == "/api/v1/nodes/k3s-w1"
     assert (

@@ -320,3 +320,19 @@ def test_each_way_a_pod_goes_wrong_is_a_finding_naming_it() -> None:
     assert [k for k, _ in rows[:4]] == worst
     assert rows[0][1][6] == "CrashLoopBackOff" and rows[0][1][5].startswith("7 (")
     assert [k for k, _ in pods_rows(snap, "hungry")] == ["docfast-staging/hungry"]
+    in_prod = [k for k, _ in pods_rows(snap, "", "docfast")]  # the N key's namespace filter
+    assert in_prod[0] == "docfast/crashy" and all(k.startswith("docfast/") for k in in_prod)
+
+    from console.detail import REPOSITORY, ObjectRef, describe, ref_for
+
+    assert ref_for("backups", "k3s-db", snap, "postgres") == ObjectRef(REPOSITORY, "k3s-db")
+    import asyncio
+
+    repo = snap.backups[0]
+    d = asyncio.run(describe(None, ObjectRef(REPOSITORY, repo.name), snap))
+    fields = dict(d.sections[0].rows)
+    assert (
+        fields["Holds"] == repo.what
+        and fields["Schedule"] == repo.schedule
+        and f"name: {repo.name}" in d.yaml()
+    )
