@@ -509,6 +509,8 @@ class Dashboard(App[None]):
         from console.detail import ref_for
         from screens.logs import LogScreen
 
+        if self.config is None:
+            return
         ref = ref_for(panel, key, self.snapshot, self.config.database.namespace)
         api = self._kube_api()
         if ref is not None and ref.kind == "Pod" and ref.namespace and api is not None:

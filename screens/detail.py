@@ -92,6 +92,10 @@ class DetailScreen(OpsScreen):
     def on_screen_suspend(self) -> None:
         self.workers.cancel_group(self, "events")  # no watch for a screen nobody looks at
 
+    def on_screen_resume(self) -> None:
+        if self.description is not None:  # back from the logs on top of it: watch again
+            work(self, self._watch_events(), "events", f"the events of {self.ref.title}")
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return self.ref.kind == "Pod" if action == "logs" else True
 
