@@ -105,6 +105,25 @@ async def test_a_drain_blocked_by_a_budget_names_it_and_is_refused_while_the_loc
     wait_for(
         lambda: kubectl_json(lab, "get", "pdb", "-n", "docfast", "docfast-pdb").get("status"), 30, "the PDB"
     )
+    # From the Nodes panel: e on the node's row; the preflight refuses, naming the budget.
+    from screens.app import Dashboard
+    from screens.panels import Panel
+    from screens.runner import RunnerScreen
+
+    app = Dashboard(load_config(Path(lab.files["console_config"])))
+    async with app.run_test(size=(160, 50)) as pilot:
+        nodes = app.query_one("#panel-nodes", Panel)
+        await _until(pilot, lambda: nodes.table.row_count == 3, 30, "three nodes")
+        nodes.table.focus()
+        nodes.table.move_cursor(row=next(i for i, k in enumerate(nodes.table.rows) if k.value == node))
+        await pilot.press("e")
+        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 10, "the runner screen")
+        screen = app.screen
+        assert isinstance(screen, RunnerScreen)
+        await _until(pilot, lambda: screen.result is not None, 60, "the drain's preflight")
+        assert screen.result is not None and screen.result.verdict == "REFUSED", screen.result
+        assert "held by the PodDisruptionBudget docfast-pdb" in screen.result.summary
+    assert not kubectl_json(lab, "get", "node", node)["spec"].get("unschedulable")  # nothing was done
     code, events, output = _act(lab, tmp_path, "drain", "--target", node, "--yes")
     assert code == 3 and "held by the PodDisruptionBudget docfast-pdb" in output, output[-2000:]
     code, events, output = _act(
