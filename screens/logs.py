@@ -126,13 +126,15 @@ class LogScreen(OpsScreen):
         """One write for the batch (a render per line cost most of a busy log's time), following the end
         only while the view is at it: scrolled up to read, new lines do not pull the view away."""
         self._flush = None
-        if not self.pending:
-            return
+        needle = self.search.lower()
+        lines = [ln for ln in self.pending if needle in ln.lower()] if needle else self.pending
+        self.pending = []
+        if not lines:
+            return  # nothing new, or nothing the search lets through
         view = self.view
         at_end = view.is_vertical_scroll_end or view.max_scroll_y == 0
-        view.write(Text("\n").join(self._text(line) for line in self.pending), scroll_end=at_end)
-        self.shown += len(self.pending)
-        self.pending.clear()
+        view.write(Text("\n").join(self._text(line) for line in lines), scroll_end=at_end)
+        self.shown += len(lines)
 
     def _text(self, line: str) -> Text:
         text = Text(line)
