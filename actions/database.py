@@ -13,7 +13,6 @@ plan says so; unfence starts it again.  Each is journaled and undone by the othe
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,18 +54,13 @@ class _OnDatabase(Action[Any]):
     async def _read(self, run: Run) -> None:
         api = await run.kube()
         cl = await cnpg.cluster(api, self.config)
-        self.primary = str((cl.get("status") or {}).get("currentPrimary") or "")
+        self.primary = cnpg.current_primary(cl)
         self.fenced = cnpg.fenced(cl)
         self.pods = {p["metadata"]["name"]: p for p in await cnpg.instances(api, self.config)}
 
     async def _healthy_primary(self, run: Run, want: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = (await cnpg.cluster(await run.kube(), self.config)).get("status") or {}
-            if st.get("currentPrimary") == want and "healthy" in str(st.get("phase", "")).lower():
-                return
-            await asyncio.sleep(0.5)
-        raise ActionFailed(f"{want} is not the healthy primary after {timeout:.0f} s")
+        if not await cnpg.until_healthy_primary(await run.kube(), self.config, want, timeout):
+            raise ActionFailed(f"{want} is not the healthy primary after {timeout:.0f} s")
 
 
 class Switchover(_OnDatabase):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from console.action import Action, Outcome, Plan, param
 from console.clients import cnpg
-from console.clients.kube import KubeError, request, set_schedulable
+from console.clients.kube import KubeError, pods_on, request, set_schedulable
 from console.config import Config
 from console.drain import evict_all, evictable
 from console.errors import ActionFailed, Refused, UsageError, Verdict
@@ -63,9 +63,7 @@ class _Schedulable(Action[NodeParams]):
                 raise Refused(f"there is no node {self.node}") from None
             raise
         self.now = bool((obj.get("spec") or {}).get("unschedulable"))
-        on_node = {"fieldSelector": f"spec.nodeName={self.node}"}
-        pods = await request(api, "GET", "/api/v1/pods", query=on_node)
-        self.pods = len(pods.get("items", []))
+        self.pods = len(await pods_on(api, self.node))
         return [Check("node-exists", True, True, f"{self.node}: {'cordoned' if self.now else 'schedulable'}")]
 
     async def plan(self, run: Run) -> Plan:
@@ -163,10 +161,7 @@ class Drain(_Schedulable):
     async def preflight(self, run: Run) -> list[Check]:
         checks = await super().preflight(run)
         api = await run.kube()
-        pods = await request(
-            api, "GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={self.node}"}
-        )
-        items = pods.get("items") or []
+        items = await pods_on(api, self.node)
         self.evict = evictable(items, self.node)
         for p in items:
             owner = next((o for o in p["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
@@ -206,22 +201,16 @@ class Drain(_Schedulable):
     async def _database(self, run: Run) -> None:
         api = await run.kube()
         try:
-            cl = await cnpg.cluster(api, self.config)
-            pods = await cnpg.instances(api, self.config)
+            primary, pods = await cnpg.primary_and_instances(api, self.config)
         except KubeError as exc:
             if exc.status == 404:
                 return  # no database cluster (yet): nothing to move
             raise
-        primary = str((cl.get("status") or {}).get("currentPrimary") or "")
-        where = {p["metadata"]["name"]: (p.get("spec") or {}).get("nodeName") for p in pods}
+        where = {name: (p.get("spec") or {}).get("nodeName") for name, p in pods.items()}
         if where.get(primary) != self.node:
             return
         self.primary_here = primary
-        replicas = [
-            p["metadata"]["name"]
-            for p in pods
-            if p["metadata"]["name"] != primary and where[p["metadata"]["name"]] != self.node and is_ready(p)
-        ]
+        replicas = [n for n, p in pods.items() if n != primary and where[n] != self.node and is_ready(p)]
         self.switch_to = replicas[0] if replicas else None
 
     async def plan(self, run: Run) -> Plan:
@@ -268,13 +257,9 @@ class Drain(_Schedulable):
         api = await run.kube()
         run.emit(Progress("switchover", f"switching the primary over to {self.switch_to}"))
         await cnpg.request_switchover(api, self.config, str(self.switch_to))
-        deadline = time.monotonic() + DB_MOVE_TIMEOUT_S
-        while time.monotonic() < deadline:
-            st = (await cnpg.cluster(api, self.config)).get("status") or {}
-            if st.get("currentPrimary") == self.switch_to and "healthy" in str(st.get("phase", "")).lower():
-                run.emit(Log("info", f"{self.switch_to} is the primary now"))
-                return
-            await asyncio.sleep(1.0)
+        if await cnpg.until_healthy_primary(api, self.config, str(self.switch_to), DB_MOVE_TIMEOUT_S):
+            run.emit(Log("info", f"{self.switch_to} is the primary now"))
+            return
         raise ActionFailed(f"the switchover to {self.switch_to} did not finish in {DB_MOVE_TIMEOUT_S:.0f} s")
 
     async def _until_gone(self, run: Run) -> None:
@@ -282,12 +267,9 @@ class Drain(_Schedulable):
         api = await run.kube()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            pods = await request(
-                api, "GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={self.node}"}
-            )
             left = [
                 p
-                for p in pods.get("items") or []
+                for p in await pods_on(api, self.node)
                 if (p["metadata"]["namespace"], p["metadata"]["name"]) in set(self.evict)
             ]
             if not left:
@@ -299,10 +281,7 @@ class Drain(_Schedulable):
         why = await super().verify(run)
         if why:
             return why
-        pods = await request(
-            await run.kube(), "GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={self.node}"}
-        )
-        left = evictable(pods.get("items") or [], self.node)
+        left = evictable(await pods_on(await run.kube(), self.node), self.node)
         return (
             None
             if not left
@@ -365,9 +344,7 @@ class PowerCycle(Action[PowerCycleParams]):
         checks = [Check("server-running", status == "running", True, where)]
         api = await run.kube()
         try:
-            cl = await cnpg.cluster(api, self.config)
-            primary = str((cl.get("status") or {}).get("currentPrimary") or "")
-            pods = {p["metadata"]["name"]: p for p in await cnpg.instances(api, self.config)}
+            primary, pods = await cnpg.primary_and_instances(api, self.config)
             if ((pods.get(primary) or {}).get("spec") or {}).get("nodeName") == self.node:
                 self.primary_here = primary
         except KubeError as exc:

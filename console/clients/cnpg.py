@@ -5,7 +5,9 @@ merge patch of the Cluster's ``status.targetPrimary`` (the operator promotes it)
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 from console.clients.kube import MERGE_PATCH, patch, request
@@ -34,6 +36,27 @@ async def instances(api: Any, config: Config) -> list[dict[str, Any]]:
     sel = f"cnpg.io/cluster={db.cluster},cnpg.io/podRole=instance"
     doc = await request(api, "GET", f"/api/v1/namespaces/{db.namespace}/pods", query={"labelSelector": sel})
     return list(doc.get("items") or [])
+
+
+def current_primary(obj: dict[str, Any]) -> str:
+    return str((obj.get("status") or {}).get("currentPrimary") or "")
+
+
+async def primary_and_instances(api: Any, config: Config) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The current primary's name and the instance pods by name (KubeError 404: no database cluster)."""
+    primary = current_primary(await cluster(api, config))
+    return primary, {p["metadata"]["name"]: p for p in await instances(api, config)}
+
+
+async def until_healthy_primary(api: Any, config: Config, want: str, timeout: float) -> bool:
+    """Until ``want`` is the primary of a healthy cluster (the end of a switchover); False at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = (await cluster(api, config)).get("status") or {}
+        if st.get("currentPrimary") == want and "healthy" in str(st.get("phase", "")).lower():
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def request_switchover(api: Any, config: Config, target: str) -> None:

@@ -118,6 +118,12 @@ async def update_fresh(
     raise AssertionError("unreachable")
 
 
+async def pods_on(api: Any, node: str) -> list[dict[str, Any]]:
+    """Every pod bound to ``node`` (the ``spec.nodeName`` field selector)."""
+    doc = await request(api, "GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={node}"})
+    return list(doc.get("items") or [])
+
+
 async def set_schedulable(api: Any, node: str, schedulable: bool) -> dict[str, Any]:
     """``kubectl cordon`` (False) / ``uncordon`` (True): the node's ``spec.unschedulable``."""
     body = {"spec": {"unschedulable": None if schedulable else True}}
