@@ -1,10 +1,10 @@
 # One entry point for humans and CI.  `make setup` is idempotent: it installs the Debian tools the
-# project drives (borgbackup, hcloud-cli, openssh, PostgreSQL 15) when missing and a project venv.
+# project drives (borgbackup, hcloud-cli, openssh, PostgreSQL 15, PgBouncer) when missing and a project venv.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CODE := opsconsole console actions screens lab
-APT_PACKAGES := borgbackup hcloud-cli openssh-client openssh-server postgresql-15 postgresql-client-15
+APT_PACKAGES := borgbackup hcloud-cli openssh-client openssh-server postgresql-15 postgresql-client-15 pgbouncer
 
 .PHONY: setup system-packages venv lab test unit e2e lint types imports check clean bench
 

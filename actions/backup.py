@@ -41,7 +41,7 @@ from console.action import Action, Inspection, Outcome, P, Plan, param
 from console.clients.borg import BorgError, borg_env, borg_json
 from console.clients.borg_run import BorgResult, borg_run
 from console.clients.kube import request
-from console.clients.pgtools import Primary
+from console.clients.pgtools import DumpSource, Primary
 from console.clients.ssh import connect
 from console.config import BorgRepository, Config
 from console.errors import ActionFailed, Verdict
@@ -149,14 +149,15 @@ async def stream_dumps(
     emit: Callable[[Event], None],
     primary: Primary,
     snapshots: dict[str, str],
+    source: DumpSource,
 ) -> BorgResult:
     """pg_dump into FIFOs that ``borg create --read-special`` reads one after the other: the dumps stream
     into the archive.  Either side failing stops the other — a pg_dump that dies leaves borg waiting on its
     pipe, a borg that dies leaves pg_dump waiting for a reader — and an archive holding a failed dump is
     deleted, so the newest complete archive stays the newest."""
-    procs = {db: await primary.start_dump(db, work / f"{db}.dump", snap) for db, snap in snapshots.items()}
+    jobs = [await primary.start_dump(db, work / f"{db}.dump", snap, source) for db, snap in snapshots.items()]
     upload = asyncio.ensure_future(borg_create(config, r, name, files, work, emit, read_special=True))
-    dumps = [asyncio.ensure_future(Primary.finish_dump(db, p)) for db, p in procs.items()]
+    dumps = [j.task for j in jobs]
     try:
         await asyncio.wait([upload, *dumps], return_when=asyncio.FIRST_EXCEPTION)
         failed = next((t.exception() for t in dumps if t.done() and t.exception()), None)
@@ -169,13 +170,11 @@ async def stream_dumps(
                     ["delete", f"{config.backups.repo_url(r)}::{name}"], borg_env(config.backups, config.ssh)
                 )
             raise failed
-        return await upload  # a BorgError here: the dumps are killed below
+        return await upload  # a BorgError here: the dumps are stopped below
     finally:
-        for p in procs.values():
-            if p.returncode is None:
-                p.kill()
-        for t in dumps:
-            t.cancel()
+        for j in jobs:
+            if not j.task.done():
+                j.kill()
         await asyncio.gather(*dumps, return_exceptions=True)
 
 
@@ -199,7 +198,16 @@ async def backup_db(run: Run) -> dict[str, Any]:
             "sentinel": token,
             "databases": {},
         }
-        emit(StepStarted("dump", f"pg_dump of {', '.join(config.database.databases)} from {meta['primary']}"))
+        await primary.check_tools("pg_dump")
+        source = await primary.dump_source()
+        meta["dump_via"] = config.database.dump_via
+        meta["dumped_from"] = {
+            "instance": source.instance,
+            "role": source.role,
+            "lag_bytes": source.lag_bytes,
+        }
+        where = f"{source.instance} ({source.role}, {config.database.dump_via})"
+        emit(StepStarted("dump", f"pg_dump of {', '.join(config.database.databases)} from {where}"))
         lag = await primary.sql(
             "postgres",
             "SELECT application_name, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
@@ -214,11 +222,19 @@ async def backup_db(run: Run) -> dict[str, Any]:
                 "(token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
             )
             await primary.sql(dbname, f"INSERT INTO {SENTINEL_TABLE} (token) VALUES (%s)", (token,))
+        if not await primary.replayed(source):
+            emit(
+                StepFinished(
+                    "dump", False, f"{source.instance} has not replayed the sentinel: the primary dumps"
+                )
+            )
+            source = await primary.primary_source()
+            meta["dumped_from"] = {"instance": source.instance, "role": source.role, "lag_bytes": 0}
         name = archive_name("db")
         async with contextlib.AsyncExitStack() as snapshots:
             ids = {}
             for dbname in dbs:
-                ids[dbname], counts = await snapshots.enter_async_context(primary.snapshot(dbname))
+                ids[dbname], counts = await snapshots.enter_async_context(primary.snapshot(dbname, source))
                 meta["databases"][dbname] = {"row_counts": counts, "snapshot": ids[dbname]}
                 os.mkfifo(work / f"{dbname}.dump", 0o600)
             (work / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -226,7 +242,7 @@ async def backup_db(run: Run) -> dict[str, Any]:
             run.step("dump", "done", {"primary": meta["primary"]})
             emit(StepStarted("upload", f"pg_dump streamed into borg create {r.name}::{name}"))
             files = [f"{d}.dump" for d in dbs] + ["meta.json"]
-            result = await stream_dumps(config, r, name, files, work, emit, primary, ids)
+            result = await stream_dumps(config, r, name, files, work, emit, primary, ids, source)
         stats = result.json().get("archive", {}).get("stats", {})
         emit(
             StepFinished(
@@ -239,6 +255,8 @@ async def backup_db(run: Run) -> dict[str, Any]:
             "archive": name,
             "borg": result.verdict,
             "primary": meta["primary"],
+            "dumped_from": meta["dumped_from"],
+            "dump_via": meta["dump_via"],
             "replica_lag_bytes": meta["replica_lag_bytes"],
         }
     finally:

@@ -167,8 +167,10 @@ class Drain(_Schedulable):
             owner = next((o for o in p["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
             key = (p["metadata"]["namespace"], p["metadata"]["name"])
             self.owners[key] = _successor(owner)
-        self.held = await self._held_by_budgets(api, items)
         await self._database(run)
+        # The primary is held by CNPG's <cluster>-primary budget until the switchover moves it: not a hold.
+        moved = self.primary_here if self.switch_to else None
+        self.held = await self._held_by_budgets(api, [p for p in items if p["metadata"]["name"] != moved])
         if self.primary_here and not self.switch_to:
             why = (
                 f"the primary {self.primary_here} runs on {self.node} and no ready replica runs elsewhere: "

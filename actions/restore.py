@@ -124,6 +124,7 @@ class VerifyRestore(BorgAction[BorgParams]):
         try:
             t0 = time.time()
             name, taken = await _latest(config, "db", self.env, "latest")
+            await primary.check_tools("pg_restore")
             dbname = config.database.databases[0]
             emit(StepStarted("extract", f"borg extract {name}: {dbname}.dump, meta.json"))
             await _extract(config, "db", name, self.env, [f"{dbname}.dump", "meta.json"], work)
@@ -277,10 +278,12 @@ class Restore(BorgAction[RestoreParams]):
         try:
             t0 = time.time()
             name, _ = await _latest(config, "db", self.env, self.params.archive)
+            await primary.check_tools("pg_dump", "pg_restore")
             if self.production:
                 emit(StepStarted("safety", f"safety archive of {target} before it is replaced"))
                 safety = archive_name(f"safety-{target}")
-                async with primary.snapshot(target) as (snap, _):  # streamed, as every dump (backup.py)
+                source = await primary.primary_source()  # the newest state of what is about to be replaced
+                async with primary.snapshot(target, source) as (snap, _):  # streamed, as every dump
                     os.mkfifo(work / f"{target}.dump", 0o600)
                     await stream_dumps(
                         config,
@@ -291,6 +294,7 @@ class Restore(BorgAction[RestoreParams]):
                         emit,
                         primary,
                         {target: snap},
+                        source,
                     )
                 run.step("safety", "done", {"archive": safety})
                 emit(StepFinished("safety", True, f"{safety} stored"))

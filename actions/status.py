@@ -18,9 +18,22 @@ from typing import Any, TypeVar
 from console.action import Inspection, NoParams, Outcome
 from console.config import Config
 from console.errors import Verdict
-from console.model import BackupRepo, Database, LoadBalancer, Node, Replication, Snapshot
+from console.model import (
+    BackupRepo,
+    Database,
+    DbCertificate,
+    DbInstance,
+    DbPooler,
+    DisruptionBudget,
+    LoadBalancer,
+    Node,
+    Replication,
+    ReplicationSlot,
+    Snapshot,
+)
 from console.report import Block, Report, Section, to_document
 from console.runner import Run
+from console.units import duration
 
 T = TypeVar("T")
 
@@ -55,6 +68,13 @@ def _each(label: str, items: Sequence[T], say: Callable[[T], str], unknown: str)
     return [head + say(i) for i in items] or [f"{head}unknown ({unknown})"]
 
 
+def _listed(label: str, items: Sequence[T] | None, say: Callable[[T], str], unknown: str) -> list[str]:
+    """As :func:`_each`, for a fact that can be known to be empty: None is unknown, empty is "none"."""
+    if items is not None and not items:
+        return [f"{label + ':':<11}none"]
+    return _each(label, items or (), say, unknown)
+
+
 def _node(n: Node) -> str:
     state = "Ready" if n.ready else "unknown" if n.ready is None else "NotReady"
     server = "" if n.hetzner_status in (None, "running") else f" server {n.hetzner_status}"
@@ -62,21 +82,94 @@ def _node(n: Node) -> str:
 
 
 def _database(db: Database | None) -> list[str]:
+    """The database at ``kubectl cnpg status -v`` depth, a line per fact (instance, replica, slot, PDB,
+    certificate, pooler); what was not seen says so."""
     if db is None:
         return _each("database", [], str, "no CNPG cluster seen")
-    head = (
+    seen = [db] if db.system_id or db.current_lsn else []
+    slots = [(r.instance, s) for r in db.replication for s in r.slots] if seen else None
+    replicas = [r for r in db.replication if r.role != "primary"]
+    return [
+        _database_head(db),
+        *_each("postgres", seen, _server, "PostgreSQL did not answer"),
+        *_each("instance", db.members, _instance, "no instance listed"),
+        *_each("replica", replicas, _replica, "PostgreSQL did not answer"),
+        *_listed("slot", slots, _slot, "PostgreSQL did not answer"),
+        *_listed("pdb", db.disruption_budgets, _budget, "PodDisruptionBudgets not listed"),
+        *_listed("db-cert", db.certificates, _db_cert, "the Cluster's status names none"),
+        *_each(
+            "pooler", [db.pooler] if db.pooler else [], lambda p: _pooler(p, db), "the Pooler was not seen"
+        ),
+    ]
+
+
+def _database_head(db: Database) -> str:
+    flags = [f"SWITCHOVER to {db.target_primary}"] if db.switchover else []
+    flags += ["HIBERNATED"] if db.hibernated else []
+    flags += [f"fenced {', '.join(db.fenced)}"] if db.fenced else []
+    return (
         f"database:  {db.cluster} {db.phase}, primary {db.primary}, timeline {db.timeline}, "
-        f"{db.ready_instances}/{db.instances} ready"
+        f"{db.ready_instances}/{db.instances} ready, image {db.image or '?'}, primary since "
+        f"{db.primary_since or '?'} (uptime {duration(db.primary_uptime_s)})"
+        + "".join(f", {f}" for f in flags)
     )
-    return [head, *_each("replica", [r for r in db.replication if r.role != "primary"], _replica,
-                         "PostgreSQL did not answer")]  # fmt: skip
+
+
+def _server(db: Database) -> str:
+    return (
+        f"system id {db.system_id or '?'}, WAL {db.wal_file or '?'} at {db.current_lsn or '?'}, "
+        f"primary's PostgreSQL started {db.primary_started_at or '?'}"
+    )
+
+
+def _instance(m: DbInstance) -> str:
+    restarts = "?" if m.restarts is None else m.restarts
+    fenced = ", FENCED" if m.fenced else ""
+    return (
+        f"{m.name} {m.role} {m.status or '?'}, {'ready' if m.ready else 'NOT ready'} on {m.node or '?'}, "
+        f"QoS {m.qos or '?'}, {restarts} restarts{fenced}"
+    )
 
 
 def _replica(r: Replication) -> str:
     if r.role == "unreachable":
         return f"{r.instance} unreachable: {r.error}"
     lag_s = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
-    return f"{r.instance} {r.state}, {r.lag_bytes} bytes behind{lag_s}"
+    lsns = " ".join(
+        f"{k} {v or '?'}"
+        for k, v in zip(
+            ("sent", "write", "flush", "replay"),
+            (r.sent_lsn, r.write_lsn, r.flush_lsn, r.replay_lsn),
+            strict=True,
+        )
+    )
+    slot = f"slot {r.slot} retains {r.slot_retained_bytes} bytes" if r.slot else "slot ?"
+    return (
+        f"{r.instance} {r.state}, {r.lag_bytes} bytes behind{lag_s}; receiver {r.receiver or '?'}, "
+        f"{r.sync_state or '?'}, {lsns}; {slot}"
+    )
+
+
+def _slot(item: tuple[str, ReplicationSlot]) -> str:
+    on, s = item
+    retained = "?" if s.retained_bytes is None else f"{s.retained_bytes} bytes"
+    return f"{s.name} on {on} {'active' if s.active else 'INACTIVE'}, retains {retained}"
+
+
+def _budget(b: DisruptionBudget) -> str:
+    allowed = "?" if b.disruptions_allowed is None else b.disruptions_allowed
+    bound = f"minAvailable {b.min_available}" if b.min_available else f"maxUnavailable {b.max_unavailable}"
+    return f"{b.name} {allowed} disruptions allowed ({bound})"
+
+
+def _db_cert(c: DbCertificate) -> str:
+    return f"{c.name} expires {c.not_after} ({'?' if c.days_left is None else f'{c.days_left:g}'} days)"
+
+
+def _pooler(p: DbPooler, db: Database) -> str:
+    ready = sum(1 for x in db.poolers if x.ready)
+    paused = "PAUSED" if p.paused else "not paused"
+    return f"{p.name} {p.type or '?'} {p.mode or '?'}, {paused}, {ready}/{p.instances or '?'} pods ready"
 
 
 def _backup(b: BackupRepo) -> str:

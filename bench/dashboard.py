@@ -8,9 +8,12 @@
   focus or cursor moved ("handled") and to the next frame painted ("answered", p95 ≤ 100 ms), cursor keys
   and focus changes apart; how far the view is behind (a pod flipped through the API to its cell, ≤ 1 s);
   resident memory (≤ 300 MB); then the Pods panel focused and filtered (``/scale``), its cursor keys;
-* Hetzner requests in a steady-state hour (≤ 360), from the poller's own count over a measured window.
+* Hetzner requests in a steady-state hour (≤ 360), from the poller's own count over a measured window;
+* snapshot build at seed size (``--build``, no lab): the seed's store as the unit tests fill it
+  (tests/unit/seed_state.py, with CNPG's PDBs and the Pooler), built as ``--action status`` builds it, and
+  the Database part of it alone (the Database depth of #21 may add at most 10 ms).
 
-Run: ``python -m bench.dashboard [--scale | --scale-only]`` (the scale run takes ~2 minutes).
+Run: ``python -m bench.dashboard [--scale | --scale-only | --build]`` (the scale run takes ~2 minutes).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -354,11 +358,42 @@ def _figures(label: str, xs: list[float], goal: str) -> str:
     )
 
 
-def main(scale: bool = False, scale_only: bool = False) -> None:
+def main(scale: bool = False, scale_only: bool = False, build_only: bool = False) -> None:
+    if build_only:
+        _build()
+        return
     if not scale_only:
         _start_up()
     if scale or scale_only:
         _scale_run()
+
+
+def _build(runs: int = 3000) -> None:
+    """Snapshot build at seed size, from a store filled in memory: no lab, no sources."""
+    from console.config import load_config
+    from console.snapshot import build, database, pod_index
+    from console.store import ClusterStore
+    from tests.unit.seed_state import budgets, fill, pooler
+
+    config = load_config(ROOT / "config.toml")
+    store = ClusterStore()
+    for part in (fill, budgets, pooler):
+        part(store)
+    index = pod_index(store)
+    now = datetime.now(UTC)
+    for label, call in (
+        ("snapshot build (seed size)", lambda: build(store, config, "bench")),
+        ("  of which the database   ", lambda: database(store, config, index, now)),
+    ):
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t0) * 1000)
+        print(
+            f"{label}: median {statistics.median(times):.3f} ms, p95 {_pct(times, 0.95):.3f} ms, "
+            f"max {max(times):.3f} ms over {runs} builds"
+        )
 
 
 def _start_up() -> None:
@@ -429,4 +464,4 @@ def _scale_run() -> None:
 
 
 if __name__ == "__main__":
-    main(scale="--scale" in sys.argv, scale_only="--scale-only" in sys.argv)
+    main(scale="--scale" in sys.argv, scale_only="--scale-only" in sys.argv, build_only="--build" in sys.argv)

@@ -146,6 +146,9 @@ class DatabaseConfig(_Model):
     credentials_secret: str
     superuser_secret: str
     max_replica_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    # A replication slot keeps every WAL file from its restart LSN on: one whose replica is gone or stuck
+    # fills the primary's 10Gi volume.  More than this retained is a finding (db-slot-retention).
+    max_slot_retained_bytes: int = Field(1024 * 1024 * 1024, ge=0)
     # How the console reaches PostgreSQL: an SSH tunnel through this node alias (OpenSSH config) to each
     # instance pod's IP and port, as the superuser from ``superuser_secret`` (a Kubernetes secret).
     tunnel_via: str = "k3s-mgr"
@@ -153,6 +156,10 @@ class DatabaseConfig(_Model):
     # CNPG's pg_hba accepts only TLS ("hostssl"); the lab's PostgreSQL speaks plain TCP on loopback.
     sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "require"
     poll_interval_s: float = Field(5.0, gt=0)
+    # Where pg_dump/pg_restore run: "exec" in the instance pod (the server's own binaries, through the
+    # Kubernetes exec subresource), or "local" on this machine (refused when its tools are older than the
+    # server: pg_dump cannot dump a newer major version).
+    dump_via: Literal["exec", "local"] = "exec"
 
 
 class BorgRepository(_Model):

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from console.clients.kube import KubeError, request, stream_lines
-from console.model import Snapshot
+from console.model import Database, Replication, Snapshot
+from console.units import duration, size
 
 # kind → (API prefix, plural, namespaced)
 KINDS: dict[str, tuple[str, str, bool]] = {
@@ -34,6 +35,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "Certificate": ("/apis/cert-manager.io/v1", "certificates", True),
     "Cluster": ("/apis/postgresql.cnpg.io/v1", "clusters", True),
     "Pooler": ("/apis/postgresql.cnpg.io/v1", "poolers", True),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
 }
 WORKLOAD_KINDS = {"deployment": "Deployment", "daemonset": "DaemonSet", "statefulset": "StatefulSet"}
 MASK = "••••••"
@@ -78,7 +80,7 @@ def ref_for(panel: str, key: str, snapshot: Snapshot | None, db_namespace: str) 
         )
         return ObjectRef(WORKLOAD_KINDS.get(kind, "Deployment"), name, ns)
     if panel == "database":
-        return ObjectRef("Pod", key, db_namespace)
+        return _database_ref(key, snapshot, db_namespace)
     if panel == "lb" and snapshot is not None and snapshot.load_balancer is not None:
         target = next((t for t in snapshot.load_balancer.targets if str(t.server_id) == key), None)
         return ObjectRef("Node", target.name) if target is not None else None
@@ -90,6 +92,21 @@ def ref_for(panel: str, key: str, snapshot: Snapshot | None, db_namespace: str) 
     if panel == "findings" and snapshot is not None:
         return _finding_ref(key, snapshot)
     return None
+
+
+def _database_ref(key: str, snapshot: Snapshot | None, namespace: str) -> ObjectRef:
+    """A Database row's object (the keys of screens/panels.py database_rows): the cluster's and its
+    certificates' rows the Cluster, ``pdb:NAME`` a PodDisruptionBudget, ``pooler:NAME`` the Pooler; an
+    instance's or a pooler pod's row its pod (pod names hold no colon)."""
+    kind, _, name = key.partition(":")
+    if kind == "pdb":
+        return ObjectRef("PodDisruptionBudget", name, namespace)
+    if kind == "pooler":
+        return ObjectRef("Pooler", name, namespace)
+    db = snapshot.database if snapshot is not None else None
+    if kind == "certs" or (db is not None and key == db.cluster):
+        return ObjectRef("Cluster", name or key, namespace)
+    return ObjectRef("Pod", key, namespace)
 
 
 def _finding_ref(key: str, snapshot: Snapshot) -> ObjectRef | None:
@@ -208,6 +225,8 @@ async def describe(
         sections += await _workload(reader, obj)
     elif ref.kind == "Certificate":
         sections.append(_certificate(obj))
+    elif ref.kind in ("Cluster", "Pooler", "PodDisruptionBudget"):
+        sections += _database_object(ref, snapshot)
     return Description(ref, obj, sections)
 
 
@@ -334,23 +353,176 @@ def _pod(obj: dict[str, Any], snapshot: Snapshot | None) -> list[Section]:
 
 
 def _instance(name: str, snapshot: Snapshot) -> Section:
-    """A CNPG instance's place in the database: its role, its replication row, the pooler in front."""
+    """A CNPG instance's place in the database: its role and CNPG status, its PostgreSQL's own reading
+    (replication, LSNs, slot), the pooler in front."""
     db = snapshot.database
     assert db is not None
     rows: list[tuple[str, ...]] = []
     member = next((m for m in db.members if m.name == name), None)
     if member is not None:
-        rows.append(("Role", member.role))
+        rows += [
+            ("Role", member.role + (" (FENCED)" if member.fenced else "")),
+            ("CNPG status", _q(member.status)),
+            ("QoS", _q(member.qos)),
+            ("Restarts", _q(member.restarts)),
+            ("Container started", _q(member.started_at)),
+        ]
     for r in db.replication:
         if r.instance == name:
-            lag = "" if r.lag_bytes is None else f"{r.lag_bytes} bytes"
-            secs = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
-            rows.append(("Replication", f"{r.role} {r.state} LSN {r.lsn} {lag}{secs}".strip()))
+            rows += _replication_rows(r)
     for p in db.poolers:
         rows.append(
             ("Pooler in front", f"{p.name} on {p.node or '-'} ({'ready' if p.ready else 'NOT READY'})")
         )
     return Section("Database instance", ("field", "value"), rows)
+
+
+def _q(value: object) -> str:
+    """A value as shown; unknown is "?", never blank or zero."""
+    return "?" if value is None else str(value)
+
+
+def _lag(seconds: float | None, r: Replication) -> str:
+    """pg_stat_replication's lag: NULL for a listed sender is an idle, caught-up stream."""
+    if seconds is None:
+        return "idle" if r.sent_lsn is not None else "?"
+    return f"{seconds:.3f} s"
+
+
+def _replication_rows(r: Replication) -> list[tuple[str, ...]]:
+    lag = "" if r.lag_bytes is None else f"{r.lag_bytes} bytes"
+    secs = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
+    rows: list[tuple[str, ...]] = [
+        ("Replication", f"{r.role} {r.state} LSN {r.lsn} {lag}{secs}".strip()),
+        ("System ID", _q(r.system_id)),
+        ("PostgreSQL started", _q(r.started_at)),
+    ]
+    if r.role == "primary":
+        rows.append(("Current WAL file", _q(r.wal_file)))
+    if r.role == "replica":
+        lsns = " / ".join(map(_q, (r.sent_lsn, r.write_lsn, r.flush_lsn, r.replay_lsn)))
+        lags = " / ".join(_lag(s, r) for s in (r.write_lag_s, r.flush_lag_s, r.lag_seconds))
+        rows += [
+            ("WAL receiver", _q(r.receiver)),
+            ("Sync state", _q(r.sync_state)),
+            ("Sent / write / flush / replay LSN", lsns),
+            ("Write / flush / replay lag", lags),
+            ("Slot", f"{_q(r.slot)}, retains {size(r.slot_retained_bytes)}"),
+        ]
+    return rows
+
+
+def _database_object(ref: ObjectRef, snapshot: Snapshot | None) -> list[Section]:
+    """The database as ``kubectl cnpg status -v`` shows it, under its Cluster, Pooler or PDB rows."""
+    db = snapshot.database if snapshot is not None else None
+    if db is None or ref.namespace != db.namespace or (ref.kind == "Cluster" and ref.name != db.cluster):
+        return []
+    if ref.kind == "Pooler":
+        return [_pooler(db)]
+    if ref.kind == "PodDisruptionBudget":
+        return [_budgets(db)]
+    return [_cluster(db), _instances(db), _streams(db), _slots(db), _certificates(db), _budgets(db),
+            _pooler(db)]  # fmt: skip
+
+
+def _cluster(db: Database) -> Section:
+    switchover = f"in progress, to {db.target_primary}" if db.switchover else "no"
+    rows = [
+        ("Phase", db.phase),
+        ("System ID", _q(db.system_id)),
+        ("Image", _q(db.image)),
+        ("Primary", db.primary or "?"),
+        ("Primary since", f"{_q(db.primary_since)} (uptime {duration(db.primary_uptime_s)})"),
+        ("PostgreSQL started", _q(db.primary_started_at)),
+        ("Timeline", _q(db.timeline)),
+        ("Current WAL file", _q(db.wal_file)),
+        ("Current LSN", _q(db.current_lsn)),
+        ("Ready instances", f"{db.ready_instances}/{db.instances}"),
+        ("Switchover", switchover),
+        ("Fenced", ", ".join(db.fenced) or "none"),
+        ("Hibernated", "YES" if db.hibernated else "no"),
+    ]
+    return Section("Database cluster", ("field", "value"), rows)
+
+
+def _instances(db: Database) -> Section:
+    started = {r.instance: r.started_at for r in db.replication}
+    rows = [
+        (m.name, m.role, _q(m.status), _q(m.qos), m.node or "-", "yes" if m.ready else "NO", _q(m.restarts),
+         "YES" if m.fenced else "no", _q(started.get(m.name)))
+        for m in db.members
+    ]  # fmt: skip
+    columns = (
+        "instance",
+        "role",
+        "status",
+        "QoS",
+        "node",
+        "ready",
+        "restarts",
+        "fenced",
+        "PostgreSQL started",
+    )
+    return Section("Instances", columns, rows)
+
+
+def _streams(db: Database) -> Section:
+    rows = [
+        (r.instance, r.state, _q(r.receiver), _q(r.sync_state), _q(r.sent_lsn), _q(r.write_lsn),
+         _q(r.flush_lsn), _q(r.replay_lsn), _lag(r.write_lag_s, r), _lag(r.flush_lag_s, r),
+         _lag(r.lag_seconds, r), size(r.lag_bytes), _q(r.slot), size(r.slot_retained_bytes))
+        for r in db.replication
+        if r.role == "replica"
+    ]  # fmt: skip
+    columns = ("replica", "state", "receiver", "sync", "sent LSN", "write LSN", "flush LSN", "replay LSN",
+               "write lag", "flush lag", "replay lag", "behind", "slot", "slot retains")  # fmt: skip
+    return Section("Streaming replication", columns, rows)
+
+
+def _slots(db: Database) -> Section:
+    rows = [
+        (s.name, r.instance, s.type, "yes" if s.active else "NO", _q(s.restart_lsn), size(s.retained_bytes))
+        for r in db.replication
+        for s in r.slots
+    ]
+    return Section("Replication slots", ("slot", "on", "type", "active", "restart LSN", "retains"), rows)
+
+
+def _certificates(db: Database) -> Section:
+    rows = [(c.name, c.not_after, _q(c.days_left)) for c in db.certificates or ()]
+    if db.certificates is None:
+        rows = [("?", "the Cluster's status names no certificate", "?")]
+    return Section("Certificates", ("secret", "expires", "days left"), rows)
+
+
+def _budgets(db: Database) -> Section:
+    rows = [
+        (b.name, _q(b.min_available), _q(b.max_unavailable), _q(b.disruptions_allowed),
+         f"{_q(b.current_healthy)}/{_q(b.desired_healthy)}")
+        for b in db.disruption_budgets or ()
+    ]  # fmt: skip
+    if db.disruption_budgets is None:
+        rows = [("?", "", "", "?", "PodDisruptionBudgets not listed")]
+    columns = ("budget", "minAvailable", "maxUnavailable", "disruptions allowed", "healthy/desired")
+    return Section("PodDisruptionBudgets", columns, rows)
+
+
+def _pooler(db: Database) -> Section:
+    p = db.pooler
+    if p is None:
+        return Section("Pooler", ("field", "value"), [("Pooler", "not seen")])
+    rows = [
+        ("Name", p.name),
+        ("Type", _q(p.type)),
+        ("Pool mode", _q(p.mode)),
+        ("Paused", "YES" if p.paused else "no"),
+        ("Instances", f"{sum(1 for x in db.poolers if x.ready)} ready of {_q(p.instances)}"),
+        *(
+            (f"Pod {x.name}", f"on {x.node or '-'}, {'ready' if x.ready else 'NOT READY'}")
+            for x in db.poolers
+        ),
+    ]
+    return Section("Pooler", ("field", "value"), rows)
 
 
 async def _workload(reader: Reader, obj: dict[str, Any]) -> list[Section]:

@@ -12,8 +12,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from console.config import Config
-from console.model import BackupRepo, DnsCheck, Finding, LoadBalancer, Pod, Replication, Severity, Snapshot
+from console.model import (
+    BackupRepo,
+    Database,
+    DbInstance,
+    DnsCheck,
+    Finding,
+    LoadBalancer,
+    Pod,
+    Replication,
+    Severity,
+    Snapshot,
+)
 from console.store import ClusterStore
+from console.units import size
 
 
 def _replication_findings(replication: tuple[Replication, ...], config: Config) -> list[Finding]:
@@ -24,10 +36,8 @@ def _replication_findings(replication: tuple[Replication, ...], config: Config) 
             out.append(
                 Finding(Severity.WARNING, "db-instance-unreachable", r.instance, r.error or "unreachable")
             )
-        elif r.role == "replica" and r.state != "streaming":
-            out.append(
-                Finding(Severity.CRITICAL, "replica-not-streaming", r.instance, f"WAL receiver is {r.state}")
-            )
+        elif r.role == "replica" and (r.state != "streaming" or r.receiver not in (None, "streaming")):
+            out.append(Finding(Severity.CRITICAL, "replica-not-streaming", r.instance, _not_streaming(r)))
         if r.role == "replica" and r.lag_bytes is not None and r.lag_bytes > bound:
             out.append(
                 Finding(
@@ -37,11 +47,95 @@ def _replication_findings(replication: tuple[Replication, ...], config: Config) 
                     f"{r.lag_bytes / 1048576:.1f} MiB behind the primary (bound {bound / 1048576:g} MiB)",
                 )
             )
+        out.extend(_slot_findings(r, config.database.max_slot_retained_bytes))
     if replication and not any(r.role == "primary" for r in replication):
         out.append(
             Finding(Severity.CRITICAL, "no-primary", config.database.cluster, "no instance is primary")
         )
     return out
+
+
+def _not_streaming(r: Replication) -> str:
+    """Why a replica is not streaming, in the words of the side that says so: its own WAL receiver
+    (pg_stat_wal_receiver: "WAL receiver down") first, else the primary's WAL sender for it.  One finding
+    for both: they are two views of one stream."""
+    if r.receiver not in (None, "streaming"):
+        return f"WAL receiver is {r.receiver}"
+    return f"WAL receiver is {r.state}" if r.receiver is None else f"the primary's WAL sender is {r.state}"
+
+
+def _slot_findings(r: Replication, bound: int) -> list[Finding]:
+    """A slot on the primary holding back more WAL than ``bound``: the WAL stays on the primary's volume
+    until the slot's consumer catches up, or the slot is dropped."""
+    return [
+        Finding(
+            Severity.WARNING,
+            "db-slot-retention",
+            s.name,
+            f"slot {s.name} ({'active' if s.active else 'inactive'}) on {r.instance} retains "
+            f"{size(s.retained_bytes)} of WAL (bound {size(bound)})",
+        )
+        for s in r.slots
+        if r.role == "primary" and s.retained_bytes is not None and s.retained_bytes > bound
+    ]
+
+
+def _database_findings(db: Database, config: Config, now: datetime) -> list[Finding]:
+    out = []
+    if db.phase != "Cluster in healthy state":
+        sev = Severity.CRITICAL if db.ready_instances == 0 or db.phase == "Failing over" else Severity.WARNING
+        out.append(Finding(sev, "database-degraded", db.cluster, f"{db.cluster}: {db.phase}"))
+    shared = _shared_nodes(db.members)
+    if shared:
+        out.append(
+            Finding(Severity.WARNING, "db-single-node", db.cluster, f"instances share a node: {shared}")
+        )
+    for name in db.fenced:
+        role = next((m.role for m in db.members if m.name == name), "instance")
+        out.append(
+            Finding(
+                Severity.CRITICAL if role == "primary" else Severity.WARNING,
+                "db-instance-fenced",
+                name,
+                f"{name} ({role}) is fenced: its PostgreSQL is stopped until it is unfenced",
+            )
+        )
+    out.extend(_primary_restarted(db, now))
+    out.extend(_replication_findings(db.replication, config))
+    return out
+
+
+def _shared_nodes(members: tuple[DbInstance, ...]) -> str:
+    """``main-db-1, main-db-2 on k3s-w1`` for each node holding more than one instance (losing that node
+    loses them all, and the local-path volumes with them); empty when every instance has a node of its
+    own."""
+    on: dict[str, list[str]] = {}
+    for m in members:
+        if m.node:
+            on.setdefault(m.node, []).append(m.name)
+    return "; ".join(f"{', '.join(names)} on {node}" for node, names in sorted(on.items()) if len(names) > 1)
+
+
+RECENT_RESTART_S = 3600  # a primary that started within the hour restarted (or was just created)
+
+
+def _primary_restarted(db: Database, now: datetime) -> list[Finding]:
+    """The primary's PostgreSQL (its postmaster start time) or its pod's postgres container started
+    within the hour; neither known is no finding (the Database panel shows it as unknown)."""
+    member = next((m for m in db.members if m.name == db.primary), None)
+    stamps = [db.primary_started_at, member.started_at if member else None]
+    ago = min((a for s in stamps if (a := _ago_s(s, now)) is not None), default=None)
+    if ago is None or ago >= RECENT_RESTART_S:
+        return []
+    return [
+        Finding(
+            Severity.WARNING,
+            "db-primary-restarted",
+            db.primary,
+            f"the primary {db.primary} started {ago / 60:.0f} min ago (PostgreSQL restarted or the pod was "
+            "re-created)",
+        )
+    ]
 
 
 def _backup_findings(backups: tuple[BackupRepo, ...]) -> list[Finding]:
@@ -225,18 +319,8 @@ def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime)
                         Severity.WARNING, "lb-target-unhealthy", t.name, f"{t.name} is unhealthy at {lb.name}"
                     )
                 )
-    db = snap.database
-    if db is not None:
-        if db.phase != "Cluster in healthy state":
-            sev = (
-                Severity.CRITICAL
-                if db.ready_instances == 0 or db.phase == "Failing over"
-                else Severity.WARNING
-            )
-            add(Finding(sev, "database-degraded", db.cluster, f"{db.cluster}: {db.phase}"))
-        if len({m.node for m in db.members if m.node}) < len(db.members):
-            add(Finding(Severity.WARNING, "db-single-node", db.cluster, "database instances share a node"))
-        out.extend(_replication_findings(db.replication, config))
+    if snap.database is not None:
+        out.extend(_database_findings(snap.database, config, now))
     out.extend(_backup_findings(snap.backups))
     out.extend(_dns_findings(snap.dns, snap.load_balancer, config.hetzner.load_balancer.public_ipv4))
     for h in snap.ha:

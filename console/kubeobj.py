@@ -3,9 +3,13 @@ dashboard's snapshot and the actions share one reading of each."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from console.errors import UsageError
+
+FENCED = "cnpg.io/fencedInstances"
+HIBERNATION = "cnpg.io/hibernation"
 
 
 def split_target(action: str, target: str | None, what: str) -> tuple[str, str]:
@@ -22,6 +26,22 @@ def is_ready(obj: dict[str, Any]) -> bool:
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (obj.get("status") or {}).get("conditions") or []
     )
+
+
+def fenced(obj: dict[str, Any]) -> list[str]:
+    """The names in a CNPG Cluster's ``cnpg.io/fencedInstances`` annotation (a JSON list; ``"*"`` fences
+    every instance), as written: an annotation that is not a JSON list fences nothing, as for CNPG."""
+    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(FENCED)
+    try:
+        names = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def hibernated(obj: dict[str, Any]) -> bool:
+    """A CNPG Cluster hibernated by ``cnpg.io/hibernation: "on"`` (its instances are shut down)."""
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(HIBERNATION) == "on"
 
 
 def rolled_out(d: dict[str, Any]) -> bool:

@@ -80,10 +80,30 @@ class Workload:
 
 @dataclass(frozen=True)
 class DbInstance:
+    """One CNPG instance as Kubernetes and the Cluster's status report it."""
+
     name: str
     role: str
     node: str | None
     ready: bool
+    status: str | None = (
+        None  # the Cluster's instancesStatus: healthy | replicating | failed (None: unlisted)
+    )
+    qos: str | None = None  # the pod's status.qosClass
+    restarts: int | None = None  # its containers' restartCount (None: no container status yet)
+    started_at: str | None = None  # the postgres container's state.running.startedAt
+    fenced: bool = False  # named (or "*") in the Cluster's cnpg.io/fencedInstances
+
+
+@dataclass(frozen=True)
+class ReplicationSlot:
+    """A slot on the primary (pg_replication_slots): WAL from its restart LSN on is kept for it."""
+
+    name: str
+    type: str  # physical | logical
+    active: bool
+    restart_lsn: str | None
+    retained_bytes: int | None  # the primary's current LSN minus restart_lsn (None: it reserves no WAL)
 
 
 @dataclass(frozen=True)
@@ -92,15 +112,65 @@ class Replication:
 
     instance: str
     role: str  # primary | replica | unreachable
-    state: str  # primary: "primary"; replica: streaming | stopped | catchup | … (pg_stat_wal_receiver)
+    state: str  # primary: "primary"; replica: the primary's WAL sender state, else its own receiver's
     lsn: str | None  # primary: current WAL LSN; replica: last replayed LSN
     lag_bytes: int | None  # replicas: primary's current LSN minus this replica's replay LSN
     lag_seconds: float | None  # replicas: pg_stat_replication.replay_lag (None when idle and caught up)
     error: str | None = None
+    system_id: str | None = None  # pg_control_system().system_identifier
+    started_at: str | None = None  # pg_postmaster_start_time(): when this PostgreSQL last started
+    wal_file: str | None = None  # primary: pg_walfile_name(pg_current_wal_lsn())
+    receiver: str | None = None  # replica: its own pg_stat_wal_receiver.status ("stopped": no receiver)
+    # A replica as the primary's pg_stat_replication reports it (None: the primary lists no such sender).
+    sent_lsn: str | None = None
+    write_lsn: str | None = None
+    flush_lsn: str | None = None
+    replay_lsn: str | None = None
+    write_lag_s: float | None = None
+    flush_lag_s: float | None = None
+    sync_state: str | None = None  # async | potential | sync | quorum
+    slot: str | None = None  # replica: its slot on the primary
+    slot_retained_bytes: int | None = None  # replica: the WAL that slot keeps on the primary
+    slots: tuple[ReplicationSlot, ...] = ()  # primary: every slot it holds
+
+
+@dataclass(frozen=True)
+class DisruptionBudget:
+    """A PodDisruptionBudget of the database cluster (CNPG's ``<cluster>-primary`` and ``<cluster>``)."""
+
+    name: str
+    min_available: str | None
+    max_unavailable: str | None
+    disruptions_allowed: int | None  # status.disruptionsAllowed (None: the controller has not said)
+    current_healthy: int | None
+    desired_healthy: int | None
+
+
+@dataclass(frozen=True)
+class DbCertificate:
+    """A certificate CNPG keeps for the cluster (status.certificates.expirations: its secret's name)."""
+
+    name: str
+    not_after: str  # as CNPG writes it: "2026-03-02 10:00:00 +0000 UTC"
+    days_left: float | None  # None: the date could not be read
+
+
+@dataclass(frozen=True)
+class DbPooler:
+    """The PgBouncer Pooler in front of the cluster, from its spec (its pods are Database.poolers)."""
+
+    name: str
+    type: str | None  # rw | ro
+    instances: int | None  # spec.instances: how many pods it wants
+    mode: str | None  # spec.pgbouncer.poolMode
+    paused: bool  # spec.pgbouncer.paused (absent: not paused)
 
 
 @dataclass(frozen=True)
 class Database:
+    """The CNPG cluster at ``kubectl cnpg status -v`` depth: the Cluster's status and annotations, its
+    pods, PDBs and Pooler (Kubernetes), and the servers' own readings (``replication``, PostgreSQL)."""
+
     cluster: str
     namespace: str
     phase: str
@@ -112,6 +182,20 @@ class Database:
     poolers: tuple[Pod, ...]
     last_backup: str | None
     replication: tuple[Replication, ...] = ()
+    image: str | None = None  # status.image
+    system_id: str | None = None  # the primary's, from PostgreSQL
+    primary_since: str | None = None  # status.currentPrimaryTimestamp: when the primary took the role
+    primary_uptime_s: float | None = None  # seconds since primary_since
+    primary_started_at: str | None = None  # the primary's pg_postmaster_start_time()
+    wal_file: str | None = None  # the primary's current WAL file
+    current_lsn: str | None = None  # the primary's current WAL LSN
+    target_primary: str | None = None  # status.targetPrimary ("pending" while failing over)
+    switchover: bool = False  # a switchover to target_primary is under way
+    fenced: tuple[str, ...] = ()  # the fenced instances ("*" spelled out)
+    hibernated: bool = False  # cnpg.io/hibernation: "on"
+    disruption_budgets: tuple[DisruptionBudget, ...] | None = None  # None: PDBs not listed
+    certificates: tuple[DbCertificate, ...] | None = None  # None: the status names none
+    pooler: DbPooler | None = None  # None: the Pooler object is not seen
 
 
 @dataclass(frozen=True)

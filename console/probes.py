@@ -74,6 +74,9 @@ class DbWriter:
             connect_timeout=max(1, int(timeout)),
             autocommit=True,
             application_name="opsconsole-drill",
+            # PgBouncer in transaction mode hands each transaction any server connection: a statement
+            # prepared on one is unknown on the next, so the driver never prepares.
+            prepare_threshold=None,
         )
 
     async def prepare(self) -> None:

@@ -7,6 +7,7 @@ script sees exactly what the screen shows.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -17,16 +18,20 @@ from console.config import Config, HaPatch
 from console.ha import drift
 from console.ha_policy import OwnedObject, owned_objects
 from console.ha_policy import drift as owned_drift
-from console.kubeobj import is_ready
+from console.kubeobj import fenced, hibernated, is_ready
 from console.model import (
     Certificate,
     Database,
+    DbCertificate,
     DbInstance,
+    DbPooler,
+    DisruptionBudget,
     HaCheck,
     LbTarget,
     LoadBalancer,
     Node,
     Pod,
+    Replication,
     Snapshot,
     TimelineEntry,
     Workload,
@@ -293,40 +298,156 @@ def workloads(store: ClusterStore, index: PodIndex) -> tuple[Workload, ...]:
     return tuple(sorted(out, key=lambda w: (w.namespace, w.name)))
 
 
-def database(store: ClusterStore, config: Config, index: PodIndex) -> Database | None:
+def database(store: ClusterStore, config: Config, index: PodIndex, now: datetime) -> Database | None:
+    """The CNPG cluster at ``kubectl cnpg status -v`` depth: its status, annotations, instance pods,
+    PDBs and Pooler from the watches, the servers' readings (PostgreSQL) from the postgres source."""
     db = config.database
-    obj = next(
-        (
-            c
-            for c in store.items("clusters")
-            if c["metadata"]["name"] == db.cluster and c["metadata"].get("namespace") == db.namespace
-        ),
-        None,
-    )
+    obj = store.objects.get("clusters", {}).get((db.namespace, db.cluster))
     if obj is None:
         return None
     st = obj.get("status") or {}
+    names = list(st.get("instanceNames") or [])
+    listed = fenced(obj)
+    fenced_set = (set(names) if "*" in listed else set()) | (set(listed) - {"*"})
     raw_pods = {p["metadata"]["name"]: p for p in index.raw(db.namespace)}
-    members = []
-    for name in st.get("instanceNames") or []:
-        p = raw_pods.get(name, {})
-        role = ((p.get("metadata") or {}).get("labels") or {}).get("role", "unknown")
-        members.append(DbInstance(name, role, (p.get("spec") or {}).get("nodeName"), bool(p) and is_ready(p)))
+    buckets = {n: bucket for bucket, ns in (st.get("instancesStatus") or {}).items() for n in ns or ()}
+    members = tuple(_member(n, raw_pods.get(n), buckets.get(n), n in fenced_set) for n in names)
     poolers = tuple(
         p for p in index.by_namespace.get(db.namespace, ()) if p.owner.rsplit("-", 1)[0] == db.pooler
     )
+    primary = st.get("currentPrimary", "")
+    replication = tuple(store.extra.get("replication") or ())
+    pg = _primary_reading(replication, primary)
+    since = st.get("currentPrimaryTimestamp")
+    since_at = _ts(since)
     return Database(
         db.cluster,
         db.namespace,
         st.get("phase", "unknown"),
-        st.get("currentPrimary", ""),
+        primary,
         st.get("timelineID"),
         int(st.get("instances", 0)),
         int(st.get("readyInstances", 0)),
-        tuple(members),
+        members,
         poolers,
         st.get("lastSuccessfulBackup"),
-        tuple(store.extra.get("replication") or ()),
+        replication,
+        image=st.get("image"),
+        system_id=pg.system_id if pg else None,
+        primary_since=since,
+        primary_uptime_s=None if since_at is None else round((now - since_at).total_seconds()),
+        primary_started_at=pg.started_at if pg else None,
+        wal_file=pg.wal_file if pg else None,
+        current_lsn=pg.lsn if pg else None,
+        target_primary=st.get("targetPrimary"),
+        switchover=_switching(st),
+        fenced=tuple(sorted(fenced_set)),
+        hibernated=hibernated(obj),
+        disruption_budgets=_disruption_budgets(store, db.namespace, db.cluster),
+        certificates=_db_certificates(st, now),
+        pooler=_pooler(store.objects.get("poolers", {}).get((db.namespace, db.pooler))),
+    )
+
+
+def _switching(st: dict[str, Any]) -> bool:
+    """A switchover is under way: CNPG says so in its phase, or a target other than the current primary
+    is set outside a failover (a failover's target is "pending", then the replica it promotes)."""
+    phase, target = st.get("phase"), st.get("targetPrimary")
+    if phase == "Switchover in progress":
+        return True
+    return phase != "Failing over" and target not in (None, "", "pending", st.get("currentPrimary"))
+
+
+def _member(name: str, p: dict[str, Any] | None, status: str | None, is_fenced: bool) -> DbInstance:
+    """An instance from its pod.  No container status yet is an unknown restart count, not zero."""
+    pod = p or {}
+    st = pod.get("status") or {}
+    statuses = st.get("containerStatuses")
+    postgres = next((c for c in statuses or () if c.get("name") == "postgres"), None) or (statuses or [{}])[0]
+    return DbInstance(
+        name,
+        ((pod.get("metadata") or {}).get("labels") or {}).get("role", "unknown"),
+        (pod.get("spec") or {}).get("nodeName"),
+        bool(pod) and is_ready(pod),
+        status,
+        st.get("qosClass"),
+        None if not statuses else sum(int(c.get("restartCount", 0)) for c in statuses),
+        ((postgres.get("state") or {}).get("running") or {}).get("startedAt"),
+        is_fenced,
+    )
+
+
+def _primary_reading(replication: tuple[Replication, ...], primary: str) -> Replication | None:
+    """PostgreSQL's own reading of the primary: the current primary's, else any instance's that says it
+    is one (mid-failover the Cluster's status lags the servers)."""
+    primaries = [r for r in replication if r.role == "primary"]
+    return next((r for r in primaries if r.instance == primary), primaries[0] if primaries else None)
+
+
+def _disruption_budgets(
+    store: ClusterStore, namespace: str, cluster: str
+) -> tuple[DisruptionBudget, ...] | None:
+    """The cluster's PDBs (labelled ``cnpg.io/cluster``); None when PDBs are not listed (not seen is not
+    "none")."""
+    if "poddisruptionbudgets" not in store.objects:
+        return None
+    out = []
+    for (ns, name), pdb in store.objects["poddisruptionbudgets"].items():
+        if (
+            ns != namespace
+            or ((pdb.get("metadata") or {}).get("labels") or {}).get("cnpg.io/cluster") != cluster
+        ):
+            continue
+        spec, st = pdb.get("spec") or {}, pdb.get("status") or {}
+        out.append(
+            DisruptionBudget(
+                name,
+                None if spec.get("minAvailable") is None else str(spec["minAvailable"]),
+                None if spec.get("maxUnavailable") is None else str(spec["maxUnavailable"]),
+                _int(st.get("disruptionsAllowed")),
+                _int(st.get("currentHealthy")),
+                _int(st.get("desiredHealthy")),
+            )
+        )
+    return tuple(sorted(out, key=lambda b: b.name))
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _cnpg_time(text: str) -> datetime | None:
+    """CNPG's certificate expirations are Go's time.String(): ``2026-03-02 10:00:00 +0000 UTC`` (maybe
+    with fractional seconds); RFC 3339 is read too."""
+    m = re.match(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.\d+)? ([+-]\d{4})", text)
+    if m is None:
+        return _ts(text)
+    return datetime.strptime(" ".join(m.groups()), "%Y-%m-%d %H:%M:%S %z")
+
+
+def _db_certificates(st: dict[str, Any], now: datetime) -> tuple[DbCertificate, ...] | None:
+    expirations = (st.get("certificates") or {}).get("expirations")
+    if not expirations:
+        return None
+    out = []
+    for name, text in sorted(expirations.items()):
+        at = _cnpg_time(str(text))
+        days = None if at is None else round((at - now).total_seconds() / 86400, 1)
+        out.append(DbCertificate(name, str(text), days))
+    return tuple(out)
+
+
+def _pooler(obj: dict[str, Any] | None) -> DbPooler | None:
+    if obj is None:
+        return None
+    spec = obj.get("spec") or {}
+    bouncer = spec.get("pgbouncer") or {}
+    return DbPooler(
+        obj["metadata"]["name"],
+        spec.get("type"),
+        _int(spec.get("instances")),
+        bouncer.get("poolMode"),
+        bool(bouncer.get("paused")),
     )
 
 
@@ -467,7 +588,7 @@ def _build(store: ClusterStore, config: Config, context: str, memo: dict[str, An
         nodes=nodes(store, config, index, memo),
         pods=index.all,
         workloads=workloads(store, index),
-        database=database(store, config, index),
+        database=database(store, config, index, now),
         load_balancer=load_balancer(store, config),
         certificates=certificates(store, now),
         probes=tuple(store.extra.get("probes") or ()),

@@ -22,7 +22,7 @@ from typing import Any
 from console.config import ConfigError, default_config_path, load_config
 from console.errors import OpsError
 from console.paths import default_lab_dir
-from lab.state import LabState, port_open, read_state, state_file
+from lab.state import PG_BIN_ENV, LabState, port_open, read_state, state_file
 
 SCENARIOS = ("seed", "empty", "cert-expiring")
 UP_TIMEOUT_S = 60.0
@@ -46,8 +46,10 @@ def up(
     timeout: float = UP_TIMEOUT_S,
     scale: str | None = None,
     speed: float | None = None,
+    postgres_bin: Path | None = None,
 ) -> tuple[LabState, bool]:
-    """Start the lab in ``lab_dir`` (or reuse the one running there); return (state, started_now)."""
+    """Start the lab in ``lab_dir`` (or reuse the one running there); return (state, started_now).
+    ``postgres_bin``: the PostgreSQL installation the database runs on (default Debian's 15)."""
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r} (choose from: {', '.join(SCENARIOS)})")
     if speed is not None and not 0.01 <= speed <= 1.0:
@@ -59,6 +61,8 @@ def up(
             parse_scale(scale)
         except ValueError as exc:
             raise LabError(str(exc)) from None
+    if postgres_bin is not None and not (postgres_bin / "postgres").exists():
+        raise LabError(f"--postgres-bin {postgres_bin}: no postgres binary there")
     load_config(config)  # fail here, in the foreground, with the config's own message
     lab_dir = lab_dir.resolve()
     running = read_state(lab_dir)
@@ -86,6 +90,7 @@ def up(
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p
         ),
+        **({PG_BIN_ENV: str(postgres_bin.resolve())} if postgres_bin else {}),
     }
     proc = subprocess.Popen(
         cmd,
@@ -248,6 +253,12 @@ def main(argv: list[str]) -> int:
         "--speed", type=float, default=None, help="every lab timing times this factor (--fast: 0.2)"
     )
     p_up.add_argument(
+        "--postgres-bin",
+        type=Path,
+        default=None,
+        help="run the database on this PostgreSQL installation's bin directory (default: Debian's 15)",
+    )
+    p_up.add_argument(
         "--no-wait",
         action="store_true",
         help="return once the APIs answer, before the Storage Box's history is seeded (`lab status` says)",
@@ -330,6 +341,7 @@ def main(argv: list[str]) -> int:
                 args.scenario,
                 scale=args.scale,
                 speed=args.speed,
+                postgres_bin=args.postgres_bin,
             )
             if not args.no_wait:
                 wait_ready(state, say=lambda text: print(text, flush=True))

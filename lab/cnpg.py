@@ -40,9 +40,11 @@ import psycopg
 from console.config import Config
 from lab.dataplane import DataPlane
 from lab.kube.cluster import Cluster, pod_ready
+from lab.kube.exec import ExecEnv
 from lab.kube.resources import Registry, Resource
 from lab.kube.store import Store, now_iso
-from lab.postgres import PgInstance, cleanup_runtime, runtime_dir
+from lab.pgbouncer import Bouncer
+from lab.postgres import PG_BIN, PgInstance, cleanup_runtime, demote, runtime_dir
 
 log = logging.getLogger("lab.cnpg")
 FENCED = "cnpg.io/fencedInstances"
@@ -176,14 +178,14 @@ class CnpgTwin:
         self.primary = f"{self.name}-1"
         self.not_ready_since: float | None = None
         self.busy = asyncio.Lock()
-        self.poolers: dict[str, tuple[asyncio.AbstractServer, int]] = {}
-        self.pooler_conns: set[asyncio.StreamWriter] = set()
+        self.poolers: dict[str, Bouncer] = {}  # by pooler pod: its PgBouncer process
+        self.verifiers: dict[str, str] = {}  # pg_shadow's SCRAM verifiers, as PgBouncer's auth_file has them
+        self.verifiers_at = 0.0
         self.stopped_by_lab: set[str] = set()  # instances whose process is down (node off, crash, fence)
         self.receiver_paused: set[str] = set()
-        # The Pooler's spec.pgbouncer.paused: new client connections wait for the resume (PgBouncer PAUSE)
-        # and then reach the primary of that moment instead of failing while it moves.
-        self.pooler_resumed = asyncio.Event()
-        self.pooler_resumed.set()
+        # The Pooler's spec.pgbouncer.paused, as PgBouncer's PAUSE/RESUME (the task that sent the last one).
+        self.pooler_paused = False
+        self.pause_task: asyncio.Future[Any] | None = None
         self.primary_seen_ready = False
         self.destroyed = False  # the lab's "everything destroyed": no instances until the Cluster is back
         self.former_primaries: set[str] = set()  # need pg_rewind before they can follow
@@ -202,6 +204,7 @@ class CnpgTwin:
             "pods": ("", "v1", "pods"),
             "nodes": ("", "v1", "nodes"),
             "deployments": ("apps", "v1", "deployments"),
+            "pdbs": ("policy", "v1", "poddisruptionbudgets"),
         }.items():
             res = registry.get(g, v, p)
             assert res is not None
@@ -318,6 +321,41 @@ class CnpgTwin:
         for name, node in self.nodes.items():
             if s.find(self.res["pods"], self.ns, name) is None:
                 s.create(self.res["pods"], self._instance_pod(name, node, pinned=True))
+        for pdb in self._budgets(owner):
+            if s.find(self.res["pdbs"], self.ns, pdb["metadata"]["name"]) is None:
+                s.create(self.res["pdbs"], pdb)
+
+    def _budgets(self, owner: dict[str, Any]) -> list[dict[str, Any]]:
+        """CNPG's PodDisruptionBudgets (``spec.enablePDB``, on by default): ``<cluster>-primary`` keeps the
+        primary (minAvailable 1), so a drain cannot evict it until a switchover has moved it; ``<cluster>``
+        keeps all replicas but one, and exists only from three instances up (with one replica, CNPG lets
+        it go)."""
+        out = []
+        for name, role, keep in (
+            (f"{self.name}-primary", "primary", 1),
+            (self.name, "replica", len(self.instances) - 2),
+        ):
+            if keep < 1 and role == "replica":
+                continue
+            out.append(
+                {
+                    "apiVersion": "policy/v1",
+                    "kind": "PodDisruptionBudget",
+                    "metadata": {
+                        "name": name,
+                        "namespace": self.ns,
+                        "ownerReferences": [owner],
+                        "labels": {"cnpg.io/cluster": self.name},
+                    },
+                    "spec": {
+                        "minAvailable": keep,
+                        "selector": {
+                            "matchLabels": {"cnpg.io/cluster": self.name, "cnpg.io/instanceRole": role}
+                        },
+                    },
+                }
+            )
+        return out
 
     def _pooler_objects(self, pooler: dict[str, Any]) -> None:
         """CNPG's Pooler controller: a PgBouncer Deployment and a Service, both of the Pooler's name (what
@@ -459,6 +497,29 @@ class CnpgTwin:
 
     # ---- data plane hooks ----------------------------------------------------------------------------
 
+    def exec_env(self, pod: dict[str, Any], container: str) -> ExecEnv | None:
+        """``kubectl exec`` into an instance pod's ``postgres`` container: that instance's binaries, its
+        data directory and its socket (CNPG's pods set PGDATA and PGHOST the same way), as the OS user
+        the lab runs PostgreSQL as, so ``psql`` connects as ``postgres`` over the local socket."""
+        name = pod["metadata"]["name"]
+        labels = pod["metadata"].get("labels") or {}
+        inst = self.instances.get(name)
+        if labels.get("cnpg.io/cluster") != self.name or container != "postgres" or inst is None:
+            return None
+        return ExecEnv(
+            path=(str(PG_BIN), "/usr/bin", "/bin"),
+            env={
+                "PGDATA": str(inst.datadir),
+                "PGHOST": str(inst.socket_dir),
+                "PGPORT": str(inst.port),
+                "PGUSER": "postgres",
+                "POD_NAME": name,
+                "CLUSTER_NAME": self.name,
+            },
+            cwd=inst.base,
+            demote=demote,
+        )
+
     async def _on_pod_start(self, pod: dict[str, Any]) -> None:
         labels = pod["metadata"].get("labels") or {}
         ip = pod.get("status", {}).get("podIP")
@@ -471,13 +532,13 @@ class CnpgTwin:
         elif labels.get("cnpg.io/poolerName") == self.config.database.pooler and ip:
             key = pod["metadata"]["name"]
             if key not in self.poolers:
-                server = await asyncio.start_server(self._pooler_conn, "127.0.0.1", 0)
-                port = int(server.sockets[0].getsockname()[1])
-                if key in self.poolers:  # started meanwhile by another hook call
-                    server.close()
-                else:
-                    self.poolers[key] = (server, port)
-            self.dataplane.ip_ports[ip] = self.poolers[key][1]
+                bouncer = Bouncer(key, self._runtime_base(), self.config.database.pooler_mode)
+                self.poolers[key] = bouncer  # before the await: a second hook call finds it
+                await self._refresh_verifiers(force=True)
+                await bouncer.start(self._primary_port(), self.verifiers)
+                if self.pooler_paused:
+                    await bouncer.set_paused(True)
+            self.dataplane.ip_ports[ip] = self.poolers[key].port
 
     def _instance_log(self, pod: dict[str, Any], msg: str, logger: str) -> None:
         """A line as the instance manager writes it: JSON, one object per line."""
@@ -493,45 +554,51 @@ class CnpgTwin:
             pod["metadata"]["namespace"], pod["metadata"]["name"], "postgres", json.dumps(line)
         )
 
-    async def _pooler_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self.pooler_resumed.wait()
-        primary = self.instances.get(self.primary)
-        if primary is None or primary.name in self.stopped_by_lab:
-            writer.close()
+    def _runtime_base(self) -> Path:
+        inst = next(iter(self.instances.values()), None)
+        return inst.base if inst is not None else runtime_dir(self.lab_dir)
+
+    def _primary_port(self) -> int:
+        inst = self.instances.get(self.primary)
+        return inst.port if inst is not None else 0
+
+    def repoint_poolers(self) -> None:
+        """The poolers follow the ``-rw`` Service to the primary of the moment (a reload)."""
+        for bouncer in self.poolers.values():
+            bouncer.point_at(self._primary_port())
+
+    async def _refresh_verifiers(self, force: bool = False) -> None:
+        """pg_shadow's SCRAM verifiers into every PgBouncer's auth_file when they changed (the lab's
+        auth_query): a password set in PostgreSQL is accepted by the pooler within seconds."""
+        if not force and time.monotonic() - self.verifiers_at < max(1.0, 5 * self.speed):
+            return
+        inst = self.instances.get(self.primary)
+        if inst is None or inst.name in self.stopped_by_lab:
             return
         try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", primary.port)
-        except OSError:
-            writer.close()
+            async with await psycopg.AsyncConnection.connect(inst.dsn(), autocommit=True) as conn:
+                cur = await conn.execute("SELECT usename, passwd FROM pg_shadow WHERE passwd IS NOT NULL")
+                found = {str(u): str(p) for u, p in await cur.fetchall()}
+        except (psycopg.Error, OSError):
             return
-        self.pooler_conns.update((writer, up_w))
+        self.verifiers_at = time.monotonic()
+        if found != self.verifiers:
+            self.verifiers = found
+            for bouncer in self.poolers.values():
+                if bouncer.proc is not None:
+                    bouncer.write_users(found)
+                    bouncer.reload()
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            with contextlib.suppress(OSError):
-                dst.close()
-
-        try:
-            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
-        finally:
-            self.pooler_conns.discard(writer)
-            self.pooler_conns.discard(up_w)
-
-    def drop_pooler_connections(self) -> None:
-        for w in list(self.pooler_conns):
-            with contextlib.suppress(OSError):
-                w.close()
-        self.pooler_conns.clear()
+    async def _stop_poolers(self, keep: set[str] | None = None) -> None:
+        for name in [n for n in self.poolers if keep is None or n not in keep]:
+            await self.poolers.pop(name).stop()
 
     def pooler_ports(self) -> list[int]:
         ports = []
-        for name, (_, port) in self.poolers.items():
+        for name, bouncer in self.poolers.items():
             pod = self.store.find(self.res["pods"], self.ns, name)
             if pod is not None and pod_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
-                ports.append(port)
+                ports.append(bouncer.port)
         return ports
 
     async def db_health(self, pod: dict[str, Any]) -> tuple[bool, str]:
@@ -589,10 +656,7 @@ class CnpgTwin:
 
         async with self.busy:
             self.destroyed = True
-            self.drop_pooler_connections()
-            for server, _ in self.poolers.values():
-                server.close()
-            self.poolers.clear()
+            await self._stop_poolers()
             for inst in self.instances.values():
                 with contextlib.suppress(Exception):
                     await inst.stop("immediate")
@@ -718,10 +782,12 @@ class CnpgTwin:
         if pooler is None or deploy is None:
             return
         want = pooler.get("spec") or {}
-        if (want.get("pgbouncer") or {}).get("paused"):
-            self.pooler_resumed.clear()
-        else:
-            self.pooler_resumed.set()
+        paused = bool((want.get("pgbouncer") or {}).get("paused"))
+        if paused != self.pooler_paused:
+            self.pooler_paused = paused
+            self.pause_task = asyncio.ensure_future(
+                asyncio.gather(*(b.set_paused(paused) for b in self.poolers.values()))
+            )
         tmpl = (want.get("template") or {}).get("spec") or {}
         new = copy.deepcopy(deploy)
         new["spec"]["replicas"] = int(want.get("instances", 1))
@@ -744,6 +810,9 @@ class CnpgTwin:
         fenced = self.fenced()
         self._track_pods()
         self._sync_pooler()
+        await self._refresh_verifiers()
+        pods = {p["metadata"]["name"] for p in self.store.list(self.res["pods"], self.ns)}
+        await self._stop_poolers(keep=pods)  # a pooler pod that is gone takes its PgBouncer along
         # Processes follow their node's power, their pod and the fencing annotation.
         for name, inst in self.instances.items():
             node_ok = self.dataplane.node_alive(self.nodes[name])
@@ -751,8 +820,6 @@ class CnpgTwin:
             if not want_up and name not in self.stopped_by_lab:
                 await inst.stop("immediate" if not node_ok else "fast")
                 self.stopped_by_lab.add(name)
-                if name == self.primary:
-                    self.drop_pooler_connections()
             elif want_up and name in self.stopped_by_lab:
                 try:
                     if name == self.primary:
@@ -864,7 +931,7 @@ class CnpgTwin:
             # down at once, so two primaries never accept writes; reconcile rejoins it with pg_rewind.
             await self.instances[old].stop("immediate")
             self.stopped_by_lab.add(old)
-        self.drop_pooler_connections()
+        self.repoint_poolers()
         self._label(name, "primary")
         self._label(old, "replica")
         ts = now_iso()
@@ -890,15 +957,13 @@ class CnpgTwin:
         if target in self.stopped_by_lab or target in self.fenced():
             return
         self._status_patch({"phase": SWITCHOVER, "phaseReason": f"Switching over to {target}"})
-        if not self.pooler_resumed.is_set():
-            # PgBouncer's PAUSE: the old primary goes once the transactions in flight are done.
-            deadline = time.monotonic() + 10
-            while self.pooler_conns and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+        if self.pooler_paused and self.pause_task is not None:
+            # PgBouncer's PAUSE returns once the transactions in flight are done: then the old primary goes.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.pause_task), 10)
         old = self.instances[self.primary]
         await old.stop("fast")  # a clean shutdown ships all WAL to the replica
         self.stopped_by_lab.add(old.name)
-        self.drop_pooler_connections()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -1043,7 +1108,6 @@ class CnpgTwin:
             inst = self.instances[self.primary]
             await inst.stop("immediate")
             self.stopped_by_lab.add(inst.name)
-            self.drop_pooler_connections()
             return inst.name
 
     async def pause_receiver(self, name: str, paused: bool) -> None:
@@ -1061,9 +1125,7 @@ class CnpgTwin:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
-        for server, _ in self.poolers.values():
-            server.close()
-        self.drop_pooler_connections()
+        await self._stop_poolers()
         for inst in self.instances.values():
             with contextlib.suppress(Exception):
                 await inst.stop("immediate")

@@ -189,7 +189,7 @@ def control_app(
             {
                 "primary": cnpg.primary,
                 "ports": {n: i.port for n, i in cnpg.instances.items()},
-                "poolers": {n: p for n, (_, p) in cnpg.poolers.items()},
+                "poolers": {n: b.port for n, b in cnpg.poolers.items()},
                 "events": cnpg.ground,
             }
         )

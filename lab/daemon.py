@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import tomllib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,7 @@ async def serve(
     from lab.cnpg import CnpgTwin
 
     cnpg = CnpgTwin(kube.store, kube.registry, kube.cluster, kube.dataplane, config, lab_dir, speed)
+    kube.api.execs.targets.append(cnpg.exec_env)
     t0 = time.monotonic()
     await cnpg.bootstrap(empty=scenario == "empty")
     log.info("database bootstrapped in %.2f s", time.monotonic() - t0)
@@ -255,17 +257,24 @@ async def serve(
         state_file(lab_dir).unlink(missing_ok=True)
         if churn is not None:
             churn.cancel()
-        await project.close()
+        took: dict[str, float] = {}
+        parts: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("hetzner", project.close),
+            ("nodes", nodes.close),
+            ("forge", forge.close),
+            ("cert-manager", certs.close),
+            ("kubernetes", kube.cluster.close),
+            *([("cnpg", cnpg.close)] if cnpg is not None else []),
+            ("data plane", kube.dataplane.close),
+            *((f"listener {i}", r.cleanup) for i, r in enumerate(runners)),
+        ]
         lab_dns.close()
-        await nodes.close()
-        await forge.close()
-        await certs.close()
-        await kube.cluster.close()
-        if cnpg is not None:
-            await cnpg.close()
-        await kube.dataplane.close()
-        for runner in runners:
-            await runner.cleanup()
+        for name, close in parts:
+            t = time.monotonic()
+            await close()
+            took[name] = time.monotonic() - t
+        slow = ", ".join(f"{n} {s:.1f} s" for n, s in sorted(took.items(), key=lambda kv: -kv[1])[:3])
+        log.info("lab stopped in %.1f s (slowest: %s)", sum(took.values()), slow)
 
 
 def main(argv: list[str] | None = None) -> int:

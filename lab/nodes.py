@@ -21,6 +21,7 @@ from aiohttp import web
 from console.config import Config
 from lab import k3s
 from lab.kube.seed import coredns
+from lab.postgres import PG_BIN
 from lab.ssh import LabSsh, in_cluster_resolver
 from lab.storagebox import StorageBox
 
@@ -160,7 +161,7 @@ class NodeServices:
             primary = self.cnpg.instances[self.cnpg.primary]
             for name in self.config.database.databases:
                 proc = await asyncio.create_subprocess_exec(
-                    "/usr/lib/postgresql/15/bin/pg_dump",
+                    str(PG_BIN / "pg_dump"),  # the CronJob runs the server's own image
                     "-Fc",
                     "-h",
                     "127.0.0.1",

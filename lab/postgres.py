@@ -21,8 +21,10 @@ from pathlib import Path
 
 import psycopg
 
+from lab.state import PG_BIN_ENV
+
 log = logging.getLogger("lab.postgres")
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = Path(os.environ.get(PG_BIN_ENV) or "/usr/lib/postgresql/15/bin")
 
 
 def free_port() -> int:
@@ -53,7 +55,7 @@ def cleanup_runtime(lab_dir: Path) -> None:
     PostgreSQL daemonises into its own session, so stopping the lab's process group does not reach it."""
     marker = lab_dir / "pg-runtime"
     base = Path(marker.read_text().strip()) if marker.exists() else lab_dir / "pg"
-    for pidfile in base.glob("*/postmaster.pid"):
+    for pidfile in [*base.glob("*/postmaster.pid"), *base.glob("pgbouncer-*/pgbouncer.pid")]:
         with contextlib.suppress(OSError, ValueError, IndexError):
             os.kill(int(pidfile.read_text().splitlines()[0]), 9)
     if marker.exists():
@@ -61,16 +63,17 @@ def cleanup_runtime(lab_dir: Path) -> None:
         marker.unlink()
 
 
+def demote() -> None:
+    """In a child before exec: become the OS user the lab runs PostgreSQL as (when started as root)."""
+    user = _run_as()
+    if user is not None:
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+
+
 async def run(
     *cmd: str, check: bool = True, timeout: float = 120, password: str | None = None
 ) -> tuple[int, str]:
-    user = _run_as()
-
-    def demote() -> None:
-        if user is not None:
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-
     env = {"PATH": f"{PG_BIN}:/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/tmp"}
     if password is not None:
         env["PGPASSWORD"] = password  # never on a command line

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+PG_BIN_ENV = "OPSCONSOLE_LAB_PG_BIN"  # `lab up --postgres-bin`: another PostgreSQL for the database
+
 
 @dataclass
 class LabState:

@@ -20,7 +20,17 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
-from console.model import Pod, Severity, Snapshot, SourceState, SourceStatus
+from console.model import (
+    Database,
+    DbInstance,
+    Pod,
+    Replication,
+    Severity,
+    Snapshot,
+    SourceState,
+    SourceStatus,
+)
+from console.units import duration, size
 from screens.plain_table import PlainTable
 
 Row = tuple[str, ...]
@@ -83,36 +93,143 @@ def workloads_rows(s: Snapshot) -> list[tuple[str, Row]]:
     return out
 
 
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
+def _known(value: object) -> str:
+    return "?" if value is None else str(value)
+
+
+def _image_tag(image: str | None) -> str:
+    return "image ?" if not image else image.rsplit("/", 1)[-1]
+
+
+def _cluster_row(db: Database, now: float) -> tuple[str, Row]:
+    """The cluster as ``kubectl cnpg status`` heads it: what is out of the ordinary first (switchover,
+    hibernation, fencing), then the phase, WAL file, system ID, image and how long the primary has held
+    the role.  The WAL and position cells stay as narrow as the instances' (the lag must stay in view)."""
+    notes = [f"SWITCHOVER to {db.target_primary}"] if db.switchover else []
+    notes += ["HIBERNATED"] if db.hibernated else []
+    notes += [f"FENCED {', '.join(db.fenced)}"] if db.fenced else []
+    notes += [
+        db.phase.removeprefix("Cluster in ").removesuffix(" state"),
+        f"WAL {_known(db.wal_file)}",
+        f"sysid {_known(db.system_id)}",
+        _image_tag(db.image),
+        f"primary {db.primary or '?'} for {_age(db.primary_since, now)}",
+    ]
+    return (
+        db.cluster,
+        (
+            db.cluster,
+            "cluster",
+            "-",
+            f"{db.ready_instances}/{db.instances} ready",
+            f"timeline {_known(db.timeline)}",
+            f"LSN {_known(db.current_lsn)}",
+            " · ".join(notes),
+        ),
+    )
+
+
+def _instance_detail(m: DbInstance, r: Replication | None, now: float) -> str:
+    """An instance's CNPG status, QoS and restarts; a replica's sync state and slot; its PostgreSQL's age."""
+    parts = ["FENCED"] if m.fenced else []
+    if r is not None and r.role == "replica":
+        parts.append(_known(r.sync_state))
+        if r.receiver not in (None, r.state):
+            parts.append(f"receiver {r.receiver}")
+        parts.append(f"slot {size(r.slot_retained_bytes)}" if r.slot else "slot ?")
+    restarts = "? restarts" if m.restarts is None else f"{m.restarts} restarts"
+    parts += [_known(m.status), _known(m.qos), restarts]
+    if r is not None and r.role != "unreachable":
+        parts.append(f"pg up {_age(r.started_at, now)}")
+    return " · ".join(parts)
+
+
+def _instance_row(db: Database, m: DbInstance, r: Replication | None, now: float) -> tuple[str, Row]:
+    if r is None:
+        wal, lag = "", ""
+    elif r.role == "primary":
+        wal, lag = f"primary, timeline {db.timeline}", f"LSN {r.lsn}"
+    elif r.role == "replica":
+        secs = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
+        wal, lag = r.state, f"{size(r.lag_bytes)}{secs}"
+    else:
+        wal, lag = "unreachable", r.error or ""
+    pod = "ready" if m.ready else "NOT READY"
+    return m.name, (m.name, m.role, m.node or "-", pod, wal, lag, _instance_detail(m, r, now))
+
+
+def _pooler_row(db: Database) -> tuple[str, Row]:
+    pooler = db.pooler
+    ready = sum(1 for p in db.poolers if p.ready and not p.terminating)
+    if pooler is None:
+        return f"pooler:{db.cluster}", (
+            "pooler",
+            "pooler",
+            "-",
+            f"{ready}/? ready",
+            "",
+            "",
+            "Pooler not seen",
+        )
+    mode = f"{_known(pooler.type)} · {_known(pooler.mode)} · {'PAUSED' if pooler.paused else 'not paused'}"
+    return (
+        f"pooler:{pooler.name}",
+        (pooler.name, "pooler", "-", f"{ready}/{_known(pooler.instances)} ready", "", "", mode),
+    )
+
+
+def _budget_rows(db: Database) -> list[tuple[str, Row]]:
+    if db.disruption_budgets is None:
+        return [(f"pdb:{db.cluster}", ("PDBs", "pdb", "-", "?", "", "", "PodDisruptionBudgets not listed"))]
+    return [
+        (
+            f"pdb:{b.name}",
+            (
+                b.name,
+                "pdb",
+                "-",
+                f"{_known(b.disruptions_allowed)} allowed",
+                "",
+                "",
+                f"minAvailable {b.min_available}"
+                if b.min_available is not None
+                else f"maxUnavailable {_known(b.max_unavailable)}",
+            ),
+        )
+        for b in db.disruption_budgets
+    ] or [(f"pdb:{db.cluster}", ("PDBs", "pdb", "-", "none", "", "", "no PodDisruptionBudget"))]
+
+
+def _certificates_row(db: Database) -> tuple[str, Row]:
+    certs = db.certificates
+    days = [c.days_left for c in certs or () if c.days_left is not None]
+    soonest = f"{min(days):g} d" if days else "?"
+    said = " · ".join(
+        f"{c.name.removeprefix(db.cluster + '-')} {'?' if c.days_left is None else f'{c.days_left:g}'} d"
+        for c in certs or ()
+    )
+    return f"certs:{db.cluster}", (
+        "certificates",
+        "certs",
+        "-",
+        soonest,
+        "",
+        "",
+        said or "expiry not reported",
+    )
 
 
 def database_rows(s: Snapshot) -> list[tuple[str, Row]]:
+    """The cluster, its instances, certificates, PDBs, the Pooler and its pods: ``kubectl cnpg status -v``."""
     db = s.database
     if db is None:
         return []
+    now = time.time()
     repl = {r.instance: r for r in db.replication}
-    rows: list[tuple[str, Row]] = []
-    for m in db.members:
-        r = repl.get(m.name)
-        if r is None:
-            wal, lag = "", ""
-        elif r.role == "primary":
-            wal, lag = f"primary, timeline {db.timeline}", f"LSN {r.lsn}"
-        elif r.role == "replica":
-            secs = "" if r.lag_seconds is None else f", {r.lag_seconds:.1f} s"
-            wal, lag = r.state, f"{_bytes(r.lag_bytes)}{secs}"
-        else:
-            wal, lag = "unreachable", r.error or ""
-        rows.append((m.name, (m.name, m.role, m.node or "-", "ready" if m.ready else "NOT READY", wal, lag)))
+    rows = [_cluster_row(db, now), *(_instance_row(db, m, repl.get(m.name), now) for m in db.members)]
+    rows += [_certificates_row(db), *_budget_rows(db), _pooler_row(db)]
     rows += [
-        (p.name, (p.name, "pooler", p.node or "-", "ready" if p.ready else "NOT READY", "", ""))
+        (p.name, (p.name, "pooler", p.node or "-", "ready" if p.ready else "NOT READY", "", "", ""))
         for p in db.poolers
     ]
     return rows
@@ -130,10 +247,7 @@ def _age(stamp: str | None, now: float) -> str:
         secs = now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return "?"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{secs / size:.0f}{unit}"
-    return f"{max(0, secs):.0f}s"
+    return duration(secs)
 
 
 def _pod_badness(p: Pod) -> int:
@@ -324,7 +438,7 @@ def summary_text(s: Snapshot) -> str:
     lags = (
         [r.lag_bytes for r in db.replication if r.role == "replica" and r.lag_bytes is not None] if db else []
     )
-    parts.append(f"db {db.primary or '?'} lag {_bytes(max(lags)) if lags else '?'}" if db else "db ?")
+    parts.append(f"db {db.primary or '?'} lag {size(max(lags)) if lags else '?'}" if db else "db ?")
     lb = s.load_balancer
     healthy = sum(1 for t in lb.targets if t.health and all(h == "healthy" for _, h in t.health)) if lb else 0
     parts.append(f"lb {healthy}/{len(lb.targets)}" if lb else "lb ?")
@@ -356,9 +470,9 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
     ),
     "database": (
         "Database",
-        ("instance", "role", "node", "pod", "WAL", "lag / position"),
+        ("instance", "role", "node", "state", "WAL", "lag / position", "detail"),
         database_rows,
-        ("kube:clusters", "kube:pods", "postgres"),
+        ("kube:clusters", "kube:pods", "kube:poddisruptionbudgets", "kube:poolers", "postgres"),
     ),
     "pods": (
         "Pods (worst first)",

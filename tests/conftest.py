@@ -71,11 +71,28 @@ def env_file(path: str) -> dict[str, str]:
     return out
 
 
-def start_lab(lab_dir: Path, wait: bool = False, speed: float | None = None) -> LabState:
+def pgserver_bin() -> Path:
+    """PostgreSQL 16's binaries from the ``pgserver`` wheel (a dev dependency): a server newer than
+    Debian's 15 client tools, as the seed's 17 is newer than a Debian 12 machine's."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    assert spec is not None and spec.submodule_search_locations, "pip package pgserver is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def start_lab(
+    lab_dir: Path, wait: bool = False, speed: float | None = None, postgres_bin: Path | None = None
+) -> LabState:
     """`lab up --fast` through the real CLI; the state it left.  ``wait``: until every part is ready, the
     Storage Box's seeded history included (the default of `lab up`); without it the modules that never
-    read a backup start ~10 s sooner.  ``speed``: every lab duration times it instead of --fast's 0.2."""
-    extra = [*([] if wait else ["--no-wait"]), *(["--speed", str(speed)] if speed else [])]
+    read a backup start ~10 s sooner.  ``speed``: every lab duration times it instead of --fast's 0.2.
+    ``postgres_bin``: the PostgreSQL installation the lab's database runs on."""
+    extra = [
+        *([] if wait else ["--no-wait"]),
+        *(["--speed", str(speed)] if speed else []),
+        *(["--postgres-bin", str(postgres_bin)] if postgres_bin else []),
+    ]
     opsconsole("lab", "up", "--dir", str(lab_dir), "--fast", *extra)
     state = read_state(lab_dir)
     assert state is not None
@@ -84,12 +101,15 @@ def start_lab(lab_dir: Path, wait: bool = False, speed: float | None = None) -> 
 
 @contextlib.contextmanager
 def own_lab(
-    tmp_path_factory: pytest.TempPathFactory, name: str, speed: float | None = None
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    speed: float | None = None,
+    postgres_bin: Path | None = None,
 ) -> Iterator[LabState]:
     """A lab of a test module's own (for tests that disturb it), with the Storage Box's history seeded
     (preflights and gates want a fresh backup); stopped afterwards."""
     lab_dir = tmp_path_factory.mktemp(name)
-    state = start_lab(lab_dir, wait=True, speed=speed)
+    state = start_lab(lab_dir, wait=True, speed=speed, postgres_bin=postgres_bin)
     try:
         yield state
     finally:

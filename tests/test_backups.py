@@ -21,12 +21,24 @@ import pytest
 from lab.cli import control
 from lab.state import LabState
 from lab.storagebox import retained
-from tests.conftest import ROOT, env_file, kubectl, kubectl_json, opsconsole, own_lab, wait_for
+from tests.conftest import (
+    ROOT,
+    edited_config,
+    env_file,
+    kubectl,
+    kubectl_json,
+    opsconsole,
+    own_lab,
+    pgserver_bin,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
 def box_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
-    with own_lab(tmp_path_factory, "backup-lab") as state:
+    # PostgreSQL 16 (newer than this machine's Debian 15 tools): every dump and restore here runs in the
+    # instance pods, with the server's own binaries, as on the seed's 17.
+    with own_lab(tmp_path_factory, "backup-lab", postgres_bin=pgserver_bin()) as state:
         yield state
 
 
@@ -37,10 +49,11 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "state"
 
 
-def _action(lab: LabState, *args: str, timeout: float = 300) -> tuple[int, list[dict[str, Any]], str]:
-    proc = opsconsole(
-        "--config", lab.files["console_config"], "--action", *args, "--json", check=False, timeout=timeout
-    )
+def _action(
+    lab: LabState, *args: str, timeout: float = 300, config: Path | None = None
+) -> tuple[int, list[dict[str, Any]], str]:
+    cfg = str(config or lab.files["console_config"])
+    proc = opsconsole("--config", cfg, "--action", *args, "--json", check=False, timeout=timeout)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, events, proc.stdout + proc.stderr
 
@@ -71,6 +84,10 @@ def test_backup_db_lands_both_dumps_in_a_new_archive(box_lab: LabState) -> None:
     archive = events[-1]["report"]["backups"][0]["archive"]
     assert archive != before
     assert events[-1]["report"]["backups"][0]["primary"] == "main-db-1"
+    # By default pg_dump runs in the streaming replica's pod (exec), where the server's binaries are.
+    assert events[-1]["report"]["backups"][0]["dump_via"] == "exec"
+    assert events[-1]["report"]["backups"][0]["dumped_from"]["instance"] == "main-db-2"
+    assert events[-1]["report"]["backups"][0]["dumped_from"]["role"] == "replica"
     latest = _borg(box_lab, "list", "--json", "--last", "1", _db_repo(box_lab))["archives"][0]["name"]
     assert latest == archive
     files = set(_borg(box_lab, "list", "--short", f"{_db_repo(box_lab)}::{archive}").split())
@@ -101,6 +118,29 @@ def test_verify_restore_matches_counts_and_finds_the_sentinel(box_lab: LabState)
             "SELECT datname FROM pg_database WHERE datname LIKE 'opsconsole_verify_%'"
         ).fetchall()
     assert rows == []
+
+
+def test_local_tools_older_than_the_server_are_refused_in_one_sentence(
+    box_lab: LabState, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """This lab's server is PostgreSQL 16 and this machine's tools are Debian's 15 — the seed's 17 against
+    a Debian 12 machine: the exec path (every other test here) dumps and restores it with the server's
+    own binaries; ``dump_via = "local"`` refuses before anything is written."""
+    version = kubectl(
+        box_lab, "-n", "postgres", "exec", "main-db-1", "--", "psql", "-Atc", "show server_version"
+    )
+    assert version.stdout.startswith("16."), version.stdout
+    cfg = edited_config(
+        box_lab, tmp_path_factory, "local-tools", lambda raw: raw["database"].update(dump_via="local")
+    )
+    before = _borg(box_lab, "list", "--json", _db_repo(box_lab))["archives"]
+    code, events, output = _action(box_lab, "backup", "--what", "db", config=cfg)
+    assert code == 1, output[-3000:]
+    sentence = "pg_dump 15 cannot work with PostgreSQL 16, which is newer: install postgresql-client-16"
+    assert sentence in events[-1]["summary"] and "Traceback" not in output, output[-3000:]
+    assert _borg(box_lab, "list", "--json", _db_repo(box_lab))["archives"] == before
+    code, events, output = _action(box_lab, "verify-restore", config=cfg)
+    assert code == 1 and "pg_restore 15 cannot work with PostgreSQL 16" in events[-1]["summary"], output
 
 
 def test_deleted_staging_rows_come_back_and_production_needs_confirmation(box_lab: LabState) -> None:

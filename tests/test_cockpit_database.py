@@ -149,6 +149,44 @@ async def test_a_drain_blocked_by_a_budget_names_it_and_is_refused_while_the_loc
     kubectl(lab, "delete", "pdb", "-n", "docfast", "docfast-pdb")
 
 
+async def test_the_primary_budget_holds_until_the_drain_switches_over_first(
+    lab: LabState, tmp_path: Path
+) -> None:
+    """CNPG's ``main-db-primary`` PodDisruptionBudget refuses the primary's eviction (429, naming it); the
+    drain action therefore switches over before it evicts, and the old primary's pod then goes."""
+    from console.clients.kube import KubeError, request
+    from console.sources.kube import api_client
+
+    wait_for(
+        lambda: (_cluster(lab).get("status") or {}).get("readyInstances") == 2, 90, "two ready instances"
+    )
+    primary = _cluster(lab)["status"]["currentPrimary"]
+    node = kubectl_json(lab, "get", "pod", "-n", "postgres", primary)["spec"]["nodeName"]
+    budget = kubectl_json(lab, "get", "pdb", "-n", "postgres", "main-db-primary")
+    assert budget["spec"]["minAvailable"] == 1 and budget["status"]["disruptionsAllowed"] == 0
+    api = await api_client(lab.files["kubeconfig"], "admin")
+    try:
+        with pytest.raises(KubeError) as refused:
+            meta = {"name": primary, "namespace": "postgres"}
+            body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": meta}
+            await request(api, "POST", f"/api/v1/namespaces/postgres/pods/{primary}/eviction", body)
+    finally:
+        await api.close()
+    assert refused.value.status == 429 and "main-db-primary" in " ".join(refused.value.causes)
+
+    code, events, output = await asyncio.to_thread(_act, lab, tmp_path, "drain", "--target", node, "--yes")
+    assert code == 0, output[-3000:]
+    steps = [e.get("step") for e in events if e["kind"] == "Progress"]
+    assert "switchover" in steps and "evict" in steps and steps.index("switchover") < steps.index("evict")
+    now = _cluster(lab)["status"]["currentPrimary"]
+    assert now != primary
+    code, _, output = await asyncio.to_thread(_act, lab, tmp_path, "uncordon", "--target", node, "--yes")
+    assert code == 0, output[-2000:]
+    wait_for(
+        lambda: _healthy(lab, now) and _cluster(lab)["status"].get("readyInstances") == 2, 120, "rejoined"
+    )
+
+
 def test_power_cycle_resets_a_node_and_waits_for_its_new_boot(lab: LabState, tmp_path: Path) -> None:
     primary = _cluster(lab)["status"]["currentPrimary"]
     on = {

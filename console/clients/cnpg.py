@@ -12,8 +12,8 @@ from typing import Any
 
 from console.clients.kube import MERGE_PATCH, patch, request
 from console.config import Config
-
-FENCED = "cnpg.io/fencedInstances"
+from console.kubeobj import FENCED
+from console.kubeobj import fenced as fenced  # the reading is the snapshot's too (console/kubeobj.py)
 
 
 def cluster_path(config: Config) -> str:
@@ -61,15 +61,6 @@ async def until_healthy_primary(api: Any, config: Config, want: str, timeout: fl
 
 async def request_switchover(api: Any, config: Config, target: str) -> None:
     await patch(api, cluster_path(config) + "/status", {"status": {"targetPrimary": target}}, MERGE_PATCH)
-
-
-def fenced(obj: dict[str, Any]) -> list[str]:
-    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(FENCED)
-    try:
-        names = json.loads(raw) if raw else []
-    except ValueError:
-        return []
-    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 async def set_fenced(api: Any, config: Config, names: list[str]) -> None:

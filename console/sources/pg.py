@@ -3,10 +3,13 @@
 Kubernetes says which pods exist and which is labelled primary; only PostgreSQL knows whether the
 replica streams and how far behind it is.  Every ``poll_interval_s`` this source opens one connection per
 instance pod (pod IP from the watch, through ``database.tunnel_via``) as the superuser CNPG keeps in
-``database.superuser_secret``, and asks:
+``database.superuser_secret``, and asks one query (:data:`SQL`, one round trip) what ``kubectl cnpg
+status -v`` shows:
 
-* primary — ``pg_current_wal_lsn()`` and ``pg_stat_replication`` (state, replay LSN, ``replay_lag``);
-* replica — ``pg_last_wal_replay_lsn()`` and ``pg_stat_wal_receiver.status``.
+* every instance — whether it is in recovery, ``system_identifier``, ``pg_postmaster_start_time()``;
+* primary — ``pg_current_wal_lsn()`` and its WAL file, ``pg_stat_replication`` (state, sent/write/flush/
+  replay LSN and lag, sync state) and ``pg_replication_slots`` with the WAL each slot retains;
+* replica — ``pg_last_wal_replay_lsn()`` and its own ``pg_stat_wal_receiver`` (status, slot).
 
 A replica's lag in bytes is the primary's current LSN minus the replica's own replay LSN, so a replica
 whose receiver stopped (gone from ``pg_stat_replication``) still shows how far behind it is.  Connections
@@ -23,21 +26,36 @@ import psycopg
 
 from console.clients.ssh import SshError, Tunnel
 from console.config import Config
-from console.model import Replication, SourceState
+from console.model import Replication, ReplicationSlot, SourceState
 from console.sources.base import PollingSource
 from console.sources.kube import get_json
 from console.store import ClusterStore
 
-PRIMARY_SQL = """
-SELECT pg_current_wal_lsn()::text,
-       (SELECT json_agg(json_build_object(
-            'name', application_name, 'state', state, 'replay_lsn', replay_lsn::text,
-            'replay_lag', extract(epoch FROM replay_lag)))
-        FROM pg_stat_replication)
+# Every branch a role cannot run (pg_current_wal_lsn() fails in recovery) sits behind a CASE on the
+# role, so one statement serves primary and replica alike.
+SQL = """
+WITH me AS (SELECT pg_is_in_recovery() AS standby)
+SELECT json_build_object(
+    'standby', me.standby,
+    'system_id', (SELECT system_identifier::text FROM pg_control_system()),
+    'started_at', pg_postmaster_start_time(),
+    'lsn', (CASE WHEN me.standby THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,
+    'wal_file', CASE WHEN NOT me.standby THEN pg_walfile_name(pg_current_wal_lsn()) END,
+    'streams', CASE WHEN NOT me.standby THEN (SELECT json_agg(json_build_object(
+        'name', application_name, 'state', state, 'sent_lsn', sent_lsn::text,
+        'write_lsn', write_lsn::text, 'flush_lsn', flush_lsn::text, 'replay_lsn', replay_lsn::text,
+        'write_lag', extract(epoch FROM write_lag), 'flush_lag', extract(epoch FROM flush_lag),
+        'replay_lag', extract(epoch FROM replay_lag), 'sync_state', sync_state))
+        FROM pg_stat_replication) END,
+    'slots', CASE WHEN NOT me.standby THEN (SELECT json_agg(json_build_object(
+        'name', slot_name, 'type', slot_type, 'active', active, 'restart_lsn', restart_lsn::text,
+        'retained', pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)))
+        FROM pg_replication_slots) END,
+    'receiver', CASE WHEN me.standby THEN (SELECT json_build_object('status', status, 'slot', slot_name)
+        FROM pg_stat_wal_receiver) END)
+FROM me
 """
-REPLICA_SQL = """
-SELECT pg_last_wal_replay_lsn()::text, (SELECT status FROM pg_stat_wal_receiver)
-"""
+SLOT_PREFIX = "_cnpg_"  # CNPG's HA slot of instance main-db-2 is _cnpg_main_db_2 (its default prefix)
 
 
 def _lsn(text: str | None) -> int | None:
@@ -96,7 +114,7 @@ class PgSource(PollingSource):
         raw = (secret.get("data") or {}).get("password", "")
         return base64.b64decode(raw).decode()
 
-    async def _ask(self, ip: str, password: str) -> tuple[bool, Any, Any]:
+    async def _ask(self, ip: str, password: str) -> dict[str, Any] | str:
         db = self.config.database
         port = await self.tunnel.port_for(ip, db.port)
         async with await psycopg.AsyncConnection.connect(
@@ -110,12 +128,9 @@ class PgSource(PollingSource):
             autocommit=True,
             application_name="opsconsole",
         ) as conn:
-            cur = await conn.execute("SELECT pg_is_in_recovery()")
+            cur = await conn.execute(SQL)
             row = await cur.fetchone()
-            in_recovery = bool(row and row[0])
-            cur = await conn.execute(REPLICA_SQL if in_recovery else PRIMARY_SQL)
-            first, second = (await cur.fetchone()) or (None, None)
-            return in_recovery, first, second
+            return dict(row[0]) if row and isinstance(row[0], dict) else "no answer to the status query"
 
     async def poll(self) -> None:
         password = await self._password()
@@ -125,7 +140,7 @@ class PgSource(PollingSource):
                 self.name, SourceState.FORBIDDEN, f"cannot read secret {db.namespace}/{db.superuser_secret}"
             )
             return
-        answers: dict[str, tuple[bool, Any, Any] | str] = {}
+        answers: dict[str, dict[str, Any] | str] = {}
         tunnel_failed: str | None = None
         for name, ip in self._instances():
             if not ip:
@@ -146,28 +161,93 @@ class PgSource(PollingSource):
         self.store.set_source(self.name, SourceState.OK)
 
     @staticmethod
-    def _judge(answers: dict[str, tuple[bool, Any, Any] | str]) -> tuple[Replication, ...]:
-        primary_lsn: int | None = None
-        streams: dict[str, dict[str, Any]] = {}
-        for a in answers.values():
-            if not isinstance(a, str) and not a[0]:
-                primary_lsn = _lsn(a[1])
-                streams = {s["name"]: s for s in a[2] or []}
+    def _judge(answers: dict[str, dict[str, Any] | str]) -> tuple[Replication, ...]:
+        primaries = [a for a in answers.values() if isinstance(a, dict) and not a.get("standby")]
+        primary = primaries[-1] if primaries else {}
+        primary_lsn = _lsn(primary.get("lsn"))
+        streams = {s["name"]: s for s in primary.get("streams") or []}
+        slots = {s.name: s for s in _slots(primary)}
         out = []
         for name, a in sorted(answers.items()):
             if isinstance(a, str):
                 out.append(Replication(name, "unreachable", "unreachable", None, None, None, a))
-            elif not a[0]:
-                out.append(Replication(name, "primary", "primary", a[1], 0, 0.0))
-            else:
-                replay = _lsn(a[1])
-                stream = streams.get(name) or {}
-                lag = None if primary_lsn is None or replay is None else max(0, primary_lsn - replay)
-                state = stream.get("state") or (a[2] or "stopped")
-                lag_s = stream.get("replay_lag")
+            elif not a.get("standby"):
+                system_id, started_at = _server(a)
                 out.append(
                     Replication(
-                        name, "replica", str(state), a[1], lag, None if lag_s is None else float(lag_s)
+                        name,
+                        "primary",
+                        "primary",
+                        a.get("lsn"),
+                        0,
+                        0.0,
+                        system_id=system_id,
+                        started_at=started_at,
+                        wal_file=a.get("wal_file"),
+                        slots=_slots(a),
                     )
                 )
+            else:
+                out.append(_replica(name, a, streams.get(name) or {}, slots, primary_lsn))
         return tuple(out)
+
+
+def _server(a: dict[str, Any]) -> tuple[str | None, str | None]:
+    """What every instance says of itself: its system identifier and when its postmaster started."""
+    started = a.get("started_at")
+    return a.get("system_id"), None if started is None else str(started)
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _slots(a: dict[str, Any]) -> tuple[ReplicationSlot, ...]:
+    return tuple(
+        ReplicationSlot(
+            str(s["name"]),
+            str(s.get("type") or ""),
+            bool(s.get("active")),
+            s.get("restart_lsn"),
+            None if s.get("retained") is None else int(s["retained"]),
+        )
+        for s in sorted(a.get("slots") or [], key=lambda s: str(s["name"]))
+    )
+
+
+def _replica(
+    name: str,
+    a: dict[str, Any],
+    stream: dict[str, Any],
+    slots: dict[str, ReplicationSlot],
+    primary_lsn: int | None,
+) -> Replication:
+    """A replica from its own answer and the primary's.  No row in pg_stat_wal_receiver is a receiver that
+    is not running ("stopped"); a row without a status is one this role may not read (unknown).  Its slot
+    is the one its receiver names, else CNPG's for the instance."""
+    replay = _lsn(a.get("lsn"))
+    receiver = a.get("receiver")
+    status = "stopped" if receiver is None else receiver.get("status")
+    slot = slots.get(str((receiver or {}).get("slot") or SLOT_PREFIX + name.replace("-", "_")))
+    lag = None if primary_lsn is None or replay is None else max(0, primary_lsn - replay)
+    system_id, started_at = _server(a)
+    return Replication(
+        name,
+        "replica",
+        str(stream.get("state") or status or "unknown"),
+        a.get("lsn"),
+        lag,
+        _seconds(stream.get("replay_lag")),
+        system_id=system_id,
+        started_at=started_at,
+        receiver=status,
+        sent_lsn=stream.get("sent_lsn"),
+        write_lsn=stream.get("write_lsn"),
+        flush_lsn=stream.get("flush_lsn"),
+        replay_lsn=stream.get("replay_lsn"),
+        write_lag_s=_seconds(stream.get("write_lag")),
+        flush_lag_s=_seconds(stream.get("flush_lag")),
+        sync_state=stream.get("sync_state"),
+        slot=slot.name if slot else None,
+        slot_retained_bytes=slot.retained_bytes if slot else None,
+    )

@@ -26,6 +26,7 @@ from aiohttp import web
 from lab.faults import Faults
 from lab.kube import tables
 from lab.kube.errors import KubeError, bad_request, forbidden, not_found, unauthorized
+from lab.kube.exec import PodExec
 from lab.kube.logs import PodLogs
 from lab.kube.patch import apply_patch
 from lab.kube.rbac import Authorizer, User
@@ -135,6 +136,7 @@ class KubeApi:
         self.faults = Faults()
         self.stats = KubeStats()
         self.logs = PodLogs()
+        self.execs = PodExec()
         self.subresource_hooks: dict[str, Callable[..., Any]] = {}
         self.admission: list[Callable[[Resource, str, dict[str, Any], dict[str, Any] | None], None]] = []
         store.listeners.append(self._crd_listener)
@@ -314,6 +316,8 @@ class KubeApi:
             )
         if sub == "log":
             verb = "get"
+        if sub == "exec":
+            verb = "create"  # a websocket upgrade (GET) is authorised as create, as since Kubernetes 1.31
         user: User = request["user"]
         authz_sub = f"{res.plural}/{sub}" if sub else res.plural
         if res.plural not in VIRTUAL and not self.authz.allowed(
@@ -332,6 +336,9 @@ class KubeApi:
                 raise not_found("namespaces", "", namespace)
         if sub == "log":
             return await self._log(request, res, namespace, name)
+        if sub == "exec":
+            resp: web.StreamResponse = await self.execs.serve(request, self.store.get(res, namespace, name))
+            return resp
         if sub == "eviction":
             hook = self.subresource_hooks["eviction"]
             body = await self._json_body(request)

@@ -57,6 +57,7 @@ class Resource:
                 "scale": ("Scale", ["get", "patch", "update"]),
                 "eviction": ("Eviction", ["create"]),
                 "log": ("Pod", ["get"]),
+                "exec": ("PodExecOptions", ["create", "get"]),
                 "binding": ("Binding", ["create"]),
             }[sub]
             group = {
@@ -103,7 +104,7 @@ def _r(
 BUILTINS: list[Resource] = [
     _r("v1", "Namespace", "namespaces", False, ("ns",), ("status",)),
     _r("v1", "Node", "nodes", False, ("no",), ("status",)),
-    _r("v1", "Pod", "pods", True, ("po",), ("status", "eviction", "log", "binding"), ("all",)),
+    _r("v1", "Pod", "pods", True, ("po",), ("status", "eviction", "log", "binding", "exec"), ("all",)),
     _r("v1", "Service", "services", True, ("svc",), ("status",), ("all",)),
     _r("v1", "Endpoints", "endpoints", True, ("ep",)),
     _r("v1", "ConfigMap", "configmaps", True, ("cm",)),

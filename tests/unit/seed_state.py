@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from console.model import BackupRepo, DnsCheck, Probe, Replication, SourceState
+from console.model import BackupRepo, DnsCheck, Probe, Replication, ReplicationSlot, SourceState
 from console.store import ClusterStore
 
 NOW = 1_800_000_000.0
+SYSTEM_ID = "7432876543210987654"
+LAG = 16 * 1048576 + 96  # the replica's replay LSN behind the primary's current one
 
 
 def _node(name: str, ip: str, role: str | None) -> dict[str, Any]:
@@ -38,6 +40,28 @@ def _pod(ns: str, name: str, node: str, owner: str, labels: dict[str, str] | Non
         "spec": {"nodeName": node},
         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
     }
+
+
+def _instance_pod(name: str, node: str, role: str) -> dict[str, Any]:
+    """A CNPG instance pod, its postgres container running since the cluster was set up."""
+    p = _pod(
+        "postgres",
+        name,
+        node,
+        "main-db",
+        {"role": role, "cnpg.io/cluster": "main-db", "cnpg.io/podRole": "instance"},
+    )
+    p["spec"]["containers"] = [{"name": "postgres", "image": "ghcr.io/cloudnative-pg/postgresql:17.4"}]
+    p["status"]["qosClass"] = "Burstable"
+    p["status"]["containerStatuses"] = [
+        {
+            "name": "postgres",
+            "ready": True,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-11-01T09:05:40Z"}},
+        }
+    ]
+    return p  # fmt: skip
 
 
 def _deployment(ns: str, name: str, replicas: int, **template: Any) -> dict[str, Any]:
@@ -86,8 +110,8 @@ def fill(s: ClusterStore) -> None:
             _docfast_pod("docfast", "docfast-5d9c-a1", "k3s-w1", "docfast-5d9c", "v1.4.2"),
             _docfast_pod("docfast", "docfast-5d9c-b2", "k3s-w2", "docfast-5d9c", "v1.4.2"),
             _docfast_pod("docfast-staging", "docfast-7c4e-c3", "k3s-w1", "docfast-7c4e", "main-3f9c2ab"),
-            _pod("postgres", "main-db-1", "k3s-w1", "main-db", {"role": "primary"}),
-            _pod("postgres", "main-db-2", "k3s-w2", "main-db", {"role": "replica"}),
+            _instance_pod("main-db-1", "k3s-w1", "primary"),
+            _instance_pod("main-db-2", "k3s-w2", "replica"),
             _pod("postgres", "main-db-pooler-77f-x1", "k3s-w1", "main-db-pooler-77f"),
             _pod("postgres", "main-db-pooler-77f-y2", "k3s-w2", "main-db-pooler-77f"),
         ],
@@ -121,6 +145,7 @@ def fill(s: ClusterStore) -> None:
     s.replace("poolers", [])
     s.replace("poddisruptionbudgets", [])
     s.replace("networkpolicies", [])
+    expires = (datetime.now(UTC) + timedelta(days=89, hours=1)).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
     s.replace(
         "clusters",
         [
@@ -129,10 +154,17 @@ def fill(s: ClusterStore) -> None:
                 "status": {
                     "phase": "Cluster in healthy state",
                     "currentPrimary": "main-db-1",
+                    "currentPrimaryTimestamp": "2026-11-01T09:06:00.000000Z",
+                    "targetPrimary": "main-db-1",
                     "timelineID": 1,
+                    "image": "ghcr.io/cloudnative-pg/postgresql:17.4",
                     "instances": 2,
                     "readyInstances": 2,
                     "instanceNames": ["main-db-1", "main-db-2"],
+                    "instancesStatus": {"healthy": ["main-db-1", "main-db-2"]},
+                    "certificates": {
+                        "expirations": {f"main-db-{c}": expires for c in ("ca", "replication", "server")}
+                    },
                 },
             }
         ],
@@ -189,8 +221,38 @@ def fill(s: ClusterStore) -> None:
     s.set_extra(
         "replication",
         (
-            Replication("main-db-1", "primary", "primary", "0/5000060", 0, 0.0),
-            Replication("main-db-2", "replica", "streaming", "0/4000000", 16 * 1048576 + 96, 2.5),
+            Replication(
+                "main-db-1",
+                "primary",
+                "primary",
+                "0/5000060",
+                0,
+                0.0,
+                system_id=SYSTEM_ID,
+                started_at="2026-11-01T09:05:45.120000+00:00",
+                wal_file="000000010000000000000005",
+                slots=(ReplicationSlot("_cnpg_main_db_2", "physical", True, "0/4000000", LAG),),
+            ),
+            Replication(
+                "main-db-2",
+                "replica",
+                "streaming",
+                "0/4000000",
+                LAG,
+                2.5,
+                system_id=SYSTEM_ID,
+                started_at="2026-11-01T09:05:50.310000+00:00",
+                receiver="streaming",
+                sent_lsn="0/5000060",
+                write_lsn="0/5000060",
+                flush_lsn="0/5000060",
+                replay_lsn="0/4000000",
+                write_lag_s=0.002,
+                flush_lag_s=0.004,
+                sync_state="async",
+                slot="_cnpg_main_db_2",
+                slot_retained_bytes=LAG,
+            ),
         ),
     )
     s.set_extra(
@@ -213,6 +275,37 @@ def fill(s: ClusterStore) -> None:
         *(f"kube:{k}" for k in s.objects),
     ):
         s.set_source(name, SourceState.OK, at=NOW - 5)
+
+
+def budgets(store: ClusterStore) -> None:
+    """What CNPG creates besides the seed's state: its two budgets for the cluster (the primary's holds
+    every eviction of it), and one of DocFast's that is not the database's."""
+
+    def pdb(ns: str, name: str, role: str, allowed: int, cluster: str | None = "main-db") -> dict[str, Any]:
+        labels = {"cnpg.io/cluster": cluster} if cluster else {}
+        return {
+            "metadata": {"namespace": ns, "name": name, "labels": labels},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"role": role}}},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": 1, "desiredHealthy": 1},
+        }
+
+    store.replace(
+        "poddisruptionbudgets",
+        [
+            pdb("postgres", "main-db-primary", "primary", 0),
+            pdb("postgres", "main-db", "replica", 1),
+            pdb("docfast", "docfast", "web", 1, cluster=None),
+        ],
+    )
+
+
+def pooler(store: ClusterStore, paused: bool = False) -> None:
+    """The seed's Pooler (without the HA patch's anti-affinity)."""
+    bouncer: dict[str, Any] = {"poolMode": "transaction", **({"paused": True} if paused else {})}
+    spec = {"cluster": {"name": "main-db"}, "instances": 2, "type": "rw", "pgbouncer": bouncer}
+    store.replace(
+        "poolers", [{"metadata": {"namespace": "postgres", "name": "main-db-pooler"}, "spec": spec}]
+    )
 
 
 # What each source writes, by source name (Kubernetes: every kind of the store).

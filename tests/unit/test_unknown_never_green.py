@@ -27,7 +27,7 @@ CONFIG = load_config(ROOT / "config.toml")
 GOOD = {
     "kubernetes": [("nodes:", "Ready"), ("database:", "healthy state"), ("ha:", "1/4 patches hold")],
     "hetzner": [("lb:", "healthy")],
-    "postgres": [("replica:", "streaming")],
+    "postgres": [("replica:", "streaming"), ("postgres:", "system id"), ("slot:", "retains")],
     "borg": [("backup:", "newest")],
     "http": [("probe:", "-> 200")],
     "dns": [("dns:", "46.225.37.135")],
