@@ -284,6 +284,17 @@ def pod_findings(pods: tuple[Pod, ...], prod: str, now: datetime) -> list[Findin
     return out
 
 
+def _own_budgets(store: ClusterStore) -> list[dict[str, object]]:
+    """The PodDisruptionBudgets the cluster's owners wrote — not those an operator keeps for its own pods
+    (CNPG's ``<cluster>-primary``, owned by the Cluster): those guard the database alone, while the
+    workloads, the pooler and CoreDNS stay without one."""
+    return [
+        b
+        for b in store.items("poddisruptionbudgets")
+        if not any(o.get("kind") == "Cluster" for o in (b.get("metadata") or {}).get("ownerReferences") or [])
+    ]
+
+
 def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime) -> tuple[Finding, ...]:
     """What an operator of this cluster would want flagged, computed from live state."""
     out: list[Finding] = []
@@ -363,7 +374,7 @@ def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime)
                     f"all ready replicas run on {w.nodes[0]}",
                 )
             )
-    if "poddisruptionbudgets" in store.objects and not store.items("poddisruptionbudgets"):
+    if "poddisruptionbudgets" in store.objects and not _own_budgets(store):
         add(
             Finding(
                 Severity.INFO, "no-pdbs", "cluster", "no PodDisruptionBudgets: a drain may take every replica"

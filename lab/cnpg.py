@@ -532,7 +532,7 @@ class CnpgTwin:
         elif labels.get("cnpg.io/poolerName") == self.config.database.pooler and ip:
             key = pod["metadata"]["name"]
             if key not in self.poolers:
-                bouncer = Bouncer(key, self._runtime_base(), self.config.database.pooler_mode)
+                bouncer = Bouncer(key, self._runtime_base(), self.config.database.pooler_mode, self.speed)
                 self.poolers[key] = bouncer  # before the await: a second hook call finds it
                 await self._refresh_verifiers(force=True)
                 await bouncer.start(self._primary_port(), self.verifiers)
@@ -563,9 +563,12 @@ class CnpgTwin:
         return inst.port if inst is not None else 0
 
     def repoint_poolers(self) -> None:
-        """The poolers follow the ``-rw`` Service to the primary of the moment (a reload)."""
+        """The poolers follow the ``-rw`` Service to the primary of the moment (a reload when it moved;
+        with no primary instance yet — a revived cluster — they keep the last)."""
+        port = self._primary_port()
         for bouncer in self.poolers.values():
-            bouncer.point_at(self._primary_port())
+            if port:
+                bouncer.point_at(port)
 
     async def _refresh_verifiers(self, force: bool = False) -> None:
         """pg_shadow's SCRAM verifiers into every PgBouncer's auth_file when they changed (the lab's
@@ -811,6 +814,7 @@ class CnpgTwin:
         self._track_pods()
         self._sync_pooler()
         await self._refresh_verifiers()
+        self.repoint_poolers()
         pods = {p["metadata"]["name"] for p in self.store.list(self.res["pods"], self.ns)}
         await self._stop_poolers(keep=pods)  # a pooler pod that is gone takes its PgBouncer along
         # Processes follow their node's power, their pod and the fencing annotation.

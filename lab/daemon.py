@@ -169,7 +169,8 @@ async def serve(
     runners: list[web.AppRunner] = []
 
     async def listen(app: web.Application, ssl_context: Any = None) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # shutdown_timeout: a twin going down does not wait for open watches and keep-alives to end.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, LOOPBACK, 0, reuse_address=True, ssl_context=ssl_context)
         await site.start()

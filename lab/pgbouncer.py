@@ -48,6 +48,7 @@ class Bouncer:
     name: str
     base: Path
     mode: str
+    speed: float = 1.0  # the lab's timing factor (server_login_retry: PgBouncer's 15 s times it)
     port: int = field(default_factory=free_port)
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     proc: asyncio.subprocess.Process | None = None
@@ -78,7 +79,7 @@ class Bouncer:
                 "server_reset_query = DISCARD ALL",
                 "query_wait_timeout = 120",
                 "server_connect_timeout = 5",
-                "server_login_retry = 1",
+                f"server_login_retry = {max(1, round(15 * self.speed))}",
                 f"logfile = {self.dir / 'pgbouncer.log'}",
                 f"pidfile = {self.dir / 'pgbouncer.pid'}",
                 "",

@@ -63,6 +63,31 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def through_pooler(lab: LabState, dbname: str, timeout: float = 20) -> Any:
+    """A connection to ``dbname`` as DocFast makes it: through a pooler pod's PgBouncer, as the app user.
+    Right after a database was dropped and created again (a restore), PgBouncer refuses logins for
+    ``server_login_retry`` ("server login has been failing"), as on the cluster: retried until it passes."""
+    import psycopg
+
+    from lab.cli import control
+
+    port = next(iter(control(lab, "GET", "/db")["poolers"].values()))
+
+    def connect() -> Any:
+        login = {"user": "docfast", "password": "docfast", "dbname": dbname, "connect_timeout": 5}
+        conn = psycopg.connect(host="127.0.0.1", port=port, autocommit=True, **login)
+        try:
+            conn.execute("SELECT 1")  # PgBouncer logs into PostgreSQL at the first query, not at connect
+            return conn
+        except psycopg.Error as exc:
+            conn.close()
+            if "server login has been failing" in str(exc):
+                return None
+            raise
+
+    return wait_for(connect, timeout, f"a login to {dbname} through PgBouncer", 0.5)
+
+
 def env_file(path: str) -> dict[str, str]:
     out = {}
     for line in Path(path).read_text().splitlines():

@@ -30,6 +30,7 @@ from tests.conftest import (
     opsconsole,
     own_lab,
     pgserver_bin,
+    through_pooler,
     wait_for,
 )
 
@@ -71,10 +72,8 @@ def _db_repo(lab: LabState) -> str:
 
 
 def _pooler(lab: LabState, dbname: str) -> psycopg.Connection[Any]:
-    port = next(iter(control(lab, "GET", "/db")["poolers"].values()))
-    return psycopg.connect(
-        host="127.0.0.1", port=port, user="docfast", password="docfast", dbname=dbname, autocommit=True
-    )
+    conn: psycopg.Connection[Any] = through_pooler(lab, dbname)
+    return conn
 
 
 def test_backup_db_lands_both_dumps_in_a_new_archive(box_lab: LabState) -> None:

@@ -154,6 +154,9 @@ def test_drain_respects_pod_disruption_budgets(lab: LabState) -> None:
         "Cannot evict pod as it would violate the pod's disruption budget" in blocked.stderr + blocked.stdout
     )
     assert len(_ready_docfast_nodes(lab)) == 2  # nothing was evicted
+    # kubectl leaves a node it failed to drain cordoned: uncordon it, or CNPG's primary budget would hold
+    # the next drain (the primary could move nowhere but to a cordoned node).
+    kubectl(lab, "uncordon", nodes[0])
     kubectl(lab, "delete", "pdb", "docfast", "-n", "docfast")
     drained = kubectl(
         lab, "drain", "k3s-w2", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s"

@@ -26,9 +26,13 @@ def test_kubectl_exec_runs_psql_in_an_instance_pod(lab: LabState) -> None:
     out = kubectl(lab, "-n", "postgres", "exec", "main-db-1", "--", "psql", "-Atc", "select 1")
     assert out.stdout.strip() == "1"
     # stdin to the command, its end by v5's CLOSE (kubectl 1.30+ negotiates v5.channel.k8s.io)
+    cluster = json.loads(
+        kubectl(lab, "-n", "postgres", "get", "clusters.postgresql.cnpg.io", "main-db", "-o", "json").stdout
+    )
+    replica = next(n for n in ("main-db-1", "main-db-2") if n != cluster["status"]["currentPrimary"])
     proc = subprocess.run(
         ["kubectl", "--kubeconfig", lab.files["kubeconfig"], "--context", "admin", "-n", "postgres",
-         "exec", "-i", "main-db-2", "--", "psql", "-At"],
+         "exec", "-i", replica, "--", "psql", "-At"],
         input="select pg_is_in_recovery();\n", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == "t", proc.stderr

@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from lab.cli import control
 from lab.state import LabState
-from tests.conftest import lab_hcloud_json, opsconsole, own_lab, run_action
+from tests.conftest import lab_hcloud_json, opsconsole, own_lab, run_action, through_pooler
 
 SEED_SERVER_IDS = {121365837, 121365839, 121365840}
 
@@ -79,10 +77,7 @@ async def test_recover_after_everything_was_destroyed(
     req = urllib.request.Request(f"http://{lb}/health", headers={"Host": "docfast.dev"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
-    port = next(iter(control(dr_lab, "GET", "/db")["poolers"].values()))
-    with psycopg.connect(
-        host="127.0.0.1", port=port, user="docfast", password="docfast", dbname="docfast", connect_timeout=5
-    ) as conn:
+    with through_pooler(dr_lab, "docfast") as conn:
         row = conn.execute("SELECT count(*) FROM customers").fetchone()
     assert row is not None and row[0] == 500  # the seed's customers, from the dump
     assert report["rows_restored"]["docfast"] == 71000
