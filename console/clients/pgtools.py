@@ -42,9 +42,6 @@ from console.clients.ssh import Tunnel
 from console.config import Config
 from console.errors import OpsError
 
-TERMINATE = (
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-)
 CONTAINER = "postgres"  # CNPG's instance container
 REPLAY_WAIT_S = 30.0  # how long a replica may take to replay the backup's sentinel before the primary dumps
 
@@ -346,9 +343,10 @@ class Primary:
         await self.sql("postgres", f'CREATE DATABASE "{dbname}" OWNER "{owner}"')
 
     async def drop(self, dbname: str) -> None:
-        """End ``dbname``'s sessions (the pooler's too), then drop it."""
-        await self.sql("postgres", TERMINATE, (dbname,))
-        await self.sql("postgres", f'DROP DATABASE IF EXISTS "{dbname}"')
+        """Drop ``dbname``, ending its sessions in the same statement (``WITH (FORCE)``, PostgreSQL 13+):
+        PgBouncer opens a new server connection the moment one is ended, so ending them first and dropping
+        after races the pooler's clients."""
+        await self.sql("postgres", f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
     async def close(self) -> None:
         await self.tunnel.close()
