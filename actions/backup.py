@@ -160,6 +160,8 @@ async def stream_dumps(
     dumps = [j.task for j in jobs]
     try:
         await asyncio.wait([upload, *dumps], return_when=asyncio.FIRST_EXCEPTION)
+        if upload.done() and not upload.cancelled() and upload.exception() is not None:
+            raise upload.exception()  # type: ignore[misc]  # borg's own word, not its readers' echo
         failed = next((t.exception() for t in dumps if t.done() and t.exception()), None)
         if failed is not None:
             upload.cancel()

@@ -169,8 +169,9 @@ class Drain(_Schedulable):
             self.owners[key] = _successor(owner)
         await self._database(run)
         # The primary is held by CNPG's <cluster>-primary budget until the switchover moves it: not a hold.
-        moved = self.primary_here if self.switch_to else None
-        self.held = await self._held_by_budgets(api, [p for p in items if p["metadata"]["name"] != moved])
+        moved = (self.config.database.namespace, self.primary_here) if self.switch_to else None
+        staying = [p for p in items if (p["metadata"]["namespace"], p["metadata"]["name"]) != moved]
+        self.held = await self._held_by_budgets(api, staying)
         if self.primary_here and not self.switch_to:
             why = (
                 f"the primary {self.primary_here} runs on {self.node} and no ready replica runs elsewhere: "

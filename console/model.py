@@ -185,7 +185,9 @@ class Database:
     image: str | None = None  # status.image
     system_id: str | None = None  # the primary's, from PostgreSQL
     primary_since: str | None = None  # status.currentPrimaryTimestamp: when the primary took the role
-    primary_uptime_s: float | None = None  # seconds since primary_since
+    # Seconds since primary_since: a reading of the clock, not of the cluster, so two builds of one state
+    # still compare equal (the panels' diffs and the builders' memos rely on it).
+    primary_uptime_s: float | None = field(default=None, compare=False)
     primary_started_at: str | None = None  # the primary's pg_postmaster_start_time()
     wal_file: str | None = None  # the primary's current WAL file
     current_lsn: str | None = None  # the primary's current WAL LSN

@@ -333,7 +333,7 @@ class CnpgTwin:
         out = []
         for name, role, keep in (
             (f"{self.name}-primary", "primary", 1),
-            (self.name, "replica", len(self.instances) - 2),
+            (self.name, "replica", len(self.nodes) - 2),  # spec.instances (the twin's two)
         ):
             if keep < 1 and role == "replica":
                 continue
@@ -534,8 +534,16 @@ class CnpgTwin:
             if key not in self.poolers:
                 bouncer = Bouncer(key, self._runtime_base(), self.config.database.pooler_mode, self.speed)
                 self.poolers[key] = bouncer  # before the await: a second hook call finds it
-                await self._refresh_verifiers(force=True)
-                await bouncer.start(self._primary_port(), self.verifiers)
+                try:
+                    await self._refresh_verifiers(force=True)
+                    await bouncer.start(self._primary_port(), self.verifiers)
+                except Exception:
+                    self.poolers.pop(key, None)  # the next start of the pod tries again
+                    await bouncer.stop()
+                    raise
+                if self.poolers.get(key) is not bouncer:  # its pod went meanwhile (reconcile stopped it)
+                    await bouncer.stop()
+                    return
                 if self.pooler_paused:
                     await bouncer.set_paused(True)
             self.dataplane.ip_ports[ip] = self.poolers[key].port

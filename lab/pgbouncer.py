@@ -53,7 +53,9 @@ class Bouncer:
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     proc: asyncio.subprocess.Process | None = None
     upstream: int = 0
-    paused: bool = False
+    paused: bool = False  # what PgBouncer was last told (PAUSE/RESUME succeeded)
+    want_paused: bool = False
+    _admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def dir(self) -> Path:
@@ -89,9 +91,9 @@ class Bouncer:
     def write_users(self, verifiers: dict[str, str]) -> None:
         lines = [f'"{ADMIN}" "{self.admin_password}"']
         lines += [f'"{user}" "{secret}"' for user, secret in sorted(verifiers.items())]
-        path = self.dir / "userlist.txt"
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)
+        fd = os.open(self.dir / "userlist.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:  # created 0600: the verifiers are never readable by others
+            f.write("\n".join(lines) + "\n")
 
     def _own(self) -> None:
         user = _owner()
@@ -163,13 +165,18 @@ class Bouncer:
             await asyncio.wait_for(conn.execute(command), timeout)
 
     async def set_paused(self, paused: bool) -> None:
-        if paused == self.paused:
-            return
-        self.paused = paused
-        try:
-            await self.admin("PAUSE" if paused else "RESUME")
-        except (psycopg.Error, OSError, TimeoutError) as exc:
-            log.warning("pgbouncer %s: %s failed: %s", self.name, "PAUSE" if paused else "RESUME", exc)
+        """PAUSE or RESUME, one at a time and always towards the newest wish (a RESUME sent while a PAUSE
+        waits would leave PgBouncer paused)."""
+        self.want_paused = paused
+        async with self._admin_lock:
+            while self.paused != self.want_paused:
+                want = self.want_paused
+                try:
+                    await self.admin("PAUSE" if want else "RESUME")
+                except (psycopg.Error, OSError, TimeoutError) as exc:
+                    log.warning("pgbouncer %s: %s failed: %s", self.name, "PAUSE" if want else "RESUME", exc)
+                    return
+                self.paused = want
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

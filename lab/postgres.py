@@ -63,12 +63,16 @@ def cleanup_runtime(lab_dir: Path) -> None:
         marker.unlink()
 
 
+_RUN_AS = _run_as()  # looked up here, in the parent: a forked child must not call into NSS
+
+
 def demote() -> None:
-    """In a child before exec: become the OS user the lab runs PostgreSQL as (when started as root)."""
-    user = _run_as()
-    if user is not None:
-        os.setgid(user.pw_gid)
-        os.setuid(user.pw_uid)
+    """In a child before exec: become the OS user the lab runs PostgreSQL as (when started as root), with
+    no supplementary groups of root's."""
+    if _RUN_AS is not None:
+        os.setgroups([])
+        os.setgid(_RUN_AS.pw_gid)
+        os.setuid(_RUN_AS.pw_uid)
 
 
 async def run(

@@ -15,12 +15,11 @@ forbidden user) becomes the :class:`KubeError`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import importlib
 import json
 import os
 import shlex
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,14 +148,19 @@ async def _session(
                 continue
             channel, data = msg.data[0], msg.data[1:]
             if channel == STDOUT and stdout is not None and data:
-                await stdout(data)
+                try:
+                    await stdout(data)
+                except OSError as exc:  # the reader went away (borg stopped): not the API's fault
+                    raise ExecError(f"the command's output could not be passed on: {exc}") from None
             elif channel == STDERR:
                 err += data
                 del err[:-KEEP_STDERR]
             elif channel == ERROR and data:
                 status = json.loads(data)
-        if feeder is not None and feeder.done() and feeder.exception() is not None:
-            raise feeder.exception()  # type: ignore[misc]
+        ended = feeder is not None and feeder.done() and not feeder.cancelled()
+        failed = feeder.exception() if feeder is not None and ended else None
+        if status is None and failed is not None:  # a command that ended has its own word on its input
+            raise failed
     finally:
         if feeder is not None:
             feeder.cancel()
@@ -167,40 +171,43 @@ async def _session(
 
 
 async def _feed(ws: aiohttp.ClientWebSocketResponse, stdin: AsyncIterator[bytes], v5: bool) -> None:
-    async for chunk in stdin:
-        await ws.send_bytes(bytes([STDIN]) + chunk)
-    if v5:
-        await ws.send_bytes(bytes([CLOSE, STDIN]))
+    try:
+        async for chunk in stdin:
+            await ws.send_bytes(bytes([STDIN]) + chunk)
+        if v5:
+            await ws.send_bytes(bytes([CLOSE, STDIN]))
+    except Exception:
+        await ws.close()  # input that cannot be sent ends the session: the command would wait for it
+        raise
 
 
 class FifoWriter:
     """The writing end of a FIFO that another process (``borg create --read-special``) reads, as an
-    asyncio stream.  The open waits (in a thread) until the reader opens its end, as a writer of a FIFO
-    does: borg reads its FIFOs one after the other, so each dump starts when borg reaches it.  A reader
-    that never comes (borg failed) is stood in for by :meth:`abandon`, so no thread waits forever."""
+    asyncio stream.  A FIFO's writer can open only once its reader has: borg reads its FIFOs one after the
+    other, so each dump starts when borg reaches it.  The open is retried without blocking (no thread
+    waits on it) until the reader comes or :meth:`abandon` says it never will (borg failed)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._abandoned = threading.Event()
+        self._abandoned = False
         self._writer: asyncio.StreamWriter | None = None
 
-    def _open(self) -> int:
-        fd = os.open(self.path, os.O_WRONLY)
-        if self._abandoned.is_set():
-            os.close(fd)
-            raise OSError(f"{self.path.name}: the reader went away")
-        return fd
-
     def abandon(self) -> None:
-        self._abandoned.set()
-        with contextlib.suppress(OSError):  # a blocked open() returns once a reader has opened
-            os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK))
+        self._abandoned = True
+
+    async def _open(self) -> int:
+        while not self._abandoned:
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            await asyncio.sleep(0.05)
+        raise OSError(f"{self.path.name}: the reader went away")
 
     async def __aenter__(self) -> FifoWriter:
         loop = asyncio.get_running_loop()
-        fd = await asyncio.to_thread(self._open)
-        os.set_blocking(fd, False)
-        pipe = os.fdopen(fd, "wb", buffering=0)
+        pipe = os.fdopen(await self._open(), "wb", buffering=0)
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
         self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
         return self

@@ -172,8 +172,8 @@ class PodExec:
         try:
             waiting: list[asyncio.Future[Any]] = [outputs, feeder]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if not outputs.done():  # the client went away: the command goes too
-                return
+            if not outputs.done() or outputs.cancelled() or outputs.exception() is not None:
+                return  # the client went away (or its connection broke): the command goes too
             code = await proc.wait()
             await ws.send_bytes(bytes([ERROR]) + json.dumps(_status(code)).encode())
         finally:
