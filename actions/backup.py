@@ -38,10 +38,11 @@ from typing import Any
 import yaml
 
 from console.action import Action, Inspection, Outcome, P, Plan, param
+from console.clients import cnpg
 from console.clients.borg import BorgError, borg_env, borg_json
 from console.clients.borg_run import BorgResult, borg_run
 from console.clients.kube import request
-from console.clients.pgtools import DumpSource, Primary
+from console.clients.pgtools import DumpSource, PgToolError, Primary
 from console.clients.ssh import connect
 from console.config import BorgRepository, Config
 from console.errors import ActionFailed, Verdict
@@ -180,71 +181,90 @@ async def stream_dumps(
         await asyncio.gather(*dumps, return_exceptions=True)
 
 
+async def _sentinel(primary: Primary, dbs: list[str], token: str) -> None:
+    """A row only this backup wrote, in each database: a verify-restore looks for it in the dump."""
+    for dbname in dbs:
+        await primary.sql(
+            dbname,
+            f"CREATE TABLE IF NOT EXISTS {SENTINEL_TABLE} "
+            "(token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
+        )
+        await primary.sql(dbname, f"INSERT INTO {SENTINEL_TABLE} (token) VALUES (%s)", (token,))
+
+
+async def _db_meta(run: Run, primary: Primary, token: str) -> dict[str, Any]:
+    status = (await cnpg.cluster(await run.kube(), run.config)).get("status") or {}
+    lag = await primary.sql(
+        "postgres",
+        "SELECT application_name, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
+        "FROM pg_stat_replication",
+    )
+    return {
+        "taken": datetime.now(UTC).isoformat(),
+        "primary": status.get("currentPrimary"),
+        "timeline": status.get("timelineID"),
+        "sentinel": token,
+        "dump_via": run.config.database.dump_via,
+        "replica_lag_bytes": {str(name): int(b or 0) for name, b in lag},
+        "databases": {},
+    }
+
+
+async def _source(run: Run, primary: Primary) -> DumpSource:
+    """The instance to dump (after the sentinel): a replica that has replayed it, else the primary."""
+    source = await primary.dump_source()
+    if not await primary.replayed(source):
+        run.emit(Log("warning", f"{source.instance} has not replayed the sentinel: the primary dumps"))
+        source = await primary.primary_source()
+    return source
+
+
+async def _dump_and_upload(
+    run: Run, primary: Primary, source: DumpSource, meta: dict[str, Any], work: Path
+) -> tuple[str, BorgResult]:
+    """Snapshots exported and counted at ``source``, then every dump streamed into one new archive."""
+    config, emit, r = run.config, run.emit, repo(run.config, "db")
+    dbs = list(config.database.databases)
+    meta["dumped_from"] = {"instance": source.instance, "role": source.role, "lag_bytes": source.lag_bytes}
+    name = archive_name("db")
+    async with contextlib.AsyncExitStack() as snapshots:
+        ids = {}
+        for dbname in dbs:
+            ids[dbname], counts = await snapshots.enter_async_context(primary.snapshot(dbname, source))
+            meta["databases"][dbname] = {"row_counts": counts, "snapshot": ids[dbname]}
+            (work / f"{dbname}.dump").unlink(missing_ok=True)  # a FIFO of an attempt before
+            os.mkfifo(work / f"{dbname}.dump", 0o600)
+        (work / "meta.json").write_text(json.dumps(meta, indent=2))
+        emit(StepFinished("dump", True, "sentinel written; snapshots exported and their rows counted"))
+        run.step("dump", "done", {"primary": meta["primary"], "from": source.instance})
+        emit(StepStarted("upload", f"pg_dump streamed into borg create {r.name}::{name}"))
+        files = [f"{d}.dump" for d in dbs] + ["meta.json"]
+        return name, await stream_dumps(config, r, name, files, work, emit, primary, ids, source)
+
+
 async def backup_db(run: Run) -> dict[str, Any]:
     config, emit = run.config, run.emit
-    api = await run.kube()
-    r = repo(config, "db")
-    primary = Primary(config, api)
+    primary = Primary(config, await run.kube())
     work = _private_dir("db-")
     try:
         token = secrets.token_hex(8)
-        cluster = await request(
-            api,
-            "GET",
-            f"/apis/postgresql.cnpg.io/v1/namespaces/{config.database.namespace}/clusters/{config.database.cluster}",
-        )
-        meta: dict[str, Any] = {
-            "taken": datetime.now(UTC).isoformat(),
-            "primary": (cluster.get("status") or {}).get("currentPrimary"),
-            "timeline": (cluster.get("status") or {}).get("timelineID"),
-            "sentinel": token,
-            "databases": {},
-        }
         await primary.check_tools("pg_dump")
-        source = await primary.dump_source()
-        meta["dump_via"] = config.database.dump_via
-        meta["dumped_from"] = {
-            "instance": source.instance,
-            "role": source.role,
-            "lag_bytes": source.lag_bytes,
-        }
+        meta = await _db_meta(run, primary, token)
+        await _sentinel(primary, list(config.database.databases), token)
+        source = await _source(run, primary)
         where = f"{source.instance} ({source.role}, {config.database.dump_via})"
         emit(StepStarted("dump", f"pg_dump of {', '.join(config.database.databases)} from {where}"))
-        lag = await primary.sql(
-            "postgres",
-            "SELECT application_name, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
-            "FROM pg_stat_replication",
-        )
-        meta["replica_lag_bytes"] = {str(name): int(b or 0) for name, b in lag}
-        dbs = list(config.database.databases)
-        for dbname in dbs:
-            await primary.sql(
-                dbname,
-                f"CREATE TABLE IF NOT EXISTS {SENTINEL_TABLE} "
-                "(token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
-            )
-            await primary.sql(dbname, f"INSERT INTO {SENTINEL_TABLE} (token) VALUES (%s)", (token,))
-        if not await primary.replayed(source):
+        try:
+            name, result = await _dump_and_upload(run, primary, source, meta, work)
+        except PgToolError as exc:
+            # A standby cancels a long query whose rows its replay must remove (max_standby_streaming_delay,
+            # unless hot_standby_feedback holds them back): the primary has no such conflict.
+            if source.role != "replica" or "conflict with recovery" not in str(exc):
+                raise
             emit(
-                StepFinished(
-                    "dump", False, f"{source.instance} has not replayed the sentinel: the primary dumps"
-                )
+                Log("warning", f"{source.instance} cancelled the dump (recovery conflict): the primary dumps")
             )
-            source = await primary.primary_source()
-            meta["dumped_from"] = {"instance": source.instance, "role": source.role, "lag_bytes": 0}
-        name = archive_name("db")
-        async with contextlib.AsyncExitStack() as snapshots:
-            ids = {}
-            for dbname in dbs:
-                ids[dbname], counts = await snapshots.enter_async_context(primary.snapshot(dbname, source))
-                meta["databases"][dbname] = {"row_counts": counts, "snapshot": ids[dbname]}
-                os.mkfifo(work / f"{dbname}.dump", 0o600)
-            (work / "meta.json").write_text(json.dumps(meta, indent=2))
-            emit(StepFinished("dump", True, "sentinel written; snapshots exported and their rows counted"))
-            run.step("dump", "done", {"primary": meta["primary"]})
-            emit(StepStarted("upload", f"pg_dump streamed into borg create {r.name}::{name}"))
-            files = [f"{d}.dump" for d in dbs] + ["meta.json"]
-            result = await stream_dumps(config, r, name, files, work, emit, primary, ids, source)
+            name, result = await _dump_and_upload(run, primary, await primary.primary_source(), meta, work)
         stats = result.json().get("archive", {}).get("stats", {})
         emit(
             StepFinished(
@@ -253,7 +273,7 @@ async def backup_db(run: Run) -> dict[str, Any]:
         )
         run.step("upload", "done", {"archive": name, "borg": result.verdict})
         return {
-            "repository": r.name,
+            "repository": repo(config, "db").name,
             "archive": name,
             "borg": result.verdict,
             "primary": meta["primary"],
