@@ -41,6 +41,7 @@ from console.clients.pod_exec import FifoWriter, bounded_stdin, file_chunks, run
 from console.clients.ssh import Tunnel
 from console.config import Config
 from console.errors import OpsError
+from console.kubeobj import is_ready
 
 CONTAINER = "postgres"  # CNPG's instance container
 REPLAY_WAIT_S = 30.0  # how long a replica may take to replay the backup's sentinel before the primary dumps
@@ -201,14 +202,9 @@ class Primary:
         for name, lag in rows:
             pod = pods.get(str(name)) or {}
             ip = (pod.get("status") or {}).get("podIP")
-            ready = any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (pod.get("status") or {}).get("conditions") or []
-            )
-            if ip and ready and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            if ip and is_ready(pod) and not (pod.get("metadata") or {}).get("deletionTimestamp"):
                 return DumpSource(str(name), "replica", str(ip), int(lag or 0))
-        ip = ((pods.get(primary) or {}).get("status") or {}).get("podIP")
-        return DumpSource(primary, "primary", str(ip) if ip else None)
+        return DumpSource(primary, "primary", None)
 
     async def primary_source(self) -> DumpSource:
         primary, _ = await primary_and_instances(self.api, self.config)
