@@ -30,7 +30,6 @@ holding the cluster lock.  The plan lists every object as ``create`` or ``keep``
 from __future__ import annotations
 
 import asyncio
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,14 +59,14 @@ from console.clients.ssh import SshError, connect
 from console.config import Config, NodeConfig
 from console.errors import ActionFailed, OpsError, Unreachable, Verdict
 from console.events import Log, PlanItem, StepFinished, StepStarted
+from console.k3s import TOKEN_PATH, install_args, installer_command, read_root_file, run_installer
 from console.manifests import ManifestError
 from console.paths import state_home
 from console.report import Report, Section, Table
 from console.runner import Run, run_sub
 
-TOKEN_FILE = "/var/lib/rancher/k3s/server/node-token"
+TOKEN_FILE = TOKEN_PATH
 KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
-INSTALLER = "https://get.k3s.io"
 
 
 @dataclass
@@ -371,45 +370,13 @@ async def k3s_state(config: Config, node: NodeConfig) -> str:
     return "running" if result.exit_status == 0 else "absent"
 
 
-def _install_args(config: Config, node: NodeConfig) -> list[str]:
-    cl, pv = config.cluster, config.provision
-    args: list[str] = [node.role]
-    if node.role == "server":
-        args += ["--cluster-init", "--tls-san", node.public_ipv4]
-        args += ["--etcd-snapshot-schedule-cron", pv.etcd_snapshot_cron]
-        args += ["--etcd-snapshot-retention", str(pv.etcd_snapshot_retention)]
-    args += ["--node-ip", node.private_ipv4, "--flannel-iface", cl.flannel_iface]
-    for taint in node.taints:
-        args += ["--node-taint", taint]
-    return args
-
-
 async def install_k3s(config: Config, node: NodeConfig, token: str | None) -> str:
-    """Run the K3s installer on ``node``; for an agent the join token goes in on stdin."""
+    """Run the K3s installer on ``node`` with this project's flags; for an agent the join token goes in on
+    stdin."""
     server = next(n for n in config.nodes if n.role == "server")
-    env = f"INSTALL_K3S_VERSION={shlex.quote(config.cluster.k3s_version)}"
-    prefix = ""
-    if node.role == "agent":
-        env += f" K3S_URL={shlex.quote(f'https://{server.private_ipv4}:6443')}"
-        prefix = "read -r K3S_TOKEN && export K3S_TOKEN && "
-    command = f"{prefix}curl -sfL {INSTALLER} | {env} sh -s - {shlex.join(_install_args(config, node))}"
-    async with await connect(node.ssh_host, config.ssh) as conn:
-        result = await conn.run(command, input=(token + "\n") if token else None, check=False)
-    if result.exit_status != 0:
-        err = str(result.stderr or result.stdout or "").strip().splitlines()
-        raise ActionFailed(
-            f"K3s install on {node.name} failed: {err[-1] if err else f'exit {result.exit_status}'}"
-        )
-    return str(result.stdout or "").strip().splitlines()[-1] if result.stdout else "installed"
-
-
-async def read_root_file(config: Config, node: NodeConfig, path: str) -> str:
-    """A root-owned file on the node ("$HOME/.." is / for root; the lab's sandbox root there)."""
-    async with await connect(node.ssh_host, config.ssh) as conn:
-        result = await conn.run(f'cat "$HOME/..{path}"', check=False)
-    if result.exit_status != 0:
-        raise ActionFailed(f"cannot read {path} on {node.name}")
-    return str(result.stdout)
+    url = f"https://{server.private_ipv4}:6443"
+    command = installer_command(install_args(config, node), config.cluster.k3s_version, url)
+    return await run_installer(config, node, command, token)
 
 
 def _save_kubeconfig(config: Config, server: NodeConfig, text: str) -> Path:

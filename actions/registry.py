@@ -34,6 +34,7 @@ ENTRIES: dict[str, str] = {
     "rollback": "actions.promote:Rollback",
     "provision": "actions.provision:Provision",
     "replace-node": "actions.replace_node:ReplaceNode",
+    "upgrade": "actions.upgrade:Upgrade",
     "recover": "actions.recover:Recover",
     "cordon": "actions.node:Cordon",
     "uncordon": "actions.node:Uncordon",

@@ -39,7 +39,6 @@ from actions.provision import (
     install_k3s,
     plan_load_balancer,
     plan_server,
-    read_root_file,
     retry_ssh,
 )
 from actions.steady import until_steady
@@ -50,6 +49,7 @@ from console.config import Config, NodeConfig
 from console.drain import evict_all, evictable
 from console.errors import ActionFailed, Refused, UsageError, Verdict, as_ops_error
 from console.events import Check, PlanItem, ProbeSample, StepFinished, StepStarted
+from console.k3s import read_root_file
 from console.kubeobj import is_ready
 from console.model import Snapshot
 from console.outages import longest, outages

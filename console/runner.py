@@ -282,7 +282,7 @@ class Runner:
             return
         self._asked = True
         checks = await action.preflight(run)
-        lock = [await self._lock_check()] if action.takes_lock else []
+        lock = [await self._lock_check()] if action.takes_lock and not self._inherits_lock() else []
         if dry_run:
             journal, lock = (
                 [dataclasses.replace(c, critical=False) for c in group] for group in (journal, lock)
@@ -291,6 +291,11 @@ class Runner:
         self.checks = [*journal, *checks, *lock]
         for c in self.checks:
             self.emit(c)
+
+    def _inherits_lock(self) -> bool:
+        """A stage of an action that holds the cluster lock runs under that lock (an upgrade's drains and
+        its HA re-apply): the Lease is one, and its holder is the parent."""
+        return self.parent is not None and self.parent.lock is not None
 
     def _journal_check(self) -> Check:
         parent = self.parent.action_id if self.parent else None
@@ -351,6 +356,13 @@ class Runner:
             run.step("preflight", "forced", {"checks": soft})
             self.emit(Log("warning", f"--force: running past failed checks {', '.join(soft)}"))
         if not action.takes_lock:
+            return
+        if self._inherits_lock():
+            run.step(
+                "lock",
+                "inherited",
+                {"holder": self.parent.lock.holder if self.parent and self.parent.lock else ""},
+            )
             return
         from console.clients.kube import KubeError
 

@@ -327,9 +327,14 @@ def main(argv: list[str]) -> int:
         help="everything destroyed: servers, load balancer, network, the cluster's etcd and the database's "
         "disks (the Storage Box survives)",
     )
-    f_k3s = fsub.add_parser("k3s", help="stop/start k3s on a node, or 'restarted' (stock manifests back)")
-    f_k3s.add_argument("action", choices=("stop", "start", "restarted"))
+    f_k3s = fsub.add_parser(
+        "k3s",
+        help="stop/start k3s on a node, 'restarted' (stock manifests back), or 'upgrade-fails' on a node "
+        "(any other K3s version fails to start there; --clear ends it)",
+    )
+    f_k3s.add_argument("action", choices=("stop", "start", "restarted", "upgrade-fails"))
     f_k3s.add_argument("node", nargs="?")
+    f_k3s.add_argument("--clear", action="store_true", help="upgrade-fails: end the fault")
     args = parser.parse_args(argv)
     lab_dir: Path = args.dir or default_lab_dir()
     try:
@@ -425,7 +430,10 @@ def main(argv: list[str]) -> int:
             if args.action == "restarted":
                 print(json.dumps(control(running, "POST", "/k3s/service", {"node": "", "restarted": True})))
             elif not args.node:
-                raise LabError("k3s stop|start needs a node name")
+                raise LabError(f"k3s {args.action} needs a node name")
+            elif args.action == "upgrade-fails":
+                fault = {"node": args.node, "upgrade_fails": not args.clear}
+                print(json.dumps(control(running, "POST", "/k3s/service", fault)))
             else:
                 k3s_state = "stopped" if args.action == "stop" else "running"
                 print(

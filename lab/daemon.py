@@ -163,6 +163,9 @@ async def serve(
 
     certs = CertManagerTwin(kube.store, kube.registry, config, speed)
     certs.start()
+    from lab.suc import SucTwin
+
+    SucTwin(kube, config, speed).start()
     kube.cluster.start()
     project.start_monitors()
 

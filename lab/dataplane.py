@@ -113,6 +113,7 @@ class DataPlane:
         self.ip_ports: dict[str, int] = {}
         self.ingress: dict[str, tuple[web.AppRunner, int]] = {}
         self.k3s_stopped: set[str] = set()
+        self.upgrade_fails: dict[str, str] = {}  # node → the one K3s version that starts there (lab fault)
         self.partitioned: set[str] = set()  # cut off from the other nodes and the API (lab fault)
         self.on_sync: list[Callable[[], Any]] = []
         self.lb_server: asyncio.AbstractServer | None = None

@@ -120,6 +120,89 @@ class InstallError(Exception):
     """What the real installer or k3s would die with (printed on the node, exit 1)."""
 
 
+# The K3s releases the lab's installer can download (github.com/k3s-io/k3s/releases); any other version
+# fails as the real installer does when the release's hash file is not there.
+RELEASES = (
+    "v1.33.7+k3s1",
+    "v1.33.8+k3s1",
+    "v1.34.4+k3s1",
+    "v1.34.5+k3s1",
+    "v1.35.2+k3s1",
+    "v1.35.3+k3s1",
+    "v1.36.0+k3s1",
+    "v1.36.1+k3s1",
+)
+REDACTED = "********"
+SERVER_RESTART_S = 10.0  # the API server unanswered while the server's k3s restarts (× the lab's speed)
+AGENT_RESTART_S = 2.0
+
+
+def download_failed(version: str) -> str:
+    url = f"https://github.com/k3s-io/k3s/releases/download/{version.replace('+', '%2B')}/sha256sum-arm64.txt"
+    return f"[INFO]  Using {version} as release\n[INFO]  Downloading hash {url}\n[ERROR]  Download failed"
+
+
+def version_of(kube: Any, node: str) -> str | None:
+    """The K3s version installed on ``node`` (its Node's kubelet version; None: not installed)."""
+    obj = kube.store.find(kube.registry.get("", "v1", "nodes"), None, node)
+    return None if obj is None else str(obj["status"]["nodeInfo"]["kubeletVersion"])
+
+
+async def reinstall(
+    kube: Any, config: Any, node: str, role: str, args: list[str], env: dict[str, str], speed: float
+) -> str:
+    """The installer run again on a registered node: a restart of its k3s, at ``INSTALL_K3S_VERSION`` if
+    given (an upgrade or a downgrade: the installer replaces the binary whatever the version).
+
+    The server's restart leaves the API unanswered for a few seconds (workers keep serving) and K3s
+    re-applies its packaged manifests as it starts (CoreDNS back to stock: :func:`lab.twin.k3s_restarted`).
+    A node with the ``upgrade-fails`` fault runs only the version it had when the fault was set: any other
+    is installed, fails to start, and the node goes NotReady until the installer puts that one back."""
+    import asyncio
+
+    from lab.twin import k3s_restarted
+
+    node_res = kube.registry.get("", "v1", "nodes")
+    obj = kube.store.find(node_res, None, node)
+    assert obj is not None
+    recorded = json.loads((obj["metadata"].get("annotations") or {}).get("k3s.io/node-args") or "[]")
+    if recorded and recorded[0] != role:
+        raise InstallError(f"this host runs a k3s {recorded[0]}: the installer cannot make it a k3s {role}")
+    version = env.get("INSTALL_K3S_VERSION") or str(obj["status"]["nodeInfo"]["kubeletVersion"])
+    if version not in RELEASES:
+        raise InstallError(download_failed(version))
+    dp = kube.dataplane
+    unit = "k3s" if role == "server" else "k3s-agent"
+    good = dp.upgrade_fails.get(node)
+    broken = good is not None and version != good
+    if role == "server":
+        kube.api.restart((SERVER_RESTART_S if not broken else 1.0) * speed)
+    await asyncio.sleep((SERVER_RESTART_S if role == "server" else AGENT_RESTART_S) * speed)
+    obj = kube.store.find(node_res, None, node)
+    assert obj is not None
+    info = {**obj["status"]["nodeInfo"], "kubeletVersion": version, "kubeProxyVersion": version}
+    annotations = {**obj["metadata"].get("annotations", {}), "k3s.io/node-args": json.dumps([role, *args])}
+    obj = kube.store.update(
+        node_res, {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}, force=True
+    )
+    status = {**obj["status"], "nodeInfo": info}  # what the restarted kubelet reports
+    kube.store.update(node_res, {**obj, "status": status}, subresource="status", force=True)
+    if broken:
+        dp.k3s_stopped.add(node)
+        dp.schedule_sync()
+        raise InstallError(
+            f"Job for {unit}.service failed because the control process exited with error code.\n"
+            f'See "systemctl status {unit}.service" and "journalctl -xeu {unit}.service" for details.'
+        )
+    dp.k3s_stopped.discard(node)
+    if role == "server":
+        kube.api.set_version(version)
+        k3s_restarted(kube)
+    dp.schedule_sync()
+    kube.cluster._wake.set()
+    return f"[INFO]  systemd: Starting {unit}"
+
+
 def _flag(args: list[str], name: str) -> str | None:
     for i, a in enumerate(args):
         if a == f"--{name}" and i + 1 < len(args):
@@ -162,7 +245,7 @@ def install(
     args: list[str],
     env: dict[str, str],
     kubeconfig: Path,
-) -> str:
+) -> str | None:
     """``curl -sfL https://get.k3s.io | sh -s - server|agent …`` on ``node``: the node registers with the
     twin's API server, as a real kubelet would.
 
@@ -174,7 +257,8 @@ def install(
       server's token (``K3S_TOKEN``); otherwise it fails as K3s does and nothing registers.
     * ``--node-ip`` must be the node's private address; ``--node-taint`` taints are applied at
       registration; ``INSTALL_K3S_VERSION`` is the kubelet version the node reports.
-    Re-running the installer on a registered node is a no-op restart (as on a real node).
+    Re-running the installer on a registered node returns None after these checks: :func:`reinstall`
+    restarts it (perhaps at a new version), as on a real node.
     """
     from lab.kube.seed import K3S_VERSION, _meta, coredns, node_object, workloads
 
@@ -204,9 +288,7 @@ def install(
     elif not store.list(node_res) and "--cluster-init" not in args and not env.get("K3S_URL"):
         raise InstallError("the first server needs --cluster-init (embedded etcd) in this cluster's design")
     if store.find(node_res, None, node) is not None:
-        kube.dataplane.k3s_stopped.discard(node)
-        kube.dataplane.schedule_sync()
-        return f"[INFO]  systemd: Starting k3s{'-agent' if role == 'agent' else ''} (already installed)"
+        return None  # installed already: the installer restarts it (reinstall), perhaps at a new version
     if role == "server" and not token_path.exists():
         ensure_token(kube, lab_dir, server.name, force=True)
         kc = node_fs(lab_dir, server.name) / KUBECONFIG_FILE
@@ -235,8 +317,13 @@ def install(
     public_ip = ((server_obj or {}).get("public_net") or {}).get("ipv4", {}).get("ip") or me.public_ipv4
     obj = node_object(node, role, me.private_ipv4, public_ip, index, taints)
     version = env.get("INSTALL_K3S_VERSION") or K3S_VERSION
+    if version not in RELEASES:
+        raise InstallError(download_failed(version))
     obj["status"]["nodeInfo"]["kubeletVersion"] = version
     obj["metadata"]["annotations"]["k3s.io/node-args"] = json.dumps([role, *args])
+    if role == "agent":
+        redacted = {k: (REDACTED if k == "K3S_TOKEN" else v) for k, v in env.items() if k.startswith("K3S_")}
+        obj["metadata"]["annotations"]["k3s.io/node-env"] = json.dumps(redacted)
     obj["metadata"]["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     store.create(node_res, obj)
     kube.dataplane.k3s_stopped.discard(node)

@@ -240,6 +240,15 @@ class NodeServices:
                 registered = self.kube.store.find(self.kube.registry.get("", "v1", "nodes"), None, node)
                 state = "stopped" if node in dp.k3s_stopped or registered is None else "running"
                 return web.json_response({"node": node, "k3s": state})
+            if "upgrade_fails" in body:  # the lab fault: only the version it runs now starts on the node
+                current = k3s.version_of(self.kube, node)
+                if body["upgrade_fails"] and current:
+                    dp.upgrade_fails[node] = current
+                else:
+                    dp.upgrade_fails.pop(node, None)
+                return web.json_response({"node": node, "upgrade_fails": dp.upgrade_fails.get(node)})
+            if body.get("version"):
+                return web.json_response({"node": node, "version": k3s.version_of(self.kube, node)})
             if body.get("restarted"):
                 from lab.twin import k3s_restarted
 
@@ -261,6 +270,11 @@ class NodeServices:
                     dict(body.get("env") or {}),
                     self.kubeconfig,
                 )
+                if message is None:
+                    message = await k3s.reinstall(
+                        self.kube, self.config, body["node"], body["role"], list(body.get("args") or []),
+                        dict(body.get("env") or {}), self.kube.api.speed,
+                    )  # fmt: skip
             except k3s.InstallError as exc:
                 return web.json_response({"error": str(exc)}, status=400)
             return web.json_response({"message": message})

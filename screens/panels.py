@@ -535,6 +535,7 @@ ROW_ACTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("u", "uncordon", "uncordon"),
         ("e", "drain", "drain (evict)"),
         ("P", "power-cycle", "power-cycle"),
+        ("K", "upgrade", "upgrade K3s"),
     ),
     "database": (("S", "switchover", "switchover"), ("F", "fence", "fence"), ("U", "unfence", "unfence")),
     "workloads": (("R", "restart", "restart"), ("s", "scale", "scale")),
@@ -548,12 +549,14 @@ def _as_target(row: str, _snapshot: Snapshot | None) -> dict[str, Any]:
     return {"target": row}
 
 
-# How a row becomes its action's parameters where it is not simply the target (a repository's row asks
-# for a backup of what that repository holds).
+# How a row becomes its action's parameters where it is not simply the target, by action (a repository's
+# row asks for a backup of what that repository holds; an upgrade is the whole cluster's, the server first,
+# whichever node's row it starts from).
 ROW_PARAMS: dict[str, Callable[[str, Snapshot | None], dict[str, Any]]] = {
-    "backups": lambda row, s: {
+    "backup": lambda row, s: {
         "what": next((b.what for b in (s.backups if s else ()) if b.name == row), "all")
     },
+    "upgrade": lambda row, s: {},
 }
 
 
@@ -655,7 +658,7 @@ class Panel(Vertical):
             return
         start = getattr(self.app, "start_action", None)
         if row and start is not None:
-            params = ROW_PARAMS.get(self.panel_id, _as_target)
+            params = ROW_PARAMS.get(name, _as_target)
             start(name, params(row, getattr(self.app, "snapshot", None)))
 
     def _cursor_key(self) -> str | None:

@@ -8,9 +8,11 @@ raised as :class:`KubeError` carrying the API's own ``Status`` reason and messag
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -74,6 +76,23 @@ async def request(
         reason, message = str(doc.get("reason") or ""), str(doc.get("message") or raw[:200])
         raise KubeError(resp.status, reason, message, causes)
     return doc
+
+
+T = TypeVar("T")
+TRANSIENT = (0, 429, 500, 502, 503, 504)  # no answer, throttled, or the API server (re)starting
+
+
+async def answered(call: Callable[[], Awaitable[T]], timeout: float = 120.0) -> T:
+    """``call()`` again every 0.5 s while the API server does not answer (a K3s server restarting refuses
+    connections for a while); any other error, or still no answer after ``timeout``, is raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except KubeError as exc:
+            if exc.status not in TRANSIENT or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.5)
 
 
 async def patch(api: Any, path: str, body: Any, content_type: str = MERGE_PATCH) -> dict[str, Any]:

@@ -134,6 +134,8 @@ class KubeApi:
         self.server_address = server_address
         self.authz = Authorizer(store, registry)
         self.faults = Faults()
+        self.version = dict(K8S_VERSION)  # the server's K3s version (an upgrade changes it)
+        self.down_until = 0.0  # the server's k3s restarting (monotonic): connections are closed unanswered
         self.stats = KubeStats()
         self.logs = PodLogs()
         self.execs = PodExec()
@@ -154,6 +156,15 @@ class KubeApi:
         r.add_get("/openapi/v3/{tail:.*}", self._openapi_v3_gv)
         r.add_route("*", "/api/{tail:.*}", self._dispatch)
         r.add_route("*", "/apis/{tail:.*}", self._dispatch)
+
+    def restart(self, seconds: float) -> None:
+        """The server's k3s restarts: every watch ends and for ``seconds`` no request is answered."""
+        self.down_until = time.monotonic() + seconds
+        self.store.drop_watches()
+
+    def set_version(self, git_version: str) -> None:
+        major, minor = git_version.lstrip("v").split(".")[:2]
+        self.version.update(gitVersion=git_version, major=major, minor=minor)
 
     # ---- plumbing ------------------------------------------------------------------------------------
 
@@ -178,6 +189,10 @@ class KubeApi:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.stats.requests += 1
         now = time.monotonic()
+        if now < self.down_until:  # k3s restarting: nothing listens, so nothing answers
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=503)  # never sent: the connection is gone
         try:
             if request.path not in ("/healthz", "/readyz", "/livez", "/version"):
                 request["user"] = self.user(request)
@@ -202,7 +217,7 @@ class KubeApi:
         return web.Response(text="ok")
 
     async def _version(self, _: web.Request) -> web.Response:
-        return web.json_response(K8S_VERSION)
+        return web.json_response(self.version)
 
     async def _api_versions(self, _: web.Request) -> web.Response:
         return web.json_response(

@@ -50,8 +50,17 @@ def _meta(
 
 
 def node_object(
-    name: str, role: str, private_ip: str, public_ip: str, index: int, taints: list[str]
+    name: str,
+    role: str,
+    private_ip: str,
+    public_ip: str,
+    index: int,
+    taints: list[str],
+    args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """A Node as K3s registers it; ``args`` (``[role, flags…]``) and ``env`` (``K3S_*``, the token
+    ``********``) are what K3s records in ``k3s.io/node-args`` / ``k3s.io/node-env``."""
     labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
@@ -80,7 +89,8 @@ def node_object(
             name,
             labels=labels,
             annotations={
-                "k3s.io/node-args": json.dumps(["server" if role == "server" else "agent"]),
+                "k3s.io/node-args": json.dumps(args or ["server" if role == "server" else "agent"]),
+                "k3s.io/node-env": json.dumps(env or {}),
                 "flannel.alpha.coreos.com/public-ip": private_ip,
             },
         ),
@@ -603,7 +613,96 @@ def crds() -> list[dict[str, Any]]:
                 },
             }
         )
+    out.append(plan_crd())
     return out
+
+
+def plan_crd() -> dict[str, Any]:
+    """system-upgrade-controller's Plan CRD (``upgrade.cattle.io/v1``), the spec's shape from its
+    ``pkg/apis/upgrade.cattle.io/v1/types.go``: ``upgrade`` (with ``image``) required, the rest typed."""
+    container = {
+        "type": "object",
+        "required": ["image"],
+        "properties": {
+            "image": {"type": "string"},
+            "command": {"type": "array", "items": {"type": "string"}},
+            "args": {"type": "array", "items": {"type": "string"}},
+            "envs": {
+                "type": "array",
+                "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        },
+    }
+    selector = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    spec = {
+        "type": "object",
+        "required": ["upgrade"],
+        "properties": {
+            "concurrency": {"type": "integer", "format": "int64"},
+            "jobActiveDeadlineSecs": {"type": "integer", "format": "int64"},
+            "nodeSelector": selector,
+            "serviceAccountName": {"type": "string"},
+            "channel": {"type": "string"},
+            "version": {"type": "string"},
+            "exclusive": {"type": "boolean"},
+            "tolerations": {"type": "array", "items": selector},
+            "prepare": container,
+            "upgrade": container,
+            "cordon": {"type": "boolean"},
+            "drain": {
+                "type": "object",
+                "properties": {
+                    "timeout": {"x-kubernetes-int-or-string": True},
+                    "gracePeriod": {"type": "integer", "format": "int32"},
+                    "deleteLocalData": {"type": "boolean"},
+                    "deleteEmptydirData": {"type": "boolean"},
+                    "ignoreDaemonSets": {"type": "boolean"},
+                    "force": {"type": "boolean"},
+                    "disableEviction": {"type": "boolean"},
+                    "skipWaitForDeleteTimeout": {"type": "integer"},
+                    "podSelector": selector,
+                },
+            },
+            "postCompleteDelay": {"type": "string"},
+            "priorityClassName": {"type": "string"},
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "plans.upgrade.cattle.io"},
+        "spec": {
+            "group": "upgrade.cattle.io",
+            "scope": "Namespaced",
+            "names": {"kind": "Plan", "listKind": "PlanList", "plural": "plans", "singular": "plan"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"jsonPath": ".spec.upgrade.image", "name": "Image", "type": "string"},
+                        {"jsonPath": ".spec.version", "name": "Version", "type": "string"},
+                        {
+                            "jsonPath": ".status.conditions[?(@.type=='Complete')].status",
+                            "name": "Complete",
+                            "type": "string",
+                        },
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": spec,
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
 
 
 def certificates(store: Store, registry: Registry, config: Config, expiring: bool) -> None:
@@ -694,6 +793,7 @@ def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: 
         config.namespaces.staging,
         config.namespaces.cnpg_operator,
         config.namespaces.cert_manager,
+        "system-upgrade",  # system-upgrade-controller's (its controller is emulated: lab/suc.py)
     ]
     for name in dict.fromkeys(names):
         store.create(
@@ -706,10 +806,21 @@ def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: 
         )
     node_res = registry.get("", "v1", "nodes")
     assert node_res is not None
+    from console.k3s import REDACTED, install_args
+
+    server = next(n for n in config.nodes if n.role == "server")
     for i, node in enumerate(config.nodes):
-        store.create(
-            node_res, node_object(node.name, node.role, node.private_ipv4, node.public_ipv4, i, node.taints)
+        # Installed as this project installs nodes (console/k3s.py), which K3s wrote on the Node.
+        env = (
+            {}
+            if node.role == "server"
+            else {"K3S_TOKEN": REDACTED, "K3S_URL": f"https://{server.private_ipv4}:6443"}
         )
+        obj = node_object(
+            node.name, node.role, node.private_ipv4, node.public_ipv4, i, node.taints,
+            install_args(config, node), env,
+        )  # fmt: skip
+        store.create(node_res, obj)
     for obj in workloads(config):
         res = registry.by_kind(obj["apiVersion"], obj["kind"])
         assert res is not None, obj["kind"]
@@ -721,6 +832,12 @@ def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: 
     helm = registry.get("helm.cattle.io", "v1", "helmchartconfigs")
     assert helm is not None
     store.create(helm, traefik_config())
+    sa = registry.get("", "v1", "serviceaccounts")
+    assert sa is not None
+    store.create(
+        sa,
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("system-upgrade", "system-upgrade")},
+    )
 
 
 def traefik_config() -> dict[str, Any]:
