@@ -123,6 +123,21 @@ class DrainParams(NodeParams):
 DB_MOVE_TIMEOUT_S = 120.0
 
 
+async def primary_move(api: Any, config: Config, node: str) -> tuple[str | None, str | None]:
+    """(the CNPG primary if it runs on ``node``, the ready replica elsewhere a drain switches over to)."""
+    try:
+        primary, pods = await cnpg.primary_and_instances(api, config)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None, None  # no database cluster (yet): nothing to move
+        raise
+    where = {name: (p.get("spec") or {}).get("nodeName") for name, p in pods.items()}
+    if where.get(primary) != node:
+        return None, None
+    replicas = [n for n, p in pods.items() if n != primary and where[n] != node and is_ready(p)]
+    return primary, replicas[0] if replicas else None
+
+
 def _successor(owner: dict[str, Any] | None) -> str:
     """Who makes the evicted pod again, and where, in the plan's words."""
     if owner is None:
@@ -202,19 +217,7 @@ class Drain(_Schedulable):
         return held
 
     async def _database(self, run: Run) -> None:
-        api = await run.kube()
-        try:
-            primary, pods = await cnpg.primary_and_instances(api, self.config)
-        except KubeError as exc:
-            if exc.status == 404:
-                return  # no database cluster (yet): nothing to move
-            raise
-        where = {name: (p.get("spec") or {}).get("nodeName") for name, p in pods.items()}
-        if where.get(primary) != self.node:
-            return
-        self.primary_here = primary
-        replicas = [n for n, p in pods.items() if n != primary and where[n] != self.node and is_ready(p)]
-        self.switch_to = replicas[0] if replicas else None
+        self.primary_here, self.switch_to = await primary_move(await run.kube(), self.config, self.node)
 
     async def plan(self, run: Run) -> Plan:
         items = []

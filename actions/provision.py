@@ -374,8 +374,8 @@ async def install_k3s(config: Config, node: NodeConfig, token: str | None) -> st
     """Run the K3s installer on ``node`` with this project's flags; for an agent the join token goes in on
     stdin."""
     server = next(n for n in config.nodes if n.role == "server")
-    url = f"https://{server.private_ipv4}:6443"
-    command = installer_command(install_args(config, node), config.cluster.k3s_version, url)
+    env = {"K3S_URL": f"https://{server.private_ipv4}:6443"} if node.role == "agent" else {}
+    command = installer_command(install_args(config, node), config.cluster.k3s_version, env)
     return await run_installer(config, node, command, token)
 
 

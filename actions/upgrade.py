@@ -29,41 +29,29 @@ patches in place (the seed: "runtime patches — may not survive K3s upgrades. R
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from actions.drill_checks import steady_state
 from actions.ha import Ha
 from actions.ha import plan as ha_plan
-from actions.node import Drain, DrainParams
+from actions.node import Drain, DrainParams, primary_move
 from actions.steady import until_steady
+from actions.upgrade_node import install, journal_install, put_back, until_ready
 from actions.upgrade_report import NodeStep, UpgradeReport, probe_counts, slo_rows
 from console.action import Action, NoParams, Outcome, Plan, param
-from console.clients import cnpg
-from console.clients.kube import TRANSIENT, KubeError, answered, request, set_schedulable
+from console.clients.kube import KubeError, answered, request, set_schedulable
 from console.config import Config, NodeConfig
 from console.drain_sim import DrainSimulation, simulate
-from console.errors import ActionFailed, UsageError, Verdict
+from console.errors import ActionFailed, Refused, UsageError, Verdict
 from console.events import Check, Log, PlanItem, ProbeSample, StepFinished, StepStarted
-from console.k3s import (
-    TOKEN_PATH,
-    K3sVersion,
-    installer_command,
-    node_args,
-    node_env,
-    node_version,
-    read_root_file,
-    refusals,
-    run_installer,
-)
+from console.k3s import K3sVersion, node_args, node_env, node_version, refusals
 from console.kubeobj import is_ready
 from console.probes import DbWriter, SteadyProbes
 from console.runner import Run, run_sub
 from console.snapshot import SnapshotBuilder
-
-READY_TIMEOUT_S = 300.0
 
 
 def node_names(config: Config) -> list[str]:
@@ -116,6 +104,7 @@ class Upgrade(Action[UpgradeParams]):
         self.ha_holds: bool | None = None
         self.backup: str | None = None
         self.stopped_at: str | None = None
+        self.error: str | None = None
         self.started = 0.0
         self.action_id: str | None = None
         self.live: Any = None
@@ -128,14 +117,17 @@ class Upgrade(Action[UpgradeParams]):
 
     def journal_params(self) -> dict[str, Any]:
         p = self.params
-        return {"version": p.version, "route": p.route, "nodes": p.nodes, "force": p.force}
+        return {
+            "version": p.version,
+            "route": p.route,
+            "nodes": p.nodes,
+            "force": p.force,
+            "allow_downgrade": p.allow_downgrade,
+        }
 
     @property
     def server(self) -> NodeConfig:
         return next(n for n in self.config.nodes if n.role == "server")
-
-    def node_config(self, name: str) -> NodeConfig:
-        return next(n for n in self.config.nodes if n.name == name)
 
     def chosen(self) -> list[str]:
         names = node_names(self.config)
@@ -164,39 +156,10 @@ class Upgrade(Action[UpgradeParams]):
         self.objs = {n["metadata"]["name"]: n for n in items}
         missing = [n for n in self.chosen() if n not in self.objs]
         if missing:
-            return [
-                Check("nodes-registered", False, True, f"{', '.join(missing)}: no such Node in the cluster")
-            ]
-        current = {name: node_version(obj) for name, obj in self.objs.items()}
-        chosen = self.chosen()
-        server = self.server.name
-        why = refusals(current, server, chosen, self.target, self.params.allow_downgrade)
-        checks = [
-            Check("version-rules", not why, True, "; ".join(why) or f"{self.target} may follow {self._now()}")
-        ]
-        ordered = [server] + [n for n in node_names(self.config) if n != server]
-        self.order = [n for n in ordered if n in chosen and current[n] != self.target]
-        for name in ordered:
-            if name in chosen:
-                role = self.node_config(name).role
-                step = NodeStep(name, role, current[name], self.target)
-                if name not in self.order:
-                    step.state, step.after = "unchanged", current[name]
-                self.steps[name] = step
-        flags_bad = []
-        for name in self.order:
-            try:
-                node_args(self.objs[name])
-            except ActionFailed as exc:
-                flags_bad.append(exc.sentence())
-        checks.append(
-            Check(
-                "install-flags",
-                not flags_bad,
-                True,
-                "; ".join(flags_bad) or "every node's K3s flags read back",
-            )
-        )
+            why = f"{', '.join(missing)}: no such Node in the cluster"
+            return [Check("nodes-registered", False, True, why)]
+        checks = [self._rules()]
+        checks.append(self._flags())
         gaps = steady_state(self.builder.build(self.live.store), self.config)
         checks.append(Check("steady-state", not gaps, True, "; ".join(gaps) or "full steady state"))
         checks += await self._simulate(api)
@@ -210,18 +173,49 @@ class Upgrade(Action[UpgradeParams]):
             )
         return checks
 
-    def _now(self) -> str:
-        return ", ".join(f"{n} {node_version(o)}" for n, o in self.objs.items())
+    def _rules(self) -> Check:
+        """The version rules, and the order: the server first — last for a downgrade, so that no agent
+        ever runs newer than the server."""
+        current = {name: node_version(obj) for name, obj in self.objs.items()}
+        chosen, server = self.chosen(), self.server.name
+        try:
+            why = refusals(current, server, chosen, self.target, self.params.allow_downgrade)
+            down = K3sVersion.parse(self.target) < K3sVersion.parse(current[server])
+        except ValueError as exc:  # a kubelet version that is not K3s's
+            return Check("version-rules", False, True, str(exc))
+        agents = [n for n in node_names(self.config) if n != server]
+        ordered = [*agents, server] if down else [server, *agents]
+        self.order = [n for n in ordered if n in chosen and current[n] != self.target]
+        for name in ordered:
+            if name in chosen:
+                step = NodeStep(name, self.config.node(name).role, current[name], self.target)
+                if name not in self.order:
+                    step.state, step.after = "unchanged", current[name]
+                self.steps[name] = step
+        now = ", ".join(f"{n} {v}" for n, v in current.items())
+        return Check("version-rules", not why, True, "; ".join(why) or f"{self.target} may follow {now}")
+
+    def _flags(self) -> Check:
+        """Every node's install flags read back from the Node; an agent also knows its server."""
+        bad = []
+        for name in self.order:
+            try:
+                args = node_args(self.objs[name])
+            except ActionFailed as exc:
+                bad.append(exc.sentence())
+                continue
+            if args[0] == "agent" and "K3S_URL" not in node_env(self.objs[name]) and "--server" not in args:
+                bad.append(f"{name} records no K3S_URL (k3s.io/node-env) nor --server: its server is unknown")
+        return Check("install-flags", not bad, True, "; ".join(bad) or "every node's K3s flags read back")
 
     async def _simulate(self, api: Any) -> list[Check]:
         pods = (await request(api, "GET", "/api/v1/pods")).get("items") or []
         budgets = (await request(api, "GET", "/apis/policy/v1/poddisruptionbudgets")).get("items") or []
-        primary, switch = await self._primary(api, pods)
         db_ns = self.config.database.namespace
         checks = []
         for name in self.order:
-            here = primary if primary and self._node_of(pods, db_ns, primary) == name else None
-            sim = simulate(name, list(self.objs.values()), pods, budgets, here, db_ns, switch.get(name))
+            primary, switch_to = await primary_move(api, self.config, name)
+            sim = simulate(name, list(self.objs.values()), pods, budgets, primary, db_ns, switch_to)
             self.sims[name] = sim
             problems = list(sim.blocked)
             if sim.primary and not sim.switch_to:
@@ -232,28 +226,6 @@ class Upgrade(Action[UpgradeParams]):
                 problems.append(f"no other node has room for {', '.join(sim.short)}")
             checks.append(Check(f"drain-{name}", not problems, True, "; ".join(problems) or sim.lines()[0]))
         return checks
-
-    @staticmethod
-    def _node_of(pods: list[dict[str, Any]], namespace: str, name: str) -> str | None:
-        pod = next(
-            (p for p in pods if (p["metadata"]["namespace"], p["metadata"]["name"]) == (namespace, name)),
-            None,
-        )
-        node = ((pod or {}).get("spec") or {}).get("nodeName")
-        return str(node) if node else None
-
-    async def _primary(self, api: Any, pods: list[dict[str, Any]]) -> tuple[str | None, dict[str, str]]:
-        """The primary and, for each node that holds it, the ready replica elsewhere it would move to."""
-        try:
-            primary, instances = await cnpg.primary_and_instances(api, self.config)
-        except KubeError as exc:
-            if exc.status == 404:
-                return None, {}
-            raise
-        where = {n: (p.get("spec") or {}).get("nodeName") for n, p in instances.items()}
-        node = where.get(primary)
-        replicas = [n for n, p in instances.items() if n != primary and where[n] != node and is_ready(p)]
-        return primary, ({str(node): replicas[0]} if node and replicas else {})
 
     async def plan(self, run: Run) -> Plan:
         if not self.order:
@@ -318,20 +290,34 @@ class Upgrade(Action[UpgradeParams]):
             if not self.params.force:
                 await self._backup(run)
             if self.params.route == "suc":
-                from actions.upgrade_suc import follow_plans
-
-                await follow_plans(self, run)
-                await self._ha(run)
-                await self._settled(run, self.order[-1])
+                await self._by_plans(run)
             else:
                 for name in self.order:
                     await self._upgrade_node(run, name)
                     if self.steps[name].role == "server":
                         await self._ha(run)
                     await self._settled(run, name)
+            self.stopped_at = "the last HA check"
+            await self._ha(run, again=True)  # K3s may apply its packaged manifests after the API answers
+        except BaseException as exc:
+            self.error = str(exc) or type(exc).__name__
+            raise
         finally:
             await probes.stop()
         return self._outcome()
+
+    async def _by_plans(self, run: Run) -> None:
+        """``--route suc``: the server's Plan, the HA re-check, then the agents' Plan (its ``prepare``
+        waits for the server's), each followed to completion; then the pods back and spread."""
+        from actions.upgrade_suc import Follow
+
+        follow = Follow(self, run)
+        await follow.phase("server")
+        if any(self.steps[n].role == "server" for n in self.order):
+            await self._ha(run)
+        await follow.phase("agent")
+        await follow.finish()
+        await self._settled(run, self.order[-1])
 
     def _outcome(self) -> Outcome:
         report = self.result()
@@ -370,9 +356,9 @@ class Upgrade(Action[UpgradeParams]):
         run.emit(StepStarted("backup", "a fresh etcd snapshot and a cluster backup"))
         done = await run_sub(run, Backup(self.config, BackupParams(what="cluster")))
         run.emit(StepFinished("backup", done.exit_code == 0, done.summary))
-        if done.exit_code != 0:
+        if done.exit_code != 0:  # nothing has changed yet: a refusal (exit 3), as a failed preflight
             self.stopped_at = "the backup before the upgrade"
-            raise ActionFailed(f"the cluster backup before the upgrade failed: {done.summary}")
+            raise Refused(f"the cluster backup before the upgrade failed: {done.summary}")
         self.backup = done.summary
 
     async def _upgrade_node(self, run: Run, name: str) -> None:
@@ -389,62 +375,33 @@ class Upgrade(Action[UpgradeParams]):
         if drained.exit_code != 0:
             step.state, step.error = "failed", drained.summary
             raise ActionFailed(f"the drain of {name} stopped: {drained.summary}")
-        step.evicted = (
-            int((drained.report or {}).get("evicted", 0)) if isinstance(drained.report, dict) else 0
-        )
-        step.timings["drain"] = round(time.monotonic() - t0, 2)
-        args = node_args(self.objs[name])
-        url = node_env(self.objs[name]).get("K3S_URL")
-        run.applied("install", f"k3s:{name}", node=name, previous=step.before, args=args, k3s_url=url)
+        report = drained.report if isinstance(drained.report, dict) else {}
+        step.evicted, step.timings["drain"] = int(report.get("evicted", 0)), round(time.monotonic() - t0, 2)
+        args, env = journal_install(run, self.objs[name], step.before)
         t0 = time.monotonic()
         run.emit(StepStarted("install", f"{name}: the K3s installer with INSTALL_K3S_VERSION={self.target}"))
         try:
-            said = await self._install(name, args, url, self.target)
+            said = await install(self.config, name, args, env, self.target)
+            run.emit(StepFinished("install", True, said))
+            run.step("install", "done", {"node": name, "version": self.target})
+            step.timings["install"] = round(time.monotonic() - t0, 2)
+            t0 = time.monotonic()
+            await until_ready(self.config, api, name, step.role, self.target, run.emit)
         except ActionFailed as exc:
             step.state, step.error = "failed", exc.sentence()
-            run.emit(StepFinished("install", False, exc.sentence()))
             raise
-        run.emit(StepFinished("install", True, said))
-        step.timings["install"] = round(time.monotonic() - t0, 2)
-        t0 = time.monotonic()
-        await self._until_ready(api, name, self.target, run)
         step.timings["ready"] = round(time.monotonic() - t0, 2)
-        await set_schedulable(api, name, True)
+        run.step("ready", "done", {"node": name, "version": self.target})
+        await answered(lambda: set_schedulable(api, name, True))
+        run.step("uncordon", "done", {"node": name})
         step.state, step.after = "done", self.target
         for key in (f"k3s:{name}", f"cordon:{name}"):  # this node is finished: a rollback leaves it
             run.step("node", "superseded", {"key": key})
         run.emit(Log("info", f"{name} runs {self.target} and is uncordoned"))
 
-    async def _install(self, name: str, args: list[str], url: str | None, version: str) -> str:
-        node = self.node_config(name)
-        token = None
-        if args[0] == "agent":
-            token = (await read_root_file(self.config, self.server, TOKEN_PATH)).strip()
-        return await run_installer(self.config, node, installer_command(args, version, url), token)
-
-    async def _until_ready(self, api: Any, name: str, version: str, run: Run) -> None:
-        """Until the Node is Ready at ``version`` — through the server's restart, when the API does not
-        answer for a while (those errors are waited out, not failures)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        seen = ""
-        while time.monotonic() < deadline:
-            try:
-                obj = await request(api, "GET", f"/api/v1/nodes/{name}")
-            except KubeError as exc:
-                if exc.status not in TRANSIENT:
-                    raise
-                if seen != "down":
-                    run.emit(Log("info", f"the API does not answer while {name} restarts: waiting"))
-                    seen = "down"
-            else:
-                if is_ready(obj) and node_version(obj) == version:
-                    return
-            await asyncio.sleep(0.5)
-        raise ActionFailed(f"{name} is not Ready at {version} after {READY_TIMEOUT_S:.0f} s")
-
     async def _settled(self, run: Run, name: str) -> None:
         """The node's pods back and the spread holding (``back`` in the report)."""
-        t0 = time.monotonic()
+        t0, self.stopped_at = time.monotonic(), f"{name}: its pods back"
         run.emit(StepStarted("back", f"{name}: pods back, spread holding"))
 
         def journal(deployment: str) -> None:
@@ -458,12 +415,16 @@ class Upgrade(Action[UpgradeParams]):
         if gaps:
             raise ActionFailed(f"after {name}: not back to steady state: {'; '.join(gaps)}")
 
-    async def _ha(self, run: Run) -> None:
-        """What K3s re-applied on the server's start, re-applied through the HA action and verified."""
+    async def _ha(self, run: Run, again: bool = False) -> None:
+        """What K3s re-applied on the server's start, re-applied through the HA action and verified;
+        ``again``: the last look, which says nothing when all holds."""
         api = await run.kube()
-        run.emit(StepStarted("ha", "HA drift check after the server's restart"))
         rows = await ha_plan(self.config, api)
         lost = [{"name": r["name"], "subject": r["subject"], "drift": r["drift"]} for r in rows if r["drift"]]
+        if again and not lost:
+            return
+        self.stopped_at = "the HA re-apply"
+        run.emit(StepStarted("ha", "HA drift check after the server's restart"))
         self.ha_lost += [r for r in lost if r["name"] not in {x["name"] for x in self.ha_lost}]
         if lost:
             ha = Ha(self.config, NoParams())
@@ -477,16 +438,14 @@ class Upgrade(Action[UpgradeParams]):
         run.emit(StepFinished("ha", True, said))
 
     async def verify(self, run: Run) -> str | None:
-        """Every chosen node at the target and Ready, and the HA patches holding (a second look: K3s may
-        have applied its packaged manifests after the first)."""
+        """Every chosen node at the target and Ready, and the HA patches holding."""
         api = await run.kube()
         for name in self.order:
-            obj = await request(api, "GET", f"/api/v1/nodes/{name}")
+            obj = await answered(partial(request, api, "GET", f"/api/v1/nodes/{name}"))
             if node_version(obj) != self.target or not is_ready(obj):
                 return f"{name} runs {node_version(obj)} ({'Ready' if is_ready(obj) else 'NotReady'})"
-        if any(r["drift"] for r in await ha_plan(self.config, api)):
-            await self._ha(run)
-        return None
+        drifted = [r["name"] for r in await ha_plan(self.config, api) if r["drift"]]
+        return f"HA items drifted again: {', '.join(drifted)}" if drifted else None
 
     # ---- rollback ---------------------------------------------------------------------------------------
 
@@ -518,41 +477,41 @@ class Upgrade(Action[UpgradeParams]):
                     raise
             return f"{node} uncordoned"
         if key.startswith("k3s:"):
-            return await self._back(run, node, str(data["previous"]), list(data["args"]), data.get("k3s_url"))
+            if data.get("plans"):  # SUC's: gone first, so the controller cannot start this node again
+                from actions.upgrade_suc import delete_plans
+
+                run.emit(Log("info", await delete_plans(api, list(data["plans"]))))
+            env = dict(data.get("env") or {})
+            if data.get("k3s_url"):  # journaled by the first version of this action
+                env["K3S_URL"] = str(data["k3s_url"])
+            said = await put_back(
+                self.config, api, node, str(data["previous"]), list(data["args"]), env, run.emit
+            )
+            if node in self.steps:
+                self.steps[node].state, self.steps[node].after = "rolled-back", str(data["previous"])
+            return said
         if key == "suc-plans":
             from actions.upgrade_suc import delete_plans
 
             return await delete_plans(api, list(data.get("plans") or []))
         return ""
 
-    async def _back(self, run: Run, node: str, previous: str, args: list[str], url: str | None) -> str:
-        """The node at its previous version again (the installer with the old version and the same flags),
-        uncordoned once Ready."""
-        api = await run.kube()
-        obj = await answered(lambda: request(api, "GET", f"/api/v1/nodes/{node}"))
-        if node_version(obj) != previous or not is_ready(obj):
-            run.emit(Log("warning", f"{node}: back to {previous} (the installer with the old version)"))
-            await self._install(node, args, url, previous)
-            await self._until_ready(api, node, previous, run)
-        await answered(lambda: set_schedulable(api, node, True))
-        if node in self.steps:
-            self.steps[node].state, self.steps[node].after = "rolled-back", previous
-        return f"{node} back at {previous} and uncordoned"
-
     def result(self) -> UpgradeReport:
         counts, windows = probe_counts(self.samples, self.started)
         slos = slo_rows(self.config, self.samples)
         done = [s for s in self.steps.values() if s.state == "done"]
         failed = [s for s in self.steps.values() if s.state in ("failed", "rolled-back")]
+        stopped = self.stopped_at if failed or self.error else None
         summary = f"{len(done)} of {len(self.order)} node(s) upgraded to {self.target}" + (
-            f"; stopped at {self.stopped_at}" if failed else ""
+            f"; stopped at {stopped}" if stopped else ""
         )
         http = next((s["measured"] for s in slos if s["slo"].endswith("(prod)")), 0.0)
         write = next((s["measured"] for s in slos if "write" in s["slo"]), 0.0)
         summary += f" — HTTP outage {http:.1f} s, database write outage {write:.1f} s"
         if self.ha_restored:
             summary += f"; HA restored: {', '.join(self.ha_restored)}"
-        verdict = "PASS" if not failed and all(s["verdict"] == "PASS" for s in slos) else "FAIL"
+        passed = not failed and not self.error and all(s["verdict"] == "PASS" for s in slos)
+        verdict = "PASS" if passed else "FAIL"
         return UpgradeReport(
             kind_="upgrade",
             id=self.action_id,
@@ -562,7 +521,7 @@ class Upgrade(Action[UpgradeParams]):
             summary=summary,
             started=self.started,
             finished=time.time(),
-            stopped_at=self.stopped_at if failed else None,
+            stopped_at=stopped,
             nodes=list(self.steps.values()),
             backup=self.backup,
             ha_lost=self.ha_lost,

@@ -21,14 +21,16 @@ the nodes keep the controller's ``plan.upgrade.cattle.io/<plan>`` labels).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from actions.upgrade_node import journal_install
 from console.clients.kube import TRANSIENT, KubeError, answered, request
 from console.errors import ActionFailed
 from console.events import Check, Log, StepFinished, StepStarted
-from console.k3s import node_args, node_env, node_version
+from console.k3s import node_version
 from console.kubeobj import is_ready
 from console.runner import Run
 
@@ -163,12 +165,12 @@ async def delete_plans(api: Any, names: list[str]) -> str:
     return f"Plans {', '.join(gone)} deleted" if gone else "no Plan left to delete"
 
 
-def _journal(up: Upgrade, run: Run, node: str) -> None:
-    """The node's change, journaled as the ssh route journals it: a rollback puts its version back."""
+def _journal(up: Upgrade, run: Run, node: str, names: list[str]) -> None:
+    """The node's change, journaled as the ssh route journals it (a rollback puts its version back),
+    with the Plans to delete before that, so the controller cannot start it again."""
     step = up.steps[node]
     step.state, up.stopped_at = "upgrading", f"{node} ({step.role})"
-    args, url = node_args(up.objs[node]), node_env(up.objs[node]).get("K3S_URL")
-    run.applied("install", f"k3s:{node}", node=node, previous=step.before, args=args, k3s_url=url)
+    journal_install(run, up.objs[node], step.before, plans=names)
 
 
 def _failed(plan: dict[str, Any]) -> str | None:
@@ -181,85 +183,102 @@ def _failed(plan: dict[str, Any]) -> str | None:
     return None
 
 
-async def follow_plans(up: Upgrade, run: Run) -> None:
-    """Apply the Plans, then follow every node to the target; ActionFailed when a Job fails or stalls."""
-    api = await run.kube()
-    servers = [n for n in up.order if up.steps[n].role == "server"]
-    agents = [n for n in up.order if up.steps[n].role != "server"]
-    docs = plans(up.target, servers, agents, up.params.timeout)
-    names = [d["metadata"]["name"] for d in docs]
-    run.applied("plans", "suc-plans", plans=names)
-    run.emit(StepStarted("plans", f"system-upgrade-controller Plans {', '.join(names)} for {up.target}"))
-    # The agent Plan first: it waits for the server Plan, which restarts the API server once applied.
-    for d in reversed(docs):
-        await answered(partial(_apply, api, d))
-    run.emit(StepFinished("plans", True, "applied"))
-    plan_of = {n: SERVER_PLAN for n in servers} | {n: AGENT_PLAN for n in agents}
-    marks: dict[str, dict[str, float]] = {n: {} for n in up.order}
-    journaled: set[str] = set()
-    deadline = time.monotonic() + NODE_TIMEOUT_S * max(1, len(up.order))
-    while True:
-        try:
-            state = {
-                d["metadata"]["name"]: await request(api, "GET", f"{PLANS}/{d['metadata']['name']}")
-                for d in docs
-            }
-            nodes = {n: await request(api, "GET", f"/api/v1/nodes/{n}") for n in up.order}
-        except KubeError as exc:
-            if exc.status not in TRANSIENT:
-                raise
-            await asyncio.sleep(0.5)  # the server restarting: its API does not answer for a while
-            continue
-        for name, plan in state.items():
-            why = _failed(plan)
-            if why:  # the controller starts nothing more once its Plans are gone; then the node goes back
-                for n in (plan.get("status") or {}).get("applying") or []:
-                    if n in up.steps and n not in journaled:  # its Job ran while the API did not answer
-                        journaled.add(n)
-                        _journal(up, run, n)
-                    up.steps[n].state, up.stopped_at = "failed", f"{n} ({up.steps[n].role})"
-                await delete_plans(api, names)
-                run.step("rollback", "rolled-back", {"key": "suc-plans"})
-                raise ActionFailed(f"Plan {name}: {why}")
-        pending = []
-        for n in up.order:
-            obj, plan = nodes[n], state[plan_of[n]]
-            applying = n in ((plan.get("status") or {}).get("applying") or [])
-            if applying and n not in journaled:  # before its k3s changes: what a rollback puts back
-                journaled.add(n)
-                _journal(up, run, n)
-                marks[n]["start"] = time.monotonic()
-                run.emit(Log("info", f"{n}: the controller is applying {plan_of[n]}"))
-            labelled = (obj["metadata"].get("labels") or {}).get(LABEL + plan_of[n]) == (
-                plan.get("status") or {}
-            ).get("latestHash")
-            if node_version(obj) == up.target and "installed" not in marks[n] and "start" in marks[n]:
-                marks[n]["installed"] = time.monotonic()
-            done = (
-                labelled
-                and node_version(obj) == up.target
-                and is_ready(obj)
-                and not (obj.get("spec") or {}).get("unschedulable")
-            )
-            if done and up.steps[n].state != "done":
-                t = marks[n]
-                start = t.get("start", time.monotonic())
-                up.steps[n].timings = {
-                    "drain": round(
-                        t.get("installed", start) - start, 2
-                    ),  # cordon, drain and the Job until the version changed
-                    "ready": round(time.monotonic() - t.get("installed", start), 2),
-                }
-                up.steps[n].state, up.steps[n].after = "done", up.target
-                for key in (f"k3s:{n}",):
-                    run.step("node", "superseded", {"key": key})
-                run.emit(Log("info", f"{n} runs {up.target} (Plan {plan_of[n]})"))
-            if not done:
-                pending.append(n)
-        if not pending:  # done: the Plans go (pinned to this version, they would only mislead later)
-            run.emit(Log("info", await delete_plans(api, names)))
-            run.step("plans", "superseded", {"key": "suc-plans"})
+class Follow:
+    """One run's Plans: applied phase by phase (the server's, then — after the HA re-check — the agents'),
+    each followed until its nodes are done; the Plans deleted at the end, or first thing on any failure."""
+
+    def __init__(self, up: Upgrade, run: Run) -> None:
+        self.up, self.run = up, run
+        servers = [n for n in up.order if up.steps[n].role == "server"]
+        agents = [n for n in up.order if up.steps[n].role != "server"]
+        self.docs = {d["metadata"]["name"]: d for d in plans(up.target, servers, agents, up.params.timeout)}
+        self.plan_of = {n: SERVER_PLAN for n in servers} | {n: AGENT_PLAN for n in agents}
+        self.marks: dict[str, dict[str, float]] = {n: {} for n in up.order}
+        self.journaled: set[str] = set()
+        self.applied = False
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.docs)
+
+    async def phase(self, role: str) -> None:
+        """Apply the Plan for ``role``'s nodes (if any) and follow it to completion."""
+        nodes = [n for n in self.up.order if (self.up.steps[n].role == "server") == (role == "server")]
+        if not nodes:
             return
-        if time.monotonic() > deadline:
-            raise ActionFailed(f"the Plans did not finish: {', '.join(pending)} still pending")
-        await asyncio.sleep(0.5)
+        api, name = await self.run.kube(), SERVER_PLAN if role == "server" else AGENT_PLAN
+        if not self.applied:
+            self.applied = True
+            self.run.applied("plans", "suc-plans", plans=self.names)
+        self.run.emit(StepStarted("plans", f"system-upgrade-controller Plan {name} for {self.up.target}"))
+        try:
+            await answered(partial(_apply, api, self.docs[name]))
+            self.run.emit(StepFinished("plans", True, f"{name} applied"))
+            await self._until_done(api, name, nodes)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the controller starts nothing more once they are gone
+                await delete_plans(api, self.names)
+                self.run.step("rollback", "rolled-back", {"key": "suc-plans"})
+            raise
+
+    async def finish(self) -> None:
+        """Every Plan done: deleted (pinned to this version, they would only mislead a later run)."""
+        self.run.emit(Log("info", await delete_plans(await self.run.kube(), self.names)))
+        self.run.step("plans", "superseded", {"key": "suc-plans"})
+
+    async def _until_done(self, api: Any, name: str, nodes: list[str]) -> None:
+        deadline = time.monotonic() + NODE_TIMEOUT_S * len(nodes)
+        while True:
+            if time.monotonic() > deadline:
+                raise ActionFailed(f"Plan {name} did not finish in {NODE_TIMEOUT_S * len(nodes):g} s")
+            try:
+                plan = await request(api, "GET", f"{PLANS}/{name}")
+                objs = {n: await request(api, "GET", f"/api/v1/nodes/{n}") for n in nodes}
+            except KubeError as exc:
+                if exc.status not in TRANSIENT:
+                    raise
+                await asyncio.sleep(0.5)  # the server restarting: its API does not answer for a while
+                continue
+            self._failed_job(plan)
+            if all([self._node(n, objs[n], plan) for n in nodes]):
+                return
+            await asyncio.sleep(0.5)
+
+    def _failed_job(self, plan: dict[str, Any]) -> None:
+        why = _failed(plan)
+        if why is None:
+            return
+        for n in (plan.get("status") or {}).get("applying") or []:
+            if n in self.up.steps and n not in self.journaled:  # its Job ran while the API did not answer
+                self.journaled.add(n)
+                _journal(self.up, self.run, n, self.names)
+            if n in self.up.steps:
+                self.up.steps[n].state, self.up.stopped_at = "failed", f"{n} ({self.up.steps[n].role})"
+        raise ActionFailed(f"Plan {plan['metadata']['name']}: {why}")
+
+    def _node(self, n: str, obj: dict[str, Any], plan: dict[str, Any]) -> bool:
+        """Whether ``n`` is done; journals it as it starts and times its steps (at the poll's 0.5 s)."""
+        up, t, status = self.up, self.marks[n], plan.get("status") or {}
+        if n in (status.get("applying") or []) and n not in self.journaled:
+            self.journaled.add(n)  # before its k3s changes: what a rollback puts back
+            _journal(up, self.run, n, self.names)
+            t["start"] = time.monotonic()
+            self.run.emit(Log("info", f"{n}: the controller is applying {self.plan_of[n]}"))
+        if node_version(obj) == up.target and "start" in t:
+            t.setdefault("installed", time.monotonic())
+        labelled = (obj["metadata"].get("labels") or {}).get(LABEL + self.plan_of[n]) == status.get(
+            "latestHash"
+        )
+        schedulable = not (obj.get("spec") or {}).get("unschedulable")
+        done = labelled and node_version(obj) == up.target and is_ready(obj) and schedulable
+        if done and up.steps[n].state != "done":
+            start = t.get("start", time.monotonic())
+            # drain: cordon, drain and the Job until the version changed; ready: until Ready, uncordoned
+            up.steps[n].timings = {
+                "drain": round(t.get("installed", start) - start, 2),
+                "ready": round(time.monotonic() - t.get("installed", start), 2),
+            }
+            up.steps[n].state, up.steps[n].after = "done", up.target
+            self.run.step("node", "superseded", {"key": f"k3s:{n}"})
+            self.run.emit(Log("info", f"{n} runs {up.target} (Plan {self.plan_of[n]})"))
+        return done

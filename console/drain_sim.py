@@ -57,6 +57,23 @@ def _tolerates(pod: dict[str, Any], node: dict[str, Any]) -> bool:
     return True
 
 
+def _ready(node: dict[str, Any]) -> bool:
+    conds = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds) or not conds
+
+
+def _holds_room(pod: dict[str, Any]) -> bool:
+    """A pod whose requests count against its node: not finished, not on its way out."""
+    done = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    return not done and not pod["metadata"].get("deletionTimestamp")
+
+
+def _selects(pod: dict[str, Any], node: dict[str, Any]) -> bool:
+    """The pod's ``nodeSelector`` matches the node's labels (required node affinity is not weighed)."""
+    labels = node["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in ((pod.get("spec") or {}).get("nodeSelector") or {}).items())
+
+
 def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     if not selector:
         return False
@@ -148,14 +165,16 @@ def simulate(
     by_key = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}
     evicted = [by_key[k] for k in evictable(pods, node) if k in by_key]
     others = [
-        n for n in nodes if n["metadata"]["name"] != node and not (n.get("spec") or {}).get("unschedulable")
+        n
+        for n in nodes
+        if n["metadata"]["name"] != node and not (n.get("spec") or {}).get("unschedulable") and _ready(n)
     ]
     for n in others:
         alloc = (n.get("status") or {}).get("allocatable") or {}
         cpu = parse_quantity(alloc.get("cpu", "0"))
         mem = parse_quantity(alloc.get("memory", "0"))
         for p in pods:
-            if (p.get("spec") or {}).get("nodeName") == n["metadata"]["name"]:
+            if (p.get("spec") or {}).get("nodeName") == n["metadata"]["name"] and _holds_room(p):
                 c, m = _requests(p)
                 cpu, mem = cpu - c, mem - m
         sim.free[n["metadata"]["name"]] = (cpu, mem)
@@ -174,7 +193,11 @@ def simulate(
         sim.moving.append(key)
         c, m = _requests(p)
         need_cpu, need_mem = need_cpu + c, need_mem + m
-        homes = [n for n in others if _tolerates(p, n) and not _repelled(p, n["metadata"]["name"], pods)]
+        homes = [
+            n
+            for n in others
+            if _tolerates(p, n) and _selects(p, n) and not _repelled(p, n["metadata"]["name"], pods)
+        ]
         candidates.update(n["metadata"]["name"] for n in homes)
         if not homes:
             sim.pending.append(key)

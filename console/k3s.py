@@ -56,14 +56,21 @@ def refusals(
     """Why upgrading ``chosen`` nodes (``current``: node → version) to ``target`` is refused (empty: it may).
 
     * no minor-version skip: each node moves at most one minor version (1.34 → 1.35, not 1.36);
-    * agents never newer than the server: the server is in the run, or already at or above the target;
-    * no downgrade unless ``allow_downgrade``.
+    * agents never newer than the server — the chosen ones after the run, and the others against the
+      server's new version;
+    * no downgrade unless ``allow_downgrade``, and never across a minor version (K3s does not support it:
+      the etcd snapshot taken before the upgrade is the way back).
     """
     want = K3sVersion.parse(target)
     out = []
     for node in chosen:
         now = K3sVersion.parse(current[node])
-        if want < now and not allow_downgrade:
+        if want < now and want.minor_line != now.minor_line:
+            out.append(
+                f"{node} runs {now}: K3s does not support a downgrade to another minor version "
+                "(restore the etcd snapshot taken before the upgrade instead)"
+            )
+        elif want < now and not allow_downgrade:
             out.append(f"{node} runs {now}, newer than {want}: a downgrade needs --allow-downgrade")
         elif want.minor_line > now.minor_line and (want.major, want.minor - 1) != now.minor_line:
             nxt = f"v{now.major}.{now.minor + 1}"
@@ -71,11 +78,12 @@ def refusals(
                 f"{node} runs {now}: {want} skips a minor version (upgrade to the newest {nxt}.x first)"
             )
     server_after = want if server in chosen else K3sVersion.parse(current[server])
-    for node in chosen:
-        if node != server and want > server_after:
+    for node in current:
+        after = want if node in chosen else K3sVersion.parse(current[node])
+        if node != server and after > server_after:
             out.append(
-                f"{node} would run {want}, newer than the server {server} ({server_after}): "
-                "upgrade the server first"
+                f"{node} would run {after}, newer than the server {server} ({server_after}): "
+                + ("upgrade the server first" if node in chosen else f"downgrade {node} first")
             )
     return out
 
@@ -126,15 +134,15 @@ def install_args(config: Config, node: NodeConfig) -> list[str]:
     return args
 
 
-def installer_command(args: list[str], version: str, k3s_url: str | None) -> str:
-    """The installer line for ``args`` (``[role, flags…]``) at ``version``; an agent reads its token from
-    stdin (``K3S_URL`` set), so the secret never shows in a process list or a journal."""
-    env = f"INSTALL_K3S_VERSION={shlex.quote(version)}"
-    prefix = ""
-    if args[0] == "agent":
-        env += f" K3S_URL={shlex.quote(k3s_url or '')}"
-        prefix = "read -r K3S_TOKEN && export K3S_TOKEN && "
-    return f"{prefix}curl -sfL {INSTALLER} | {env} sh -s - {shlex.join(args)}"
+def installer_command(args: list[str], version: str, env: dict[str, str]) -> str:
+    """The installer line for ``args`` (``[role, flags…]``) at ``version`` with the node's ``K3S_*``
+    environment (``K3S_URL`` for an agent), which the installer writes into the service's env file again.
+    An agent reads its join token from stdin, so the secret never shows in a process list or a journal
+    (a token in ``env`` is left out for the same reason)."""
+    parts = [f"INSTALL_K3S_VERSION={shlex.quote(version)}"]
+    parts += [f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()) if "TOKEN" not in k]
+    prefix = "read -r K3S_TOKEN && export K3S_TOKEN && " if args[0] == "agent" else ""
+    return f"{prefix}curl -sfL {INSTALLER} | {' '.join(parts)} sh -s - {shlex.join(args)}"
 
 
 async def run_installer(config: Config, node: NodeConfig, command: str, token: str | None) -> str:
@@ -164,3 +172,16 @@ async def read_root_file(config: Config, node: NodeConfig, path: str) -> str:
 
 
 TOKEN_PATH = "/var/lib/rancher/k3s/server/node-token"
+
+
+async def service_state(config: Config, node: NodeConfig, role: str) -> str:
+    """``systemctl is-active`` of the node's K3s unit (``k3s`` or ``k3s-agent``): "active" when it runs;
+    "unreachable" when SSH does not answer."""
+    unit = "k3s" if role == "server" else "k3s-agent"
+    try:
+        conn = await connect(node.ssh_host, config.ssh)
+    except SshError:
+        return "unreachable"
+    async with conn:
+        result = await conn.run(f"systemctl is-active {unit}", check=False)
+    return str(result.stdout or "").strip() or f"exit {result.exit_status}"

@@ -157,7 +157,9 @@ async def reinstall(
     The server's restart leaves the API unanswered for a few seconds (workers keep serving) and K3s
     re-applies its packaged manifests as it starts (CoreDNS back to stock: :func:`lab.twin.k3s_restarted`).
     A node with the ``upgrade-fails`` fault runs only the version it had when the fault was set: any other
-    is installed, fails to start, and the node goes NotReady until the installer puts that one back."""
+    is installed and fails to start — an agent's installer still exits 0 (its unit is ``Type=exec``), a
+    server's fails (``Type=notify``) and its API stays down — and the node goes NotReady until the
+    installer puts that version back."""
     import asyncio
 
     from lab.twin import k3s_restarted
@@ -175,28 +177,32 @@ async def reinstall(
     unit = "k3s" if role == "server" else "k3s-agent"
     good = dp.upgrade_fails.get(node)
     broken = good is not None and version != good
-    if role == "server":
-        kube.api.restart((SERVER_RESTART_S if not broken else 1.0) * speed)
+    if role == "server":  # a server whose new k3s does not start leaves no API at all
+        kube.api.restart(float("inf") if broken else SERVER_RESTART_S * speed)
     await asyncio.sleep((SERVER_RESTART_S if role == "server" else AGENT_RESTART_S) * speed)
     obj = kube.store.find(node_res, None, node)
     assert obj is not None
-    info = {**obj["status"]["nodeInfo"], "kubeletVersion": version, "kubeProxyVersion": version}
     annotations = {**obj["metadata"].get("annotations", {}), "k3s.io/node-args": json.dumps([role, *args])}
+    if broken:
+        # The binary is replaced, then the service fails: the kubelet of the new version never reports.
+        dp.k3s_stopped.add(node)
+        dp.schedule_sync()
+        if role == "server":  # Type=notify: systemctl restart waits for the start, and says it failed
+            raise InstallError(
+                f"Job for {unit}.service failed because the control process exited with error code.\n"
+                f'See "systemctl status {unit}.service" and "journalctl -xeu {unit}.service" for details.'
+            )
+        return f"[INFO]  systemd: Starting {unit}"  # Type=exec: started is all systemctl knows
+    info = {**obj["status"]["nodeInfo"], "kubeletVersion": version, "kubeProxyVersion": version}
     obj = kube.store.update(
         node_res, {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}, force=True
     )
     status = {**obj["status"], "nodeInfo": info}  # what the restarted kubelet reports
     kube.store.update(node_res, {**obj, "status": status}, subresource="status", force=True)
-    if broken:
-        dp.k3s_stopped.add(node)
-        dp.schedule_sync()
-        raise InstallError(
-            f"Job for {unit}.service failed because the control process exited with error code.\n"
-            f'See "systemctl status {unit}.service" and "journalctl -xeu {unit}.service" for details.'
-        )
     dp.k3s_stopped.discard(node)
     if role == "server":
         kube.api.set_version(version)
+        kube.api.down_until = min(kube.api.down_until, time.monotonic())  # up: the restart is over
         k3s_restarted(kube)
     dp.schedule_sync()
     kube.cluster._wake.set()

@@ -28,6 +28,7 @@ import re
 import time
 from typing import Any
 
+from console.drain import evictable
 from lab import k3s
 from lab.kube.cluster import match_labels
 from lab.kube.errors import KubeError
@@ -219,6 +220,8 @@ class SucTwin:
                 {"INSTALL_K3S_VERSION": spec["version"]},
                 self.speed,
             )
+            if node in self.kube.dataplane.k3s_stopped:  # the upgrade container waits for k3s to run again
+                raise k3s.InstallError(f"k3s did not start again at {spec['version']}")
             if cordon:
                 self._schedulable(node, True)
             obj = self.kube.store.find(self.nodes, None, node)
@@ -241,12 +244,15 @@ class SucTwin:
         self.kube.store.update(self.nodes, {**obj, "spec": spec}, force=True)
 
     def _evictable(self, node: str) -> list[dict[str, Any]]:
+        """What ``kubectl drain --ignore-daemonsets`` evicts (console/drain.py's rule), the terminating
+        ones included: the drain waits for them to go."""
+        pods = self.kube.store.list(self.pods)
+        keys = set(evictable(pods, node))
         return [
             p
-            for p in self.kube.store.list(self.pods)
-            if (p.get("spec") or {}).get("nodeName") == node
-            and not any(o.get("kind") == "DaemonSet" for o in p["metadata"].get("ownerReferences") or [])
-            and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+            for p in pods
+            if (p["metadata"]["namespace"], p["metadata"]["name"]) in keys
+            or ((p.get("spec") or {}).get("nodeName") == node and p["metadata"].get("deletionTimestamp"))
         ]
 
     async def _drain(self, node: str, timeout: float | None) -> None:

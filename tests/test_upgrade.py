@@ -138,7 +138,7 @@ def test_all_three_nodes_to_the_next_patch_over_ssh(up_lab: LabState, state_dir:
 
 
 def test_the_next_minor_through_system_upgrade_controller_plans(up_lab: LabState, state_dir: Path) -> None:
-    code, events, out = _upgrade(up_lab, state_dir, "--version", MINOR, "--route", "suc", "--yes", "--force")
+    code, events, out = _upgrade(up_lab, state_dir, "--version", MINOR, "--route", "suc", "--yes")
     done = _finished(events)
     assert code == 0, out
     assert _versions(up_lab) == dict.fromkeys(("k3s-mgr", "k3s-w1", "k3s-w2"), MINOR)
@@ -157,6 +157,7 @@ def test_the_next_minor_through_system_upgrade_controller_plans(up_lab: LabState
         said
     )
     assert done["report"]["ha_holds"] is True and "coredns-spread" in done["report"]["ha_restored"]
+    assert done["report"]["backup"], "a cluster backup ran first on this route too"
     print("timings per node (suc):", {n["node"]: n["timings"] for n in done["report"]["nodes"]})
 
 
@@ -228,3 +229,22 @@ def test_a_failed_controller_job_is_rolled_back_too(up_lab: LabState, state_dir:
     assert all(_schedulable(up_lab).values())
     plans = kubectl_json(up_lab, "get", "plans.upgrade.cattle.io", "-n", "system-upgrade")["items"]
     assert plans == [], "the Plans are deleted first, so the controller starts nothing more"
+
+
+def test_a_server_whose_new_k3s_does_not_start_goes_back_without_its_api(
+    up_lab: LabState, state_dir: Path
+) -> None:
+    """The server's new version fails: no API at all until the old version is installed again over SSH."""
+    control(up_lab, "POST", "/k3s/service", {"node": "k3s-mgr", "upgrade_fails": True})
+    try:
+        code, events, out = _upgrade(up_lab, state_dir, "--version", "v1.36.0+k3s1", "--yes", "--force")
+    finally:
+        control(up_lab, "POST", "/k3s/service", {"node": "k3s-mgr", "upgrade_fails": False})
+    assert code == 4, out
+    report = _finished(events)["report"]
+    assert report["stopped_at"] == "k3s-mgr (server)"
+    assert {n["node"]: n["state"] for n in report["nodes"]} == {
+        "k3s-mgr": "rolled-back", "k3s-w1": "pending", "k3s-w2": "pending",
+    }  # fmt: skip
+    assert _versions(up_lab) == {"k3s-mgr": NEXT, "k3s-w1": NEXT, "k3s-w2": MINOR}
+    assert all(_schedulable(up_lab).values())

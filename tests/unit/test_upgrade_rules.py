@@ -47,10 +47,20 @@ def test_an_agent_never_runs_newer_than_the_server() -> None:
     assert refusals(ahead, "k3s-mgr", ["k3s-w1"], "v1.34.5+k3s1", False) == []
 
 
-def test_a_downgrade_needs_its_flag() -> None:
+def test_a_downgrade_needs_its_flag_and_stays_in_its_minor_version() -> None:
     why = refusals(NOW, "k3s-mgr", ALL, "v1.34.3+k3s1", False)
     assert len(why) == 3 and "--allow-downgrade" in why[0]
     assert refusals(NOW, "k3s-mgr", ALL, "v1.34.3+k3s1", True) == []
+    (minor,) = refusals(NOW, "k3s-mgr", ["k3s-w1"], "v1.33.8+k3s1", True)
+    assert "another minor version" in minor and "etcd snapshot" in minor
+    # The server alone downgraded below an agent left as it is: that agent would be newer.
+    (ahead,) = refusals(
+        {**NOW, "k3s-w2": "v1.34.3+k3s1"}, "k3s-mgr", ["k3s-mgr", "k3s-w2"], "v1.34.3+k3s1", True
+    )
+    assert (
+        ahead.startswith("k3s-w1 would run v1.34.4+k3s1, newer than the server")
+        and "downgrade k3s-w1 first" in ahead
+    )
 
 
 def _node(args: Any, env: Any = None) -> dict[str, Any]:
@@ -74,12 +84,13 @@ def test_flags_are_read_back_from_the_node() -> None:
 
 
 def test_the_installer_line_keeps_the_token_off_the_command_line() -> None:
-    line = installer_command(["agent", "--node-ip", "10.0.1.6"], "v1.34.5+k3s1", "https://10.0.1.5:6443")
+    env = {"K3S_URL": "https://10.0.1.5:6443", "K3S_TOKEN": "not on the command line"}
+    line = installer_command(["agent", "--node-ip", "10.0.1.6"], "v1.34.5+k3s1", env)
     assert line == (
         "read -r K3S_TOKEN && export K3S_TOKEN && curl -sfL https://get.k3s.io | "
         "INSTALL_K3S_VERSION=v1.34.5+k3s1 K3S_URL=https://10.0.1.5:6443 sh -s - agent --node-ip 10.0.1.6"
     )
-    server = installer_command(["server", "--cluster-init"], "v1.34.5+k3s1", None)
+    server = installer_command(["server", "--cluster-init"], "v1.34.5+k3s1", {})
     assert "K3S_URL" not in server and "read -r" not in server
 
 
