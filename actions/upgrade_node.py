@@ -6,7 +6,7 @@
 * :func:`until_ready` waits for the Node to be Ready at the version, through the server's restart (the API
   does not answer for a while) and watching the service: an agent's unit is ``Type=exec``, so an installer
   whose new k3s then fails to start still exits 0 — ``systemctl is-active`` not ``active`` three times
-  running (6 s) is the failure, not a five-minute timeout.
+  running (3 s) is the failure, not a five-minute timeout.
 * :func:`put_back` runs the installer with the old version first when the node is not healthy at it — even
   when the API does not answer, which is what a server whose new version fails looks like.
 """
@@ -35,7 +35,7 @@ from console.k3s import (
 from console.kubeobj import is_ready
 from console.runner import Run
 
-SERVICE_CHECK_S = 2.0
+SERVICE_CHECK_S = 1.0
 SERVICE_STRIKES = 3
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import Input
 
 from console.journal import Journal
 from lab.cli import control
@@ -248,3 +249,39 @@ def test_a_server_whose_new_k3s_does_not_start_goes_back_without_its_api(
     }  # fmt: skip
     assert _versions(up_lab) == {"k3s-mgr": NEXT, "k3s-w1": NEXT, "k3s-w2": MINOR}
     assert all(_schedulable(up_lab).values())
+
+
+async def test_the_tui_upgrades_from_the_nodes_panel(
+    up_lab: LabState, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`K` on a node's row: the runner screen's form, the plan (k3s-w2 is the one behind), the version
+    typed to confirm, and the run to its PASS."""
+    from console.config import load_config
+    from screens.app import Dashboard
+    from screens.panels import Panel
+    from screens.runner import RunnerScreen
+    from tests.test_dashboard import _until
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(state_dir))
+    app = Dashboard(load_config(Path(up_lab.files["console_config"])))
+    async with app.run_test(size=(160, 50)) as pilot:
+        nodes = app.query_one("#panel-nodes", Panel)
+        await _until(pilot, lambda: nodes.table.row_count == 3, 30, "three nodes")
+        nodes.table.focus()
+        await pilot.press("K")
+        await _until(pilot, lambda: isinstance(app.screen, RunnerScreen), 10, "the runner screen")
+        screen = app.screen
+        assert isinstance(screen, RunnerScreen)
+        screen.query_one("#param-version", Input).value = NEXT
+        await _until(pilot, lambda: screen.word == NEXT, 30, "the version as the confirmation word")
+        await _until(
+            pilot, lambda: screen._runner is not None and screen._runner.plan is not None, 60, "the plan"
+        )
+        runner = screen._runner
+        assert runner is not None and runner.plan is not None
+        planned = [i.message for i in runner.plan.items]
+        assert any(m.startswith(f"k3s-w2 (agent): {MINOR} → {NEXT}") for m in planned), planned
+        await pilot.press(*NEXT, "enter")
+        await _until(pilot, lambda: screen.result is not None, 120, "the upgrade's end")
+        assert screen.result is not None and screen.result.verdict == "PASS", screen.result
+    assert _versions(up_lab) == dict.fromkeys(("k3s-mgr", "k3s-w1", "k3s-w2"), NEXT)
