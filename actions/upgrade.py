@@ -42,6 +42,7 @@ from actions.steady import until_steady
 from actions.upgrade_node import install, journal_install, put_back, until_ready
 from actions.upgrade_report import NodeStep, UpgradeReport, probe_counts, slo_rows
 from console.action import Action, NoParams, Outcome, Plan, param
+from console.clients import cnpg
 from console.clients.kube import KubeError, answered, request, set_schedulable
 from console.config import Config, NodeConfig
 from console.drain_sim import DrainSimulation, simulate
@@ -158,7 +159,7 @@ class Upgrade(Action[UpgradeParams]):
         if missing:
             why = f"{', '.join(missing)}: no such Node in the cluster"
             return [Check("nodes-registered", False, True, why)]
-        checks = [self._rules()]
+        checks = [self._rules(await self._primary_node(api))]
         checks.append(self._flags())
         gaps = steady_state(self.builder.build(self.live.store), self.config)
         checks.append(Check("steady-state", not gaps, True, "; ".join(gaps) or "full steady state"))
@@ -173,9 +174,21 @@ class Upgrade(Action[UpgradeParams]):
             )
         return checks
 
-    def _rules(self) -> Check:
+    async def _primary_node(self, api: Any) -> str | None:
+        try:
+            primary, pods = await cnpg.primary_and_instances(api, self.config)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        node = ((pods.get(primary) or {}).get("spec") or {}).get("nodeName")
+        return str(node) if node else None
+
+    def _rules(self, primary_node: str | None) -> Check:
         """The version rules, and the order: the server first — last for a downgrade, so that no agent
-        ever runs newer than the server."""
+        ever runs newer than the server — and of the agents the one holding the CNPG primary last, so the
+        database switches over once (draining it first would move the primary to the other worker, and
+        draining that one would move it back)."""
         current = {name: node_version(obj) for name, obj in self.objs.items()}
         chosen, server = self.chosen(), self.server.name
         try:
@@ -183,7 +196,7 @@ class Upgrade(Action[UpgradeParams]):
             down = K3sVersion.parse(self.target) < K3sVersion.parse(current[server])
         except ValueError as exc:  # a kubelet version that is not K3s's
             return Check("version-rules", False, True, str(exc))
-        agents = [n for n in node_names(self.config) if n != server]
+        agents = sorted((n for n in node_names(self.config) if n != server), key=lambda n: n == primary_node)
         ordered = [*agents, server] if down else [server, *agents]
         self.order = [n for n in ordered if n in chosen and current[n] != self.target]
         for name in ordered:

@@ -65,6 +65,15 @@ def _schedulable(lab: LabState) -> dict[str, bool]:
     return {n["metadata"]["name"]: not n["spec"].get("unschedulable") for n in items}
 
 
+def _agents_in_order(lab: LabState) -> tuple[str, str]:
+    """The workers in the order an upgrade takes them: the one holding the CNPG primary last."""
+    cluster = kubectl_json(lab, "get", "clusters.postgresql.cnpg.io", "-n", "postgres", "main-db")
+    pod = kubectl_json(lab, "get", "pod", "-n", "postgres", cluster["status"]["currentPrimary"])
+    last = pod["spec"]["nodeName"]
+    first = next(n for n in ("k3s-w1", "k3s-w2") if n != last)
+    return first, last
+
+
 def _ssh(lab: LabState, host: str, command: str) -> str:
     proc = subprocess.run(
         ["ssh", "-F", lab.files["ssh_config"], host, command], capture_output=True, text=True, timeout=60
@@ -110,6 +119,7 @@ def test_a_budget_that_would_block_a_drain_is_named_in_the_plan(up_lab: LabState
 
 
 def test_all_three_nodes_to_the_next_patch_over_ssh(up_lab: LabState, state_dir: Path) -> None:
+    first, last = _agents_in_order(up_lab)
     code, events, out = _upgrade(up_lab, state_dir, "--version", PATCH, "--yes")
     done = _finished(events)
     assert code == 0, out
@@ -118,7 +128,10 @@ def test_all_three_nodes_to_the_next_patch_over_ssh(up_lab: LabState, state_dir:
     assert _versions(up_lab) == dict.fromkeys(("k3s-mgr", "k3s-w1", "k3s-w2"), PATCH)
     assert all(_schedulable(up_lab).values())
     assert f"k3s version {PATCH}" in _ssh(up_lab, "k3s-w1", "k3s --version")
-    assert [n["node"] for n in report["nodes"]] == ["k3s-mgr", "k3s-w1", "k3s-w2"]  # the server first
+    # The server first; the worker holding the primary last, so the database switches over once.
+    assert [n["node"] for n in report["nodes"]] == ["k3s-mgr", first, last]
+    switched = [e for e in events if e.get("kind") == "Log" and "is the primary now" in e.get("message", "")]
+    assert len(switched) == 1, switched
     assert all(
         n["state"] == "done" and set(n["timings"]) == {"drain", "install", "ready", "back"}
         for n in report["nodes"]
@@ -163,26 +176,28 @@ def test_the_next_minor_through_system_upgrade_controller_plans(up_lab: LabState
 
 
 def test_a_node_whose_new_k3s_fails_goes_back_and_the_run_exits_4(up_lab: LabState, state_dir: Path) -> None:
-    control(up_lab, "POST", "/k3s/service", {"node": "k3s-w1", "upgrade_fails": True})
+    first, last = _agents_in_order(up_lab)
+    control(up_lab, "POST", "/k3s/service", {"node": first, "upgrade_fails": True})
     try:
         code, events, out = _upgrade(up_lab, state_dir, "--version", NEXT, "--yes", "--force")
     finally:
-        control(up_lab, "POST", "/k3s/service", {"node": "k3s-w1", "upgrade_fails": False})
+        control(up_lab, "POST", "/k3s/service", {"node": first, "upgrade_fails": False})
     done = _finished(events)
     assert code == 4, out
     report = done["report"]
-    assert report["stopped_at"] == "k3s-w1 (agent)"
+    assert report["stopped_at"] == f"{first} (agent)"
     states = {n["node"]: n["state"] for n in report["nodes"]}
-    assert states == {"k3s-mgr": "done", "k3s-w1": "rolled-back", "k3s-w2": "pending"}
-    assert _versions(up_lab) == {"k3s-mgr": NEXT, "k3s-w1": MINOR, "k3s-w2": MINOR}  # upgraded nodes stay
+    assert states == {"k3s-mgr": "done", first: "rolled-back", last: "pending"}
+    assert _versions(up_lab) == {"k3s-mgr": NEXT, first: MINOR, last: MINOR}  # upgraded nodes stay
     assert all(_schedulable(up_lab).values())
-    assert "k3s-w1 back at v1.35.2+k3s1" in done["summary"]
+    assert f"{first} back at v1.35.2+k3s1" in done["summary"]
     entry = Journal(state_dir / "opsconsole").get(report["id"])
     assert entry is not None and entry.state == "failed" and not entry.applied()
 
 
 def test_a_console_killed_mid_upgrade_is_finished_by_recover(up_lab: LabState, state_dir: Path) -> None:
-    """SIGKILL as k3s-w1's installer starts: recover puts k3s-w1 back at its version and uncordons it."""
+    """SIGKILL as the first worker's installer starts: recover puts it back at its version, uncordoned."""
+    first, _ = _agents_in_order(up_lab)
     env = {**os.environ, "XDG_STATE_HOME": str(state_dir)}
     argv = ["--config", up_lab.files["console_config"], "--action", "upgrade", "--version", NEXT]
     proc = subprocess.Popen(
@@ -195,17 +210,17 @@ def test_a_console_killed_mid_upgrade_is_finished_by_recover(up_lab: LabState, s
         for line in proc.stdout:
             seen.append(json.loads(line) if line.startswith("{") else {})
             if seen[-1].get("kind") == "StepStarted" and seen[-1].get("step") == "install":
-                assert "k3s-w1" in seen[-1]["title"], seen[-1]  # k3s-mgr runs NEXT already: w1 is first
+                assert first in seen[-1]["title"], seen[-1]  # k3s-mgr runs NEXT already
                 break
-            assert time.monotonic() < deadline, "the upgrade never reached k3s-w1's installer"
+            assert time.monotonic() < deadline, "the upgrade never reached the first worker's installer"
         else:
-            raise AssertionError(f"the upgrade ended before k3s-w1's installer: {seen[-3:]}")
+            raise AssertionError(f"the upgrade ended before the first worker's installer: {seen[-3:]}")
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
     (left,) = Journal(state_dir / "opsconsole").unfinished()
-    assert left.action == "upgrade" and "k3s:k3s-w1" in {s["data"]["key"] for s in left.applied()}
+    assert left.action == "upgrade" and f"k3s:{first}" in {s["data"]["key"] for s in left.applied()}
     done = opsconsole(*argv[:2], "--action", "recover", "--yes", "--json", env=env, check=False, timeout=400)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     assert _versions(up_lab) == {"k3s-mgr": NEXT, "k3s-w1": MINOR, "k3s-w2": MINOR}
