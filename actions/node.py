@@ -15,7 +15,7 @@ from console.action import Action, Outcome, Plan, param
 from console.clients import cnpg
 from console.clients.kube import KubeError, pods_on, request, set_schedulable
 from console.config import Config
-from console.drain import evict_all, evictable
+from console.drain import evict_all, evictable, held_by_budgets
 from console.errors import ActionFailed, Refused, UsageError, Verdict
 from console.events import Check, Log, PlanItem, Progress
 from console.kubeobj import is_ready
@@ -200,21 +200,12 @@ class Drain(_Schedulable):
     async def _held_by_budgets(self, api: Any, pods: list[dict[str, Any]]) -> list[str]:
         """The pods a PodDisruptionBudget would refuse to evict now, and which budget."""
         budgets = (await request(api, "GET", "/apis/policy/v1/poddisruptionbudgets")).get("items") or []
-        held = []
-        for b in budgets:
-            if int((b.get("status") or {}).get("disruptionsAllowed", 1)) > 0:
-                continue
-            want = ((b.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            for p in pods:
-                labels = p["metadata"].get("labels") or {}
-                same_ns = p["metadata"]["namespace"] == b["metadata"]["namespace"]
-                if same_ns and want and all(labels.get(k) == v for k, v in want.items()):
-                    pod = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-                    budget = b["metadata"]["name"]
-                    held.append(
-                        f"{pod} is held by the PodDisruptionBudget {budget} (0 disruptions allowed now)"
-                    )
-        return held
+        return [
+            f"{name.split('/')[0]}/{pod} is held by the PodDisruptionBudget {name.split('/')[1]} "
+            "(0 disruptions allowed now)"
+            for name, held in held_by_budgets(budgets, pods)
+            for pod in held
+        ]
 
     async def _database(self, run: Run) -> None:
         self.primary_here, self.switch_to = await primary_move(await run.kube(), self.config, self.node)

@@ -15,6 +15,41 @@ from console.clients.kube import KubeError, evict
 from console.errors import ActionFailed
 
 
+def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """A label selector (``matchLabels`` and ``matchExpressions``) selects ``labels``; an empty or missing
+    selector selects nothing (a PodDisruptionBudget's, as policy/v1 has it)."""
+    if not selector:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        have, op, values = labels.get(e["key"]), e.get("operator"), e.get("values") or []
+        if (op == "In" and have not in values) or (op == "NotIn" and have in values):
+            return False
+        if (op == "Exists" and have is None) or (op == "DoesNotExist" and have is not None):
+            return False
+    return True
+
+
+def held_by_budgets(budgets: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(``namespace/budget``, the names of ``pods`` it holds) for each PodDisruptionBudget that allows no
+    disruption now and selects some of them: an eviction of those is refused (429) until it does."""
+    out = []
+    for b in budgets:
+        if int((b.get("status") or {}).get("disruptionsAllowed", 1)) > 0:
+            continue
+        ns = b["metadata"]["namespace"]
+        selector = (b.get("spec") or {}).get("selector")
+        names = [
+            p["metadata"]["name"]
+            for p in pods
+            if p["metadata"]["namespace"] == ns and selects(selector, p["metadata"].get("labels") or {})
+        ]
+        if names:
+            out.append((f"{ns}/{b['metadata']['name']}", names))
+    return out
+
+
 def evictable(pods: list[dict[str, Any]], node: str) -> list[tuple[str, str]]:
     """(namespace, name) of the pods on ``node`` a drain evicts: not DaemonSet pods, not mirror pods, not
     finished or already terminating ones."""

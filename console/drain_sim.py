@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity as _parse
 
-from console.drain import evictable
+from console.drain import evictable, held_by_budgets, selects
 
 
 def parse_quantity(text: str) -> Decimal:
@@ -74,20 +74,6 @@ def _selects(pod: dict[str, Any], node: dict[str, Any]) -> bool:
     return all(labels.get(k) == v for k, v in ((pod.get("spec") or {}).get("nodeSelector") or {}).items())
 
 
-def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    if not selector:
-        return False
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for e in selector.get("matchExpressions") or []:
-        have, op, values = labels.get(e["key"]), e.get("operator"), e.get("values") or []
-        if (op == "In" and have not in values) or (op == "NotIn" and have in values):
-            return False
-        if (op == "Exists" and have is None) or (op == "DoesNotExist" and have is not None):
-            return False
-    return True
-
-
 def _repelled(pod: dict[str, Any], node: str, pods: list[dict[str, Any]]) -> bool:
     """A required pod anti-affinity (per hostname) that a pod already on ``node`` matches."""
     terms = (((pod.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}).get(
@@ -102,7 +88,7 @@ def _repelled(pod: dict[str, Any], node: str, pods: list[dict[str, Any]]) -> boo
             ):
                 continue
             same_ns = other["metadata"]["namespace"] == pod["metadata"]["namespace"]
-            if same_ns and _matches(term.get("labelSelector"), other["metadata"].get("labels") or {}):
+            if same_ns and selects(term.get("labelSelector"), other["metadata"].get("labels") or {}):
                 return True
     return False
 
@@ -211,21 +197,13 @@ def simulate(
         free[home] = (room[0] - c, room[1] - m)
     sim.need = (need_cpu, need_mem)
     sim.free = {n: room for n, room in sim.free.items() if n in candidates}  # the nodes that may take them
-    on_node = [by_key[k] for k in evictable(pods, node) if k in by_key]
-    for b in budgets:
-        if int((b.get("status") or {}).get("disruptionsAllowed", 1)) > 0:
-            continue
-        held = [
-            p["metadata"]["name"]
-            for p in on_node
-            if p["metadata"]["namespace"] == b["metadata"]["namespace"]
-            and _matches((b.get("spec") or {}).get("selector"), p["metadata"].get("labels") or {})
-            and not (sim.primary and switch_to and p["metadata"]["name"] == sim.primary)
-        ]
-        if held:
-            name = f"{b['metadata']['namespace']}/{b['metadata']['name']}"
-            sim.blocked.append(
-                f"the PodDisruptionBudget {name} allows no disruption now and holds {', '.join(held)}: "
-                "the drain would wait on it forever"
-            )
+    moving_primary = sim.primary if sim.primary and switch_to else None  # CNPG's own budget: no hold then
+    on_node = [
+        by_key[k] for k in evictable(pods, node) if k in by_key and k != (db_namespace, moving_primary)
+    ]
+    for name, held in held_by_budgets(budgets, on_node):
+        sim.blocked.append(
+            f"the PodDisruptionBudget {name} allows no disruption now and holds {', '.join(held)}: "
+            "the drain would wait on it forever"
+        )
     return sim
