@@ -43,16 +43,17 @@ PLANS = f"{GROUP}/namespaces/{NAMESPACE}/plans"
 LABEL = "plan.upgrade.cattle.io/"
 SERVER_PLAN, AGENT_PLAN = "k3s-server", "k3s-agent"
 IMAGE = "rancher/k3s-upgrade"
+CONTROLLER = "system-upgrade-controller"
 NODE_TIMEOUT_S = 600.0
 
 
 async def controller_check(api: Any) -> Check:
-    """SUC is installed: its Plan kind is served and its namespace exists."""
+    """SUC is installed and runs: its Plan kind is served and its Deployment has an available replica."""
     try:
         await request(
             api, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/plans.upgrade.cattle.io"
         )
-        await request(api, "GET", f"/api/v1/namespaces/{NAMESPACE}")
+        dep = await request(api, "GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{CONTROLLER}")
     except KubeError as exc:
         if exc.status != 404:
             raise
@@ -60,10 +61,14 @@ async def controller_check(api: Any) -> Check:
             "suc-installed",
             False,
             True,
-            "system-upgrade-controller is not installed (no plans.upgrade.cattle.io or no system-upgrade "
-            "namespace): apply its manifest first, or use --route ssh",
+            "system-upgrade-controller is not installed (no plans.upgrade.cattle.io or no "
+            f"{NAMESPACE}/{CONTROLLER} Deployment): apply its manifest first, or use --route ssh",
         )
-    return Check("suc-installed", True, True, "system-upgrade-controller's Plans are served")
+    available = int((dep.get("status") or {}).get("availableReplicas", 0))
+    if available < 1:
+        why = f"{NAMESPACE}/{CONTROLLER} has no available replica: nothing would act on the Plans"
+        return Check("suc-installed", False, True, why)
+    return Check("suc-installed", True, True, "system-upgrade-controller runs and its Plans are served")
 
 
 def plans(version: str, servers: list[str], agents: list[str], drain_timeout_s: int) -> list[dict[str, Any]]:

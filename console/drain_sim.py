@@ -69,9 +69,16 @@ def _holds_room(pod: dict[str, Any]) -> bool:
 
 
 def _selects(pod: dict[str, Any], node: dict[str, Any]) -> bool:
-    """The pod's ``nodeSelector`` matches the node's labels (required node affinity is not weighed)."""
+    """The pod's ``nodeSelector`` and required node affinity (any one of its terms) admit the node."""
     labels = node["metadata"].get("labels") or {}
-    return all(labels.get(k) == v for k, v in ((pod.get("spec") or {}).get("nodeSelector") or {}).items())
+    spec = pod.get("spec") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = [t for t in required.get("nodeSelectorTerms") or [] if t.get("matchExpressions")]
+    return not terms or any(selects({"matchExpressions": t["matchExpressions"]}, labels) for t in terms)
 
 
 def _repelled(pod: dict[str, Any], node: str, pods: list[dict[str, Any]]) -> bool:

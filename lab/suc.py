@@ -72,7 +72,7 @@ class SucTwin:
         kube.store.listeners.append(self._on_change)
 
     def _on_change(self, res: Any, _type: str, _obj: dict[str, Any]) -> None:
-        if res.plural in ("plans", "nodes"):
+        if res.plural in ("plans", "nodes", "deployments"):
             self._wake.set()
 
     def start(self) -> None:
@@ -97,7 +97,15 @@ class SucTwin:
 
     # ---- the Plan ----------------------------------------------------------------------------------
 
+    def running(self) -> bool:
+        """The controller's Deployment has a ready replica (a controller that does not run does nothing)."""
+        deploy = self.kube.registry.get("apps", "v1", "deployments")
+        dep = self.kube.store.find(deploy, NAMESPACE, "system-upgrade-controller")
+        return dep is not None and int((dep.get("status") or {}).get("readyReplicas", 0)) > 0
+
     def reconcile(self) -> None:
+        if not self.running():
+            return  # Jobs already started go on, as Jobs do without their controller
         for plan in self.kube.store.list(self.plans, NAMESPACE):
             self._plan(plan)
 

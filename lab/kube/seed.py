@@ -386,6 +386,32 @@ def workloads(config: Config) -> list[dict[str, Any]]:
                 }
             ],
         ),
+        _deployment(  # its manifest (v0.16): on the control plane; its work is emulated (lab/suc.py)
+            "system-upgrade-controller",
+            "system-upgrade",
+            1,
+            {"upgrade.cattle.io/controller": "system-upgrade-controller"},
+            [{"name": "system-upgrade-controller", "image": "rancher/system-upgrade-controller:v0.16.3"}],
+            serviceAccountName="system-upgrade",
+            tolerations=CONTROL_PLANE_TOLERATIONS,
+            affinity={
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "node-role.kubernetes.io/control-plane",
+                                        "operator": "In",
+                                        "values": ["true"],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+        ),
         _deployment(
             "cert-manager-cainjector",
             ns.cert_manager,

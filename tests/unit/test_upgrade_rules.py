@@ -186,3 +186,34 @@ def test_the_plans_are_what_the_controller_expects() -> None:
     assert {"key": "kubernetes.io/hostname", "operator": "In", "values": ["k3s-w1", "k3s-w2"]} in exprs
     (only_agents,) = plans("v1.34.5+k3s1", [], ["k3s-w1"], 90)
     assert "prepare" not in only_agents["spec"]  # no server Plan to wait for
+
+
+def test_a_pod_bound_to_the_control_plane_has_nowhere_else_to_go() -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "node-role.kubernetes.io/control-plane",
+                                "operator": "In",
+                                "values": ["true"],
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    tolerate = [
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    nodes = [{**n, "metadata": {**n["metadata"], "labels": {}}} for n in NODES]
+    nodes[0]["metadata"]["labels"] = {"node-role.kubernetes.io/control-plane": "true"}
+    pods = [
+        _pod("suc", "k3s-mgr", affinity=affinity, tolerations=tolerate),
+        _pod("dns", "k3s-mgr", tolerations=tolerate),
+    ]
+    sim = simulate("k3s-mgr", nodes, pods, [])
+    assert sim.pending == ["docfast/suc"] and sim.fits and sim.moving == ["docfast/suc", "docfast/dns"]
