@@ -63,6 +63,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def workloads_settled(lab: LabState, timeout: float = 120) -> None:
+    """Until every Deployment has all its replicas ready and the database cluster is healthy: what an
+    action's steady-state preflight asks, on a lab started without waiting for it."""
+
+    def settled() -> bool:
+        deployments = kubectl_json(lab, "get", "deployments", "-A")["items"]
+        ready = all(
+            int((d.get("status") or {}).get("readyReplicas", 0)) >= int(d["spec"].get("replicas", 1))
+            for d in deployments
+        )
+        clusters = kubectl_json(lab, "get", "clusters.postgresql.cnpg.io", "-A")["items"]
+        healthy = all("healthy" in str((c.get("status") or {}).get("phase", "")).lower() for c in clusters)
+        return ready and healthy
+
+    wait_for(settled, timeout, "every Deployment ready and the database healthy", interval=0.5)
+
+
 def through_pooler(lab: LabState, dbname: str, timeout: float = 20) -> Any:
     """A connection to ``dbname`` as DocFast makes it: through a pooler pod's PgBouncer, as the app user.
     Right after a database was dropped and created again (a restore), PgBouncer refuses logins for

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lab.state import LabState
-from tests.conftest import kubectl_json, lab_hcloud_json, opsconsole, run_action, start_lab
+from tests.conftest import kubectl_json, lab_hcloud_json, opsconsole, run_action, start_lab, workloads_settled
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,7 @@ def replace_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     lab_dir = tmp_path_factory.mktemp("replace-lab")
     state = start_lab(lab_dir)
     try:
+        workloads_settled(state)  # the replacement's preflight wants steady state
         yield state
     finally:
         opsconsole("lab", "down", "--dir", str(lab_dir))

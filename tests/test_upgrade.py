@@ -96,6 +96,21 @@ def test_version_rules_refuse_before_anything_changes(up_lab: LabState, state_di
     assert not Journal(state_dir / "opsconsole").recent(), "a refused upgrade journals nothing"
 
 
+def test_the_installer_refuses_a_release_that_does_not_exist(up_lab: LabState) -> None:
+    """The lab's get.k3s.io serves what install.sh does with a version GitHub has no release of."""
+    command = "curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.34.9+k3s1 sh -s - server"
+    proc = subprocess.run(
+        ["ssh", "-F", up_lab.files["ssh_config"], "k3s-mgr", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and proc.stderr.strip() == "[ERROR]  Download failed", proc.stderr
+    assert "releases/download/v1.34.9%2Bk3s1/sha256sum-arm64.txt" in proc.stdout
+    assert _versions(up_lab)["k3s-mgr"] == "v1.34.4+k3s1"  # nothing changed, nothing restarted
+    assert "k3s version v1.34.4+k3s1" in _ssh(up_lab, "k3s-mgr", "k3s --version")
+
+
 def test_a_budget_that_would_block_a_drain_is_named_in_the_plan(up_lab: LabState, state_dir: Path) -> None:
     pdb = {
         "apiVersion": "policy/v1",

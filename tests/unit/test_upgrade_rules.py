@@ -217,3 +217,24 @@ def test_a_pod_bound_to_the_control_plane_has_nowhere_else_to_go() -> None:
     ]
     sim = simulate("k3s-mgr", nodes, pods, [])
     assert sim.pending == ["docfast/suc"] and sim.fits and sim.moving == ["docfast/suc", "docfast/dns"]
+
+
+async def test_answered_waits_out_an_api_that_does_not_answer_and_no_longer() -> None:
+    from console.clients.kube import KubeError, answered
+
+    calls: list[int] = []
+
+    async def restarting() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise KubeError(0, "Unreachable", "ServerDisconnectedError: Server disconnected")
+        return "answered"
+
+    assert await answered(restarting, timeout=5) == "answered" and len(calls) == 3
+
+    async def forbidden() -> str:
+        raise KubeError(403, "Forbidden", "nodes is forbidden")
+
+    with pytest.raises(KubeError) as refused:
+        await answered(forbidden, timeout=5)
+    assert refused.value.status == 403  # not a restart: at once
