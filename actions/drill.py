@@ -34,7 +34,7 @@ from console.drain import evict_all, evictable
 from console.errors import Aborted, ActionFailed, UsageError, Verdict
 from console.events import Check, Event, Log, Observation, PlanItem, ProbeSample, StepFinished, StepStarted
 from console.model import Snapshot
-from console.probes import SteadyProbes, start_probes
+from console.probes import DbWriter, SteadyProbes
 from console.runner import Run
 from console.snapshot import SnapshotBuilder
 
@@ -282,11 +282,20 @@ class Drill(Action[DrillParams]):
 
     async def _start_probes(self) -> SteadyProbes:
         assert self.scenario is not None
+        d = self.config.drill
         fault_node = node_of(self.scenario, self.target or "", self.snapshot())
         aliases = {n.name: n.ssh_host for n in self.config.nodes}
         via = self.config.database.tunnel_via
         if fault_node and aliases.get(fault_node) == via:
             via = next(a for n, a in aliases.items() if n != fault_node)
+        writer = DbWriter(self.config, await self.api(), via, self.action_id or "drill")
+        try:
+            await writer.prepare()
+        except Exception as exc:
+            await writer.close()
+            raise ActionFailed(
+                f"the database write probe cannot start: {type(exc).__name__}: {exc}"
+            ) from None
 
         def on_sample(s: ProbeSample) -> None:
             self.samples.append(s)
@@ -294,7 +303,9 @@ class Drill(Action[DrillParams]):
             if self._changed is not None:
                 self._changed.set()
 
-        return await start_probes(self.config, await self.api(), via, self.action_id or "drill", on_sample)
+        probes = SteadyProbes(self.config, writer, on_sample, d.probe_interval_s, d.probe_timeout_s)
+        probes.start()
+        return probes
 
     async def _observe(self) -> None:
         assert self._changed is not None and self.scenario is not None

@@ -55,18 +55,11 @@ from hcloud.server_types import ServerType
 
 from console.action import Action, NoParams, Outcome, Plan, param
 from console.clients.hetzner import RequestCounter, client, wait_action
-from console.clients.ssh import SshError
+from console.clients.ssh import SshError, connect
 from console.config import Config, NodeConfig
 from console.errors import ActionFailed, OpsError, Unreachable, Verdict
 from console.events import Log, PlanItem, StepFinished, StepStarted
-from console.k3s import (
-    TOKEN_PATH,
-    install_args,
-    installer_command,
-    read_root_file,
-    run_installer,
-    service_state,
-)
+from console.k3s import TOKEN_PATH, install_args, installer_command, read_root_file, run_installer
 from console.manifests import ManifestError
 from console.paths import state_home
 from console.report import Report, Section, Table
@@ -367,8 +360,14 @@ def plan_load_balancer(config: Config, c: Client) -> list[Change]:
 
 async def k3s_state(config: Config, node: NodeConfig) -> str:
     """ "running", "absent" (reachable, no K3s) or "unreachable" (no server yet, or powered off)."""
-    state = await service_state(config, node, node.role)
-    return state if state == "unreachable" else "running" if state == "active" else "absent"
+    unit = "k3s" if node.role == "server" else "k3s-agent"
+    try:
+        conn = await connect(node.ssh_host, config.ssh)
+    except SshError:
+        return "unreachable"
+    async with conn:
+        result = await conn.run(f"systemctl is-active {unit}", check=False)
+    return "running" if result.exit_status == 0 else "absent"
 
 
 async def install_k3s(config: Config, node: NodeConfig, token: str | None) -> str:

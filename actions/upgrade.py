@@ -50,7 +50,7 @@ from console.errors import ActionFailed, Refused, UsageError, Verdict
 from console.events import Check, Log, PlanItem, ProbeSample, StepFinished, StepStarted
 from console.k3s import K3sVersion, node_args, node_env, node_version, refusals
 from console.kubeobj import is_ready
-from console.probes import SteadyProbes, start_probes
+from console.probes import DbWriter, SteadyProbes
 from console.runner import Run, run_sub
 from console.snapshot import SnapshotBuilder
 
@@ -343,12 +343,25 @@ class Upgrade(Action[UpgradeParams]):
         return Outcome(Verdict.PASS, report.summary, report)
 
     async def _start_probes(self, run: Run) -> SteadyProbes:
+        d = self.config.drill
+        writer = DbWriter(
+            self.config, await run.kube(), self.config.database.tunnel_via, run.action_id or "upgrade"
+        )
+        try:
+            await writer.prepare()
+        except Exception as exc:
+            await writer.close()
+            raise ActionFailed(
+                f"the database write probe cannot start: {type(exc).__name__}: {exc}"
+            ) from None
+
         def on_sample(s: ProbeSample) -> None:
             self.samples.append(s)
             run.emit(s)
 
-        via, run_id = self.config.database.tunnel_via, run.action_id or "upgrade"
-        return await start_probes(self.config, await run.kube(), via, run_id, on_sample)
+        probes = SteadyProbes(self.config, writer, on_sample, d.probe_interval_s, d.probe_timeout_s)
+        probes.start()
+        return probes
 
     async def _backup(self, run: Run) -> None:
         from actions.backup import Backup, BackupParams

@@ -26,7 +26,6 @@ import psycopg
 from console.clients.kube import request
 from console.clients.ssh import Tunnel
 from console.config import Config
-from console.errors import ActionFailed
 from console.events import ProbeSample
 from console.sources.http import probe as http_probe
 
@@ -189,20 +188,3 @@ class SteadyProbes:
         if self.writer is not None:
             await self.writer.close()
             self.writer = None
-
-
-async def start_probes(
-    config: Config, kube_api: Any, via: str, run_id: str, on_sample: Callable[[ProbeSample], None]
-) -> SteadyProbes:
-    """The steady-state probes started, their database write through a tunnel via ``via`` (a drill's and
-    an upgrade's); ActionFailed when the write probe cannot even prepare its table."""
-    writer = DbWriter(config, kube_api, via, run_id)
-    try:
-        await writer.prepare()
-    except Exception as exc:
-        await writer.close()
-        raise ActionFailed(f"the database write probe cannot start: {type(exc).__name__}: {exc}") from None
-    d = config.drill
-    probes = SteadyProbes(config, writer, on_sample, d.probe_interval_s, d.probe_timeout_s)
-    probes.start()
-    return probes
