@@ -119,8 +119,8 @@ async def test_every_panel_fills_from_its_source(lab: LabState) -> None:
         workloads = _rows(app, "workloads")
         assert workloads["docfast/docfast"][5] == "spread"
         assert workloads["kube-system/coredns"][4] == "mgr:1 w1:1 w2:1"
+        await _until(pilot, lambda: all(p.state.value == "ok" for p in app.query(Panel)), 30, "every panel ok")
         for panel in app.query(Panel):
-            assert panel.state.value == "ok", (panel.panel_id, panel.state, panel.error)
             assert "s ago" in str(panel.query_one(".panel-meta").render())
 
         # "/" filters every panel at once; Escape clears it.
@@ -162,6 +162,8 @@ async def test_forbidden_panels_for_the_deployer(lab: LabState, tmp_path: Path) 
         # The deployer may not read the database's secrets: the replication panel says so, the app runs.
         database = app.query_one("#panel-database", Panel)
         await _until(pilot, lambda: database.state.value == "forbidden", 30, "the database panel forbidden")
+        # Each panel reports on its own kinds' first answers; wait for the workloads' rather than race them.
         workloads = app.query_one("#panel-workloads", Panel)
+        await _until(pilot, lambda: workloads.state.value != "pending", 30, "the workloads panel to answer")
         assert workloads.state.value in ("forbidden", "ok")
         await pilot.press("q")
