@@ -119,7 +119,9 @@ async def test_every_panel_fills_from_its_source(lab: LabState) -> None:
         workloads = _rows(app, "workloads")
         assert workloads["docfast/docfast"][5] == "spread"
         assert workloads["kube-system/coredns"][4] == "mgr:1 w1:1 w2:1"
-        await _until(pilot, lambda: all(p.state.value == "ok" for p in app.query(Panel)), 30, "every panel ok")
+        await _until(
+            pilot, lambda: all(p.state.value == "ok" for p in app.query(Panel)), 30, "every panel ok"
+        )
         for panel in app.query(Panel):
             assert "s ago" in str(panel.query_one(".panel-meta").render())
 
