@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CODE := opsconsole console actions screens lab
+CODE := opsconsole console actions screens lab watch
 APT_PACKAGES := borgbackup hcloud-cli openssh-client openssh-server postgresql-15 postgresql-client-15 pgbouncer
 
 .PHONY: setup system-packages venv lab test unit e2e lint types imports check clean bench

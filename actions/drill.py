@@ -31,7 +31,7 @@ from console.action import Action, Outcome, Plan, param
 from console.clients.kube import patch
 from console.config import Config
 from console.drain import evict_all, evictable
-from console.errors import Aborted, ActionFailed, UsageError, Verdict
+from console.errors import Aborted, ActionFailed, OpsError, UsageError, Verdict
 from console.events import Check, Event, Log, Observation, PlanItem, ProbeSample, StepFinished, StepStarted
 from console.model import Snapshot
 from console.probes import DbWriter, SteadyProbes
@@ -278,7 +278,19 @@ class Drill(Action[DrillParams]):
             summary = summary or report.summary
         report = report.with_verdict(verdict.value)
         path = save_report(report)
+        await self._bill(report.outages.get("http-prod", []))
         return Outcome(verdict, summary or report.summary, report, str(path))
+
+    async def _bill(self, windows: list[dict[str, float]]) -> None:
+        """The production outage the drill measured, into the month's SLO ledger (a ledger that cannot be
+        written is said, never the drill's failure)."""
+        from console import slo_ledger
+
+        seconds = sum(w["seconds"] for w in windows)
+        try:
+            await slo_ledger.add(await self.api(), self.config.drill.lock_namespace, {"drill": seconds})
+        except OpsError as exc:
+            self.emit(Log("warning", f"the SLO ledger was not updated: {exc.sentence()}"))
 
     async def _start_probes(self) -> SteadyProbes:
         assert self.scenario is not None

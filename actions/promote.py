@@ -38,7 +38,7 @@ from console.action import Action, Outcome, Plan, param
 from console.clients.borg import BorgError, borg_env
 from console.clients.borg_run import borg_run
 from console.clients.git import GitError, git_env, next_version, push_tag, remote_tags
-from console.clients.kube import STRATEGIC_PATCH, request, update_fresh
+from console.clients.kube import STRATEGIC_PATCH, KubeError, request, update_fresh
 from console.config import Config
 from console.errors import ActionFailed, Refused, UsageError, Verdict
 from console.events import Check, Event, Log, Observation, PlanItem, ProbeSample, StepFinished, StepStarted
@@ -143,7 +143,22 @@ async def gates(config: Config, api: Any) -> tuple[list[Check], Build]:
         )
     except BorgError as exc:
         out.append(Check("backup-fresh", False, True, str(exc)))
+    out.append(await _slo_gate(config, api))
     return out, build
+
+
+async def _slo_gate(config: Config, api: Any) -> Check:
+    """The month's outage budget (console/slo_ledger.py): spent, a promotion waits — a release is the
+    likeliest next outage.  Not critical: ``--force`` promotes anyway (a fix for the outage itself)."""
+    from console import slo_ledger
+
+    try:
+        spend = await slo_ledger.read(api, config.drill.lock_namespace, config.slo.monthly_budget_s)
+    except KubeError as exc:
+        return Check("slo-budget", False, False, f"the SLO ledger cannot be read: {exc.sentence()}")
+    if spend is None:
+        return Check("slo-budget", True, False, "no SLO ledger yet (no watcher or drill has written one)")
+    return Check("slo-budget", spend.remaining_s > 0, False, spend.sentence())
 
 
 async def _set_image(api: Any, config: Config, image: str) -> None:
@@ -221,6 +236,7 @@ class PromoteParams:
     tag: str | None = param(
         "--tag", "with release.route = 'tag': the v* tag to push (default: next patch)", tui=True
     )
+    force: bool = param("--force", "promote although the month's SLO budget is spent (logged)", False)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from console.config_file import ENV_CONFIG, ConfigError, default_config_path, read_toml
+from console.watch_config import WatchConfig
 
 __all__ = ["ENV_CONFIG", "Config", "ConfigError", "default_config_path", "load_config"]
 
@@ -212,6 +213,9 @@ class SloConfig(_Model):
     max_time_to_new_primary_s: float = 30
     recovered_within_min: float = 10
     health_checks_required: int = 4
+    # Production's outage seconds a calendar month may spend (the watcher's probes and the drills, in
+    # console/slo_ledger.py); 1296 s is 99.95 % of 30 days.  `promote` refuses once it is spent.
+    monthly_budget_s: float = Field(1296.0, gt=0)
 
 
 class DrillConfig(_Model):
@@ -380,6 +384,7 @@ class Config(_Model):
     release: ReleaseConfig = ReleaseConfig()
     drill: DrillConfig = DrillConfig()
     provision: ProvisionConfig = ProvisionConfig()
+    watch: WatchConfig = WatchConfig()
     lab: LabMarker | None = None
 
     @model_validator(mode="after")

@@ -40,8 +40,19 @@ def _parse(ts: str | None) -> float | None:
 
 class ClusterLock:
     def __init__(
-        self, api: Any, namespace: str, name: str, holder: str, action: str, duration_s: int = 15
+        self,
+        api: Any,
+        namespace: str,
+        name: str,
+        holder: str,
+        action: str,
+        duration_s: int = 15,
+        hold_while_unreachable: bool = False,
     ) -> None:
+        """``hold_while_unreachable``: renewals that cannot reach the API do not give the lease up (the
+        watcher's election: an API outage is when alerts matter most, and nobody else can take the lease
+        meanwhile); an action's lock is given up after a lease duration of failed renewals."""
+        self.hold_while_unreachable = hold_while_unreachable
         self.api = api
         self.namespace = namespace
         self.name = name
@@ -146,7 +157,7 @@ class ClusterLock:
                     self.lost.set()
                     return
                 failures += 1  # unreachable for a moment: keep trying while the lease is still ours
-                if failures * self.duration_s / 3 >= self.duration_s:
+                if not self.hold_while_unreachable and failures * self.duration_s / 3 >= self.duration_s:
                     self.lost.set()
                     return
 

@@ -257,6 +257,7 @@ class BackupRepo:
     error: str | None = None
     checked: str | None = None  # the last `borg check`: "ok 2026-11-29 17:20" (from --action backup-check)
     verified: str | None = None  # db: the last verify-restore receipt, "ok, RTO 4.4 s, RPO 0.1 h, …"
+    verified_at: float | None = None  # db: when the newest verify-restore that succeeded ran
 
 
 @dataclass(frozen=True)

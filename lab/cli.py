@@ -281,6 +281,8 @@ def main(argv: list[str]) -> int:
     p_dns.add_argument("name", help="e.g. docfast.dev")
     p_dns.add_argument("type", help="A, MX, …")
     p_dns.add_argument("values", nargs="+")
+    p_notes = sub.add_parser("notifications", help="what the lab's webhook and SMTP sink received")
+    p_notes.add_argument("--json", action="store_true")
     p_fault = sub.add_parser("fault", help="disturb the lab behind the console's back")
     p_fault.add_argument("--dir", type=Path, default=None)
     fsub = p_fault.add_subparsers(dest="fault", required=True)
@@ -380,6 +382,18 @@ def main(argv: list[str]) -> int:
         running = read_state(lab_dir.resolve())
         if running is None:
             raise LabError(f"no lab runs in {lab_dir}; start one with `opsconsole lab up`")
+        if args.cmd == "notifications":
+            from lab.notify import received
+
+            got = received(Path(running.dir))
+            if args.json:
+                print(json.dumps(got, indent=2))
+            else:
+                for n in got:
+                    stamp = time.strftime("%H:%M:%S", time.localtime(n["at"]))
+                    print(f"{stamp} {n['sink']:<8} {n['title']}")
+                print(f"{len(got)} received")
+            return 0
         if args.cmd == "dns":
             record = {"name": args.name, "type": args.type, "values": args.values}
             print(json.dumps(control(running, "POST", "/dns", record)))

@@ -67,6 +67,7 @@ def _console_config(
     kubeconfig: Path,
     lb_address: str | None = None,
     dns_port: int | None = None,
+    notify: list[dict[str, str]] | None = None,
 ) -> Path:
     """config.toml with the lab's endpoints and secret references; what `--lab` points the console at."""
     raw: dict[str, Any] = tomllib.loads(config_path.read_text())
@@ -101,6 +102,9 @@ def _console_config(
         "ssh_public_key_file": str(lab_dir / "ssh" / "id_ed25519.pub"),
         "manifests": [str(d) for d in write_manifests(lab_dir, Config.model_validate(raw))],
     }
+    if notify:
+        # The watcher sends to the lab's own receivers (lab/notify.py), fast: the lab's clock runs faster.
+        raw["watch"] = {**raw.get("watch", {}), "notify": notify}
     raw["lab"] = {"dir": str(lab_dir)}
     out = lab_dir / "console.toml"
     header = "# Written by `opsconsole lab up`: the seed's cluster, pointed at the lab on loopback.\n"
@@ -204,6 +208,10 @@ async def serve(
         config.hetzner.load_balancer.id, config.hetzner.load_balancer.name
     )
     dns_port = await lab_dns.start()
+    from lab.notify import NotificationSinks
+
+    sinks = NotificationSinks(lab_dir)
+    hook_port, smtp_port = await sinks.start()
 
     env_file = lab_dir / "hcloud.env"
     fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -217,6 +225,7 @@ async def serve(
         kubeconfig,
         f"{LOOPBACK}:{lb_port}" if lb_port else None,
         dns_port,
+        sinks.urls(hook_port, smtp_port),
     )
 
     lbc = config.hetzner.load_balancer
@@ -238,6 +247,7 @@ async def serve(
             "ssh_config": str(lab_dir / "ssh" / "config"),
             "borg_env": str(lab_dir / "borg.env"),
             "log": str(lab_dir / "lab.log"),
+            "notifications": str(sinks.path),
         },
         load_balancer={
             "name": lbc.name,
@@ -266,6 +276,7 @@ async def serve(
             ("hetzner", project.close),
             ("nodes", nodes.close),
             ("forge", forge.close),
+            ("notification sinks", sinks.close),
             ("cert-manager", certs.close),
             ("kubernetes", kube.cluster.close),
             *([("cnpg", cnpg.close)] if cnpg is not None else []),

@@ -4,6 +4,7 @@
 * ``opsconsole … --action NAME [flags] [--json] [--yes | --dry-run]`` — one action headless, through the
   same runner the TUI uses (``console/runner.py``); the flags come from the actions' own ``Params``.
 * ``opsconsole … --check-config`` — validate a config and summarise it.
+* ``opsconsole watch …`` — the headless watcher: alerts, ``/metrics`` (``opsconsole/watch_cli.py``).
 * ``opsconsole lab …`` — the twin (imported lazily: the core and the actions never import ``lab``).
 
 Bad input gets one sentence on stderr and the exit code of ``console/errors.py``, never a traceback.
@@ -234,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         from lab.cli import main as lab_main
 
         return lab_main(argv[1:])
+    if argv and argv[0] == "watch":
+        from opsconsole.watch_cli import main as watch_main
+
+        return watch_main(argv[1:])
     quiet_start()  # no garbage collection during start-up's imports (console/gc_policy.py)
     try:
         return _main(argv)

@@ -25,6 +25,7 @@ import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from console.clients.borg import BorgError, borg_env, borg_json
@@ -122,6 +123,7 @@ def _with_receipts(repo: BackupRepo) -> BackupRepo:
     from console.paths import state_home
 
     checked = verified = None
+    verified_at: float | None = None
     try:
         check = json.loads((state_home() / "backup-check.json").read_text())
         result = check["results"].get(repo.name)
@@ -140,7 +142,20 @@ def _with_receipts(repo: BackupRepo) -> BackupRepo:
                 )
             except (OSError, ValueError, KeyError):
                 pass
-    return dataclasses.replace(repo, checked=checked, verified=verified)
+        verified_at = _newest_ok(receipts)
+    return dataclasses.replace(repo, checked=checked, verified=verified, verified_at=verified_at)
+
+
+def _newest_ok(receipts: list[Path]) -> float | None:
+    """When the newest verify-restore that succeeded ran (a failed one proves nothing)."""
+    for path in reversed(receipts):
+        try:
+            r = json.loads(path.read_text())
+            if r["ok"]:
+                return float(r["at"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 class BorgSource(PollingSource):

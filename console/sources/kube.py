@@ -32,6 +32,7 @@ from console.store import ClusterStore
 
 log = logging.getLogger("console.kube")
 WATCH_TIMEOUT_S = 300
+IN_CLUSTER = "in-cluster"
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,17 @@ def kubeconfig_paths(kubeconfig: str | None) -> list[Path]:
 
 
 async def api_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
-    """A client for ``context`` of the kubeconfig; :class:`KubeconfigError` when that cannot be."""
+    """A client for ``context`` of the kubeconfig; :class:`KubeconfigError` when that cannot be.
+
+    ``kubeconfig = "in-cluster"``: the pod's own ServiceAccount (the watcher deployed by its exported
+    manifests), as ``kubectl`` inside a pod does."""
+    if kubeconfig == IN_CLUSTER:
+        cfg = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except Exception as exc:  # the library's ConfigException: not in a pod
+            raise KubeconfigError(f"kubeconfig = {IN_CLUSTER!r}, but this is no pod: {exc}") from None
+        return client.ApiClient(cfg)
     paths = kubeconfig_paths(kubeconfig)
     if not any(p.exists() for p in paths):
         where = ", ".join(map(str, paths))

@@ -183,7 +183,37 @@ class KubeApi:
         user = self.tokens.get(token)
         if user is None:
             raise unauthorized()
-        return user
+        return self._impersonated(user, request)
+
+    def _impersonated(self, user: User, request: web.Request) -> User:
+        """``Impersonate-User``/``-Group`` (``kubectl --as``, ``--as-group``), as the real server allows it:
+        only to a user holding the ``impersonate`` verb on ``users`` (``serviceaccounts`` in the account's
+        namespace for ``system:serviceaccount:NS:NAME``) and on ``groups`` for each group asked."""
+        from lab.kube.rbac import service_account_user
+
+        target = request.headers.get("Impersonate-User")
+        groups = tuple(request.headers.getall("Impersonate-Group", []))
+        if target is None:
+            if groups:
+                raise KubeError(
+                    500,
+                    "InternalError",
+                    f"Internal error occurred: requested {list(groups)} without impersonating a user",
+                )
+            return user
+        if target.startswith("system:serviceaccount:") and target.count(":") == 3:
+            _, _, ns, name = target.split(":")
+            if not self.authz.allowed(user, "impersonate", "", "serviceaccounts", ns, name):
+                raise forbidden(user.name, "impersonate", "serviceaccounts", "", ns, name)
+            as_user = service_account_user(ns, name)
+        else:
+            if not self.authz.allowed(user, "impersonate", "", "users", None, target):
+                raise forbidden(user.name, "impersonate", "users", "", None, target)
+            as_user = User(target, ("system:authenticated",))
+        for g in groups:
+            if not self.authz.allowed(user, "impersonate", "", "groups", None, g):
+                raise forbidden(user.name, "impersonate", "groups", "", None, g)
+        return User(as_user.name, (*groups, *as_user.groups)) if groups else as_user
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
