@@ -283,6 +283,10 @@ def main(argv: list[str]) -> int:
     p_dns.add_argument("values", nargs="+")
     p_notes = sub.add_parser("notifications", help="what the lab's webhook and SMTP sink received")
     p_notes.add_argument("--json", action="store_true")
+    p_storm = sub.add_parser("storm", help="fire the lab's faults at random, one at a time (lab/storm.py)")
+    p_storm.add_argument("--seconds", type=float, default=600.0, help="how long (default 600)")
+    p_storm.add_argument("--seed", type=int, default=23)
+    p_storm.add_argument("--gap", type=float, default=25.0, help="quiet seconds after each fault")
     p_fault = sub.add_parser("fault", help="disturb the lab behind the console's back")
     p_fault.add_argument("--dir", type=Path, default=None)
     fsub = p_fault.add_subparsers(dest="fault", required=True)
@@ -393,6 +397,18 @@ def main(argv: list[str]) -> int:
                     stamp = time.strftime("%H:%M:%S", time.localtime(n["at"]))
                     print(f"{stamp} {n['sink']:<8} {n['title']}")
                 print(f"{len(got)} received")
+            return 0
+        if args.cmd == "storm":
+            from lab.storm import storm
+
+            def say(f: Any) -> None:
+                print(
+                    f"{time.strftime('%H:%M:%S')} {f.kind} {f.target or ''} {f.end - f.start:.1f} s",
+                    flush=True,
+                )
+
+            faults = storm(running, args.seconds, args.seed, gap=args.gap, say=say)
+            print(f"{len(faults)} faults; their windows are in {Path(running.dir) / 'storm.jsonl'}")
             return 0
         if args.cmd == "dns":
             record = {"name": args.name, "type": args.type, "values": args.values}

@@ -93,8 +93,15 @@ class Notifier:
         self._apprise: dict[str, Any] = {}
         logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
 
+    def prepare(self) -> None:
+        """Every target's apprise instance, at start: a URL apprise refuses or a reference that cannot be
+        read stops the watcher with its sentence (exit 2) instead of at the first alert; and apprise, whose
+        plugins weigh ~40 MB, is loaded once, before the memory the watcher keeps is measured."""
+        for label in self.targets:
+            self._instance(label)
+
     def _instance(self, label: str) -> Any:
-        import apprise  # imported where a message is first sent: the watcher starts without it
+        import apprise
 
         if label not in self._apprise:
             target = self.targets[label]

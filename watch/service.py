@@ -73,6 +73,7 @@ class Watcher:
     # ---- life --------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.notifier.prepare()  # a target that cannot be used is a config error (exit 2), said at once
         runner = await self._serve()
         election: Election | None = None
         try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import kubernetes_validate
+import pytest
 import yaml
 from prometheus_client import generate_latest
 
@@ -89,3 +90,26 @@ def test_the_image_runs_as_the_user_the_manifests_name(tmp_path: Path) -> None:
     (deploy,) = [d for d in _docs(tmp_path) if d["kind"] == "Deployment"]
     uid = deploy["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
     assert f"USER {uid}" in dockerfile and 'ENTRYPOINT ["opsconsole"]' in dockerfile
+
+
+def test_a_target_that_cannot_be_used_stops_the_watcher_with_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tomli_w
+
+    from opsconsole.watch_cli import main
+
+    monkeypatch.delenv("OPSCONSOLE_TEST_UNSET", raising=False)
+    raw = tomllib.loads((ROOT / "config.toml").read_text())
+    raw.setdefault("watch", {})["notify"] = [
+        {"name": "ops", "url": "json://hook/{env:OPSCONSOLE_TEST_UNSET}"}
+    ]
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps(raw))
+    assert main(["--config", str(path), "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "opsconsole watch: watch.notify ops: $OPSCONSOLE_TEST_UNSET is not set", err
+    raw["watch"]["notify"] = [{"name": "ops", "url": "nosuchscheme://hook"}]
+    path.write_text(tomli_w.dumps(raw))
+    assert main(["--config", str(path), "--listen", "127.0.0.1:0"]) == 2
+    assert "apprise does not accept this URL" in capsys.readouterr().err
