@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS watch_outbox (
 CREATE TABLE IF NOT EXISTS watch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _FIELDS = [f.name for f in dataclasses.fields(Alert)]
+_QUEUE = (
+    "INSERT INTO watch_outbox (at, target, kind, code, subject, severity, title, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class AlertBook:
         self._db = sqlite3.connect(directory / "journal.sqlite", timeout=10, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._recorded: list[tuple[object, ...]] | None = None  # the alerts as last written
 
     def close(self) -> None:
         self._db.close()
@@ -70,31 +75,28 @@ class AlertBook:
         return [Alert(**{**dict(zip(_FIELDS, r, strict=True)), "firing": bool(r[5])}) for r in rows]
 
     def record(self, alerts: Iterable[Alert], queued: Iterable[tuple[Transition, str, str, str]]) -> None:
-        """The alerts as they stand now and the messages (transition, target, title, body) to deliver."""
+        """The alerts as they stand now and the messages (transition, target, title, body) to deliver.
+
+        Most evaluations change nothing (a probe's answer, a watch event elsewhere): then nothing is
+        written, so the journal is not committed to on every wake."""
+        rows = sorted(tuple(getattr(a, f) for f in _FIELDS) for a in alerts)
+        messages = [
+            (t.at, target, t.kind, t.alert.code, t.alert.subject, t.alert.severity, title, body)
+            for t, target, title, body in queued
+        ]
+        if rows == self._recorded and not messages:
+            return
         with self._db:
             self._db.execute("DELETE FROM watch_alerts")
-            self._db.executemany(
-                f"INSERT INTO watch_alerts VALUES ({', '.join('?' * len(_FIELDS))})",
-                [tuple(getattr(a, f) for f in _FIELDS) for a in alerts],
-            )
-            self._db.executemany(
-                "INSERT INTO watch_outbox (at, target, kind, code, subject, severity, title, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (t.at, target, t.kind, t.alert.code, t.alert.subject, t.alert.severity, title, body)
-                    for t, target, title, body in queued
-                ],
-            )
+            self._db.executemany(f"INSERT INTO watch_alerts VALUES ({', '.join('?' * len(_FIELDS))})", rows)
+            self._db.executemany(_QUEUE, messages)
+        self._recorded = rows
 
     def queue(
         self, at: float, target: str, kind: str, subject: str, severity: str, title: str, body: str
     ) -> None:
         """A message that is no alert's transition (a scheduled run's verdict)."""
-        self._db.execute(
-            "INSERT INTO watch_outbox (at, target, kind, code, subject, severity, title, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (at, target, kind, "schedule", subject, severity, title, body),
-        )
+        self._db.execute(_QUEUE, (at, target, kind, "schedule", subject, severity, title, body))
 
     def unsent(self, target: str | None = None) -> list[Message]:
         rows = self._db.execute(

@@ -19,14 +19,11 @@ from console.units import duration
 from console.watch_config import NotifyTarget
 from watch.rules import Transition
 
-log = logging.getLogger("opsconsole.watch")
-
 # The command that shows the evidence behind a finding, by its code's prefix (else the status report).
 _MORE = (
     ("backup-", "--action archives"),
     ("restore-verify", "--action archives"),
     ("ha-drift", "--action ha --dry-run"),
-    ("certificate-", "--action status"),
 )
 
 

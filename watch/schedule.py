@@ -103,7 +103,7 @@ class Scheduler:
             self.dues[name] = Due(name, entry, first)
 
     def next_due(self) -> float | None:
-        if self.running is not None:
+        if self.running is not None and not self.running.done():
             return None
         times = [d.retry_at or d.at for d in self.dues.values()]
         return min(times) if times else None

@@ -33,8 +33,8 @@ from watch.schedule import Scheduler
 from watch.slo import SloMeter
 
 log = logging.getLogger("opsconsole.watch")
-SYNC_TIMEOUT_S = 30.0
-COURIER_GRACE_S = 5.0  # a source silent this long at start is judged as it is (unavailable), not awaited
+SYNC_TIMEOUT_S = 30.0  # a source silent this long at start is judged as it is (unavailable), not awaited
+COURIER_GRACE_S = 5.0  # at stop, what is being delivered gets this long; the rest stays in the outbox
 
 
 class Watcher:
@@ -240,9 +240,9 @@ class Watcher:
         """A courier per target with messages waiting (and not backing off after a failure): delivery
         runs beside the loop, so a slow target (apprise waits 5.5 s between two mails) delays neither
         the judging nor the other targets."""
-        waiting = {m.target for m in self.book.unsent()}
-        self.pending_messages = len(self.book.unsent())
-        for target in waiting:
+        unsent = self.book.unsent()
+        self.pending_messages = len(unsent)
+        for target in {m.target for m in unsent}:
             busy = self._couriers.get(target)
             if (busy is None or busy.done()) and self._retry_at.get(target, 0.0) <= now:
                 task = asyncio.ensure_future(self._courier(target))
@@ -261,8 +261,8 @@ class Watcher:
             self.book.sent(m.id)
 
     async def _let_couriers_finish(self) -> None:
-        """At stop: what is being delivered gets a moment; the rest stays in the outbox for the next
-        start (never lost)."""
+        """At stop: what is being delivered gets COURIER_GRACE_S; the rest stays in the outbox for the
+        next start (never lost)."""
         running = [t for t in self._couriers.values() if not t.done()]
         if running:
             _, late = await asyncio.wait(running, timeout=COURIER_GRACE_S)
