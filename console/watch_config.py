@@ -180,6 +180,16 @@ class WatchConfig(_Model):
         return host or "127.0.0.1", int(port)
 
     @model_validator(mode="after")
+    def _targets_named_apart(self) -> WatchConfig:
+        # Messages are queued, journaled and retried per target label: two targets under one label would
+        # be one target, the other silently never sent to.
+        labels = [t.label for t in self.notify]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"notify: more than one target is called {', '.join(twice)}: give each a name")
+        return self
+
+    @model_validator(mode="after")
     def _listen_parses(self) -> WatchConfig:
         host, _, port = self.listen.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:

@@ -129,6 +129,12 @@ def test_config_durations_and_secret_references(tmp_path: Path, monkeypatch: pyt
     assert t.resolve() == "json://hook.example/s3cret/ops-alerts" and t.label == "json"
     with pytest.raises(ValidationError, match="HOST:PORT"):
         WatchConfig(listen="9469")
+    with pytest.raises(ValidationError, match="more than one target is called json"):
+        WatchConfig.model_validate({"notify": [{"url": "json://a/x"}, {"url": "json://b/y"}]})
+    named = WatchConfig.model_validate(
+        {"notify": [{"url": "json://a/x"}, {"name": "b", "url": "json://b/y"}]}
+    )
+    assert [t.label for t in named.notify] == ["json", "b"]
 
 
 def test_metrics_parse_with_prometheus_clients_own_parser() -> None:
