@@ -36,7 +36,7 @@ unit: setup
 	$(PY) -m pytest tests/unit -q
 
 e2e: setup
-	$(PY) -m pytest --ignore=tests/unit --durations=25
+	$(PY) -m pytest --ignore=tests/unit -n 2 --dist loadfile --durations=25
 
 lint: venv
 	$(VENV)/bin/ruff check $(CODE) tests bench

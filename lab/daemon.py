@@ -37,6 +37,7 @@ from lab.twin import build_kube, server_ssl, write_kubeconfig
 
 LOOPBACK = "127.0.0.1"
 FAST_SPEED = 0.2  # --fast: every lab duration (actions, health-check intervals, grace periods) x 0.2
+CLOSE_TIMEOUT_S = 5.0  # how long one part of the lab may take to close when it stops
 log = logging.getLogger("lab")
 
 
@@ -285,8 +286,13 @@ async def serve(
         ]
         lab_dns.close()
         for name, close in parts:
+            # Bounded: a part that does not close in time is named and left behind (the process exits
+            # and `lab down` kills its group), so one stuck part cannot hold the rest open.
             t = time.monotonic()
-            await close()
+            try:
+                await asyncio.wait_for(close(), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("lab stopping: %s did not close within %.0f s", name, CLOSE_TIMEOUT_S)
             took[name] = time.monotonic() - t
         slow = ", ".join(f"{n} {s:.1f} s" for n, s in sorted(took.items(), key=lambda kv: -kv[1])[:3])
         log.info("lab stopped in %.1f s (slowest: %s)", sum(took.values()), slow)

@@ -9,7 +9,7 @@ end plus ``recovery``) holds the alert's first sighting ("since"): what no fault
 twice in one fault, what was left open.
 
 ``opsconsole lab storm [--seconds 600] [--seed N]`` runs one against the running lab; ``bench/watch_storm.py``
-and ``tests/test_watch_storm.py`` run one against a watcher.
+and ``tests/test_watch.py`` run one against a watcher.
 """
 
 from __future__ import annotations

@@ -32,6 +32,19 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="opsconsole-test-state-")
 
 
+# The modules that take longest, started first: `make e2e` runs the modules on two workers, whole modules
+# each (--dist loadfile), and a long module begun last would leave the other worker idle at the end.
+LONGEST_FIRST = ("test_watch.py", "test_drills.py", "test_promote.py", "test_upgrade.py", "test_ha.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 def opsconsole(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -281,7 +281,17 @@ async def _tui_drill(config: Path, scenario: str, abort_on_outage: bool = False)
         await pilot.press("enter")
         await _until(pilot, lambda: screen.running, 10, "the drill running")
         if abort_on_outage:
-            await _until(pilot, lambda: False in screen.samples["http-prod"], 120, "an HTTP outage")
+            # Abort once the fault shows: the node seen NotReady or an HTTP probe failed.  Which one comes
+            # first is the load balancer's round robin (a probe may never land on the dead target before
+            # its health check takes it out), so either will do.
+            drill = screen.drill
+            assert drill is not None
+            await _until(
+                pilot,
+                lambda: False in screen.samples["http-prod"] or "target_down" in drill.marks,
+                120,
+                "the fault to show",
+            )
             await pilot.press("escape")
         await _until(pilot, lambda: screen.result is not None, 400, "the verdict")
         await pilot.press("escape")
