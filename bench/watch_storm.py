@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import tomli_w
 
 from bench.watch import _proc_stats
 from lab.state import read_state
-from lab.storm import attribute, said, storm
+from lab.storm import Said, attribute, said, storm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +74,7 @@ def run(minutes: float, for_s: float, seed: int) -> dict[str, Any]:
         )
     lines = [s for s in said(lab_dir) if s.since >= quiet_from - 5]
     owned, unexplained = attribute(faults, lines, recovery=2 * for_s + 20)
-    fired = [(s.code, s.subject) for s in lines if s.kind == "FIRING"]
+    fired = _fired(lines)
     resolved = [(s.code, s.subject) for s in lines if s.kind == "RESOLVED"]
     return {
         "alive": alive,
@@ -92,12 +93,12 @@ def run(minutes: float, for_s: float, seed: int) -> dict[str, Any]:
         "unexplained": [f"{s.kind} {s.code} {s.subject}" for s in unexplained],
         "left_open": sorted(set(fired) - set(resolved)),
         # Within one fault (as tests/test_watch.py judges): a node powered off twice alerts twice, rightly.
-        "fired_twice": sorted({k for a in owned for k in _fired(a.said) if _fired(a.said).count(k) > 1}),
+        "fired_twice": sorted({k for a in owned for k, n in Counter(_fired(a.said)).items() if n > 1}),
         "log": str(work / "watch.log"),
     }
 
 
-def _fired(lines: list[Any]) -> list[tuple[str, str]]:
+def _fired(lines: list[Said]) -> list[tuple[str, str]]:
     return [(s.code, s.subject) for s in lines if s.kind == "FIRING"]
 
 
