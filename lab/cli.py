@@ -25,6 +25,8 @@ from console.paths import default_lab_dir
 from lab.state import PG_BIN_ENV, LabState, port_open, read_state, state_file
 
 SCENARIOS = ("seed", "empty", "cert-expiring")
+# K3s's flags for its embedded components, repeatable ``key=value`` (lab/kube/timing.py reads them).
+K3S_ARG_FLAGS = ("kube-controller-manager-arg", "kubelet-arg", "kube-apiserver-arg")
 UP_TIMEOUT_S = 60.0
 
 
@@ -47,9 +49,13 @@ def up(
     scale: str | None = None,
     speed: float | None = None,
     postgres_bin: Path | None = None,
+    k3s_args: dict[str, list[str]] | None = None,
 ) -> tuple[LabState, bool]:
     """Start the lab in ``lab_dir`` (or reuse the one running there); return (state, started_now).
-    ``postgres_bin``: the PostgreSQL installation the database runs on (default Debian's 15)."""
+    ``postgres_bin``: the PostgreSQL installation the database runs on (default Debian's 15).
+    ``k3s_args``: K3s-style component flags by flag name (``kube-controller-manager-arg`` ->
+    ``["node-monitor-grace-period=20s"]``), as the seed's server would be started with them
+    (lab/kube/timing.py)."""
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r} (choose from: {', '.join(SCENARIOS)})")
     if speed is not None and not 0.01 <= speed <= 1.0:
@@ -63,6 +69,13 @@ def up(
             raise LabError(str(exc)) from None
     if postgres_bin is not None and not (postgres_bin / "postgres").exists():
         raise LabError(f"--postgres-bin {postgres_bin}: no postgres binary there")
+    k3s_args = k3s_args or {}
+    try:
+        from lab.kube.timing import Timing
+
+        Timing().with_args(*(k3s_args.get(flag, []) for flag in K3S_ARG_FLAGS))
+    except ValueError as exc:
+        raise LabError(f"a K3s component flag is not valid: {exc}") from None
     load_config(config)  # fail here, in the foreground, with the config's own message
     lab_dir = lab_dir.resolve()
     running = read_state(lab_dir)
@@ -73,6 +86,9 @@ def up(
     logfile = (lab_dir / "lab.log").open("ab")
     cmd = [
         sys.executable,
+        # asyncssh imports the DSA support cryptography deprecates: not news for lab.log (opsconsole/cli.py)
+        "-W",
+        "ignore:DSA is deprecated",
         "-m",
         "lab.daemon",
         "--dir",
@@ -84,6 +100,7 @@ def up(
         *(["--fast"] if fast else []),
         *(["--speed", str(speed)] if speed else []),
         *(["--scale", scale] if scale else []),
+        *[f"--{flag}={value}" for flag in K3S_ARG_FLAGS for value in k3s_args.get(flag, [])],
     ]
     env = {
         **os.environ,
@@ -271,6 +288,14 @@ def main(argv: list[str]) -> int:
         metavar="NODES,PODS[,UPDATES_PER_S]",
         help="add load far beyond the seed, for benchmarks",
     )
+    for flag in K3S_ARG_FLAGS:
+        p_up.add_argument(
+            f"--{flag}",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"as K3s's --{flag} (repeatable), e.g. node-monitor-grace-period=20s",
+        )
     p_status = sub.add_parser("status", help="what runs and where")
     p_status.add_argument("--dir", type=Path, default=None)
     p_status.add_argument("--json", action="store_true")
@@ -353,6 +378,7 @@ def main(argv: list[str]) -> int:
                 scale=args.scale,
                 speed=args.speed,
                 postgres_bin=args.postgres_bin,
+                k3s_args={flag: getattr(args, flag.replace("-", "_")) for flag in K3S_ARG_FLAGS},
             )
             if not args.no_wait:
                 wait_ready(state, say=lambda text: print(text, flush=True))

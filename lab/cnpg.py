@@ -497,6 +497,22 @@ class CnpgTwin:
 
     # ---- data plane hooks ----------------------------------------------------------------------------
 
+    def pod_processes(self, pod: dict[str, Any]) -> list[int] | None:
+        """The OS processes behind a pod of ours (for metrics.k8s.io): an instance's postmaster, a pooler
+        pod's PgBouncer; None for any other pod or one whose process is not running."""
+        name = pod["metadata"]["name"]
+        inst = self.instances.get(name)
+        if inst is not None and (pod["metadata"].get("labels") or {}).get("cnpg.io/cluster") == self.name:
+            pidfile = inst.datadir / "postmaster.pid"
+            try:
+                return [int(pidfile.read_text().split("\n", 1)[0])]
+            except (OSError, ValueError):
+                return None
+        bouncer = self.poolers.get(name)
+        if bouncer is not None and bouncer.proc is not None and bouncer.proc.returncode is None:
+            return [bouncer.proc.pid]
+        return None
+
     def exec_env(self, pod: dict[str, Any], container: str) -> ExecEnv | None:
         """``kubectl exec`` into an instance pod's ``postgres`` container: that instance's binaries, its
         data directory and its socket (CNPG's pods set PGDATA and PGHOST the same way), as the OS user

@@ -121,6 +121,7 @@ async def serve(
     scenario: str,
     scale: tuple[int, int, float] | None = None,
     speed: float | None = None,
+    k3s_args: dict[str, list[str]] | None = None,
 ) -> None:
     speed = speed or (FAST_SPEED if fast else 1.0)
     token = secrets.token_hex(32)  # 64 characters, like a real Hetzner project token
@@ -134,7 +135,7 @@ async def serve(
     project = HetznerProject(speed=speed)
     seed_hetzner(project, config, _ssh_keypair(lab_dir), scenario)
     api = HetznerApi(project, token, readonly, violations_log=lab_dir / "schema-violations.jsonl")
-    kube = build_kube(project, config, speed, scenario)
+    kube = build_kube(project, config, speed, scenario, k3s_args or {})
     from lab.forge import Forge
     from lab.kube.seed import PROD_TAG, STAGING_TAG
 
@@ -161,6 +162,7 @@ async def serve(
 
     cnpg = CnpgTwin(kube.store, kube.registry, kube.cluster, kube.dataplane, config, lab_dir, speed)
     kube.api.execs.targets.append(cnpg.exec_env)
+    kube.metrics.process_of.append(cnpg.pod_processes)
     t0 = time.monotonic()
     await cnpg.bootstrap(empty=scenario == "empty")
     log.info("database bootstrapped in %.2f s", time.monotonic() - t0)
@@ -190,6 +192,7 @@ async def serve(
     from lab.nodes import NodeServices
 
     nodes = NodeServices(lab_dir, config, kube, cnpg, "", control_token, lab_dir / "kubeconfig")
+    kube.cluster.runtime.targets.append(nodes.backup_job)
     hetzner_port = await listen(api.app)
     from lab.dns import LabDns
 
@@ -306,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=None)
     parser.add_argument("--scenario", default="seed")
     parser.add_argument("--scale", default=None)
+    for flag in ("kube-controller-manager-arg", "kubelet-arg", "kube-apiserver-arg"):
+        parser.add_argument(f"--{flag}", action="append", default=[])
     args = parser.parse_args(argv)
     lab_dir: Path = args.dir.resolve()
     lab_dir.mkdir(parents=True, exist_ok=True)
@@ -323,8 +328,15 @@ def main(argv: list[str] | None = None) -> int:
         from lab.scale import parse_scale
 
         scale = parse_scale(args.scale) if args.scale else None
+        k3s_args = {
+            "kube-controller-manager-arg": args.kube_controller_manager_arg,
+            "kubelet-arg": args.kubelet_arg,
+            "kube-apiserver-arg": args.kube_apiserver_arg,
+        }
         asyncio.run(
-            serve(lab_dir, args.config.resolve(), config, args.fast, args.scenario, scale, args.speed)
+            serve(
+                lab_dir, args.config.resolve(), config, args.fast, args.scenario, scale, args.speed, k3s_args
+            )
         )
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from lab.kube.resources import Registry
 from lab.kube.store import Store
+from lab.kube.timing import Timing, from_command_line
 
 SKIP = {"/events", "coordination.k8s.io/leases"}
 SNAPSHOT_PREFIX = "etcd-snapshot"
@@ -162,7 +163,7 @@ async def reinstall(
     installer puts that version back."""
     import asyncio
 
-    from lab.twin import k3s_restarted
+    from lab.twin import k3s_restarted, set_clocks
 
     node_res = kube.registry.get("", "v1", "nodes")
     obj = kube.store.find(node_res, None, node)
@@ -173,6 +174,7 @@ async def reinstall(
     version = env.get("INSTALL_K3S_VERSION") or str(obj["status"]["nodeInfo"]["kubeletVersion"])
     if version not in RELEASES:
         raise InstallError(download_failed(version))
+    clocks = server_clocks(args) if role == "server" else None
     dp = kube.dataplane
     unit = "k3s" if role == "server" else "k3s-agent"
     good = dp.upgrade_fails.get(node)
@@ -204,9 +206,19 @@ async def reinstall(
         kube.api.set_version(version)
         kube.api.down_until = min(kube.api.down_until, time.monotonic())  # up: the restart is over
         k3s_restarted(kube)
+        if clocks is not None:
+            set_clocks(kube.store, kube.cluster, clocks)
     dp.schedule_sync()
     kube.cluster._wake.set()
     return f"[INFO]  systemd: Starting {unit}"
+
+
+def server_clocks(args: list[str]) -> Timing:
+    """The control plane's clocks from a server's command line (a bad value: K3s would not start)."""
+    try:
+        return from_command_line(args)
+    except ValueError as exc:
+        raise InstallError(f"k3s: invalid argument: {exc}") from None
 
 
 def _flag(args: list[str], name: str) -> str | None:
@@ -266,7 +278,7 @@ def install(
     Re-running the installer on a registered node returns None after these checks: :func:`reinstall`
     restarts it (perhaps at a new version), as on a real node.
     """
-    from lab.kube.seed import K3S_VERSION, _meta, coredns, node_object, workloads
+    from lab.kube.seed import K3S_VERSION, _meta, coredns, node_object, packaged_services, workloads
 
     store, registry = kube.store, kube.registry
     node_res = registry.get("", "v1", "nodes")
@@ -281,6 +293,7 @@ def install(
             f"--node-ip {node_ip}: not an address of this host (its private IP is {me.private_ipv4})"
         )
     token_path = node_fs(lab_dir, server.name) / TOKEN_FILE
+    clocks = server_clocks(args) if role == "server" else None
     if role == "agent":
         url = env.get("K3S_URL", "")
         if url != f"https://{server.private_ipv4}:6443":
@@ -295,6 +308,10 @@ def install(
         raise InstallError("the first server needs --cluster-init (embedded etcd) in this cluster's design")
     if store.find(node_res, None, node) is not None:
         return None  # installed already: the installer restarts it (reinstall), perhaps at a new version
+    if clocks is not None:
+        from lab.twin import set_clocks
+
+        set_clocks(store, kube.cluster, clocks)
     if role == "server" and not token_path.exists():
         ensure_token(kube, lab_dir, server.name, force=True)
         kc = node_fs(lab_dir, server.name) / KUBECONFIG_FILE
@@ -311,9 +328,13 @@ def install(
                         "status": {"phase": "Active"},
                     },
                 )
-        packaged = {"coredns", "local-path-provisioner", "metrics-server", "traefik"}
-        for obj in [coredns(replicas=1, ha=False), *workloads(config)]:
-            if obj["metadata"]["name"] in packaged and obj["metadata"].get("namespace") == "kube-system":
+        packaged = {"coredns", "local-path-provisioner", "metrics-server", "traefik", "kube-dns"}
+        for obj in [coredns(replicas=1, ha=False), *workloads(config), *packaged_services()]:
+            if obj["metadata"].get("namespace") is None and obj["kind"] == "APIService":
+                res = registry.by_kind(obj["apiVersion"], obj["kind"])
+                if store.find(res, None, obj["metadata"]["name"]) is None:
+                    store.create(res, obj)
+            elif obj["metadata"]["name"] in packaged and obj["metadata"].get("namespace") == "kube-system":
                 res = registry.by_kind(obj["apiVersion"], obj["kind"])
                 if store.find(res, "kube-system", obj["metadata"]["name"]) is None:
                     store.create(res, obj)

@@ -153,6 +153,24 @@ class NodeServices:
         log.info("scheduled backup %s", name)
         return name
 
+    def backup_job(self, pod: dict[str, Any], container: dict[str, Any]) -> Any:
+        """What the seed's pg_dump CronJob's pod runs (lab/kube/runtime.py): the scheduled backup into
+        ``k3s-db``, now — so ``kubectl create job --from=cronjob/main-db-backup`` takes a real one, and
+        fails as the job would (exit 1) when the Storage Box or the database is not there."""
+        labels = pod["metadata"].get("labels") or {}
+        if pod["metadata"]["namespace"] != self.config.database.namespace or labels.get("app") != "db-backup":
+            return None
+
+        async def run() -> tuple[int, list[str]]:
+            try:
+                name = await self.scheduled_job("k3s-db", datetime.now(UTC))
+            except Exception as exc:
+                return 1, [f"backup failed: {exc}"]
+            dbs = ", ".join(self.config.database.databases)
+            return 0, [f"pg_dump -Fc: {dbs}", f"borg create {self.box.url('k3s-db')}::{name}: done"]
+
+        return run()
+
     async def _dump_databases(self, db_dir: Path) -> bool:
         """``pg_dump -Fc`` of every database from the primary into ``db_dir``; False when there is no
         running database (an empty or destroyed lab)."""

@@ -142,7 +142,8 @@ class Bouncer:
     def point_at(self, upstream: int) -> None:
         if upstream != self.upstream:
             self.upstream = upstream
-            self.reload()
+            if self.proc is not None:  # not started yet: start() writes its first config
+                self.reload()
 
     def _signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.returncode is None:

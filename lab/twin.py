@@ -20,13 +20,17 @@ import yaml
 from console.config import Config
 from lab.dataplane import DataPlane
 from lab.hetzner.project import HetznerProject
+from lab.kube.aggregator import Aggregator
 from lab.kube.app import KubeApi
-from lab.kube.cluster import Cluster, default_tolerations, pdb_status
+from lab.kube.cluster import Cluster, pdb_status
 from lab.kube.errors import KubeError
+from lab.kube.metrics import Metrics
+from lab.kube.namespaces import Namespaces
 from lab.kube.rbac import ADMIN, User, service_account_user
-from lab.kube.resources import Registry, Resource
+from lab.kube.resources import Registry
 from lab.kube.seed import cnpg_operator, coredns, seed_kubernetes
 from lab.kube.store import Store
+from lab.kube.timing import Timing, from_command_line
 
 
 @dataclass
@@ -39,9 +43,20 @@ class KubeParts:
     admin_token: str
     deployer_token: str
     ca: trustme.CA
+    metrics: Metrics
 
 
-def build_kube(project: HetznerProject, config: Config, speed: float, scenario: str) -> KubeParts:
+def build_kube(
+    project: HetznerProject,
+    config: Config,
+    speed: float,
+    scenario: str,
+    k3s_args: dict[str, list[str]] | None = None,
+) -> KubeParts:
+    """``k3s_args``: the server's K3s component flags (``kube-controller-manager-arg`` …: the control
+    plane's clocks, lab/kube/timing.py), also recorded among the server Node's arguments."""
+    k3s_args = k3s_args or {}
+    server_flags = [f"--{flag}={value}" for flag, values in k3s_args.items() for value in values]
     store = Store()
     registry = Registry()
     admin_token = secrets.token_urlsafe(32)
@@ -52,6 +67,19 @@ def build_kube(project: HetznerProject, config: Config, speed: float, scenario: 
     }
     api = KubeApi(store, registry, tokens, speed=speed)
     cluster = Cluster(store, registry, speed=speed)
+    set_clocks(store, cluster, from_command_line(server_flags))
+    ca = trustme.CA()
+    server = next(n for n in config.nodes if n.role == "server")
+    namespaces = Namespaces(
+        store, registry, ca.cert_pem.bytes().decode(), (server.private_ipv4, 6443), speed, cluster.wake_at
+    )
+    cluster.controllers.append(namespaces.reconcile)
+    aggregator = Aggregator(store, registry)
+    cluster.controllers.append(aggregator.reconcile)
+    pods = registry.get("", "v1", "pods")
+    assert pods is not None
+    metrics = Metrics(store, lambda: store.list(pods), speed, server.name)
+    api.aggregator, api.metrics = aggregator, metrics
     dataplane = DataPlane(store, cluster, project, speed)
     cluster.node_alive = dataplane.node_alive
     dataplane.log = api.log_line
@@ -73,12 +101,6 @@ def build_kube(project: HetznerProject, config: Config, speed: float, scenario: 
             else None
         )
     )
-
-    def admit_pod(res: Resource, verb: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
-        if res.plural == "pods" and verb == "create":
-            default_tolerations(new.setdefault("spec", {}))
-
-    api.admission.append(admit_pod)
 
     async def evict(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         pods = store.list(cluster.res["pods"])
@@ -111,8 +133,19 @@ def build_kube(project: HetznerProject, config: Config, speed: float, scenario: 
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     api.subresource_hooks["eviction"] = evict
-    seed_kubernetes(store, registry, config, scenario)
-    return KubeParts(store, registry, api, cluster, dataplane, admin_token, deployer_token, trustme.CA())
+    seed_kubernetes(store, registry, config, scenario, server_flags)
+    metrics.start()
+    return KubeParts(store, registry, api, cluster, dataplane, admin_token, deployer_token, ca, metrics)
+
+
+def set_clocks(store: Store, cluster: Cluster, timing: Timing) -> None:
+    """The control plane's clocks (a K3s server's component flags): the node lifecycle controller's and
+    the kubelets' in the cluster, DefaultTolerationSeconds in the API's admission."""
+    cluster.timing = timing
+    store.toleration_seconds = (
+        int(timing.default_not_ready_toleration_seconds),
+        int(timing.default_unreachable_toleration_seconds),
+    )
 
 
 def server_ssl(parts: KubeParts) -> ssl.SSLContext:

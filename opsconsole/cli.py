@@ -229,7 +229,17 @@ def run() -> NoReturn:
     os._exit(int(code))
 
 
+def quiet_library_warnings() -> None:
+    """Warnings a library raises about itself are not the operator's to read: asyncssh imports the DSA
+    key support recent cryptography releases deprecate, and every command would open with ten lines of it on
+    stderr, where scripts expect one sentence at most."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_library_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "lab":
         from lab.cli import main as lab_main

@@ -69,7 +69,7 @@ def test_poweroff_node_goes_notready_pods_move_lb_marks_unhealthy(lab: LabState)
     wait_for(lambda: _ready_docfast_nodes(lab) == ["k3s-w1", "k3s-w2"], 30, "prod pods on both workers")
     t0 = time.time()
     hcloud(env, "server", "poweroff", "k3s-w2")
-    # Node grace period is 40 s (x0.2 in fast mode): NotReady (Unknown) with the unreachable taints.
+    # Node grace period is 50 s (x0.2 in fast mode): NotReady (Unknown) with the unreachable taints.
     wait_for(lambda: _node_ready(lab, "k3s-w2") == "Unknown", 30, "k3s-w2 NotReady")
     node = kubectl_json(lab, "get", "node", "k3s-w2")
     assert {(t["key"], t["effect"]) for t in node["spec"]["taints"]} == {

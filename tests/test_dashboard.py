@@ -70,7 +70,18 @@ async def test_panels_fill_and_follow_a_pod_change(lab: LabState) -> None:
         )
         assert all(r[1] == "Ready" for r in _rows(app, "nodes").values())
         assert {r[0] for r in _rows(app, "lb").values()} == {"k3s-w1", "k3s-w2"}
-        assert any("weak-db-credentials" in k or "no-pdbs" in k for k in _rows(app, "findings"))
+        # The findings panel shows the snapshot's findings (which ones depends on what earlier modules did
+        # to this shared lab: a test's PDB or new password removes a finding, so none is named here).
+        await _until(
+            pilot,
+            lambda: (
+                bool(_rows(app, "findings"))
+                and set(_rows(app, "findings"))
+                == {f"{f.code}:{f.subject}" for f in (app.snapshot.findings if app.snapshot else ())}
+            ),
+            30,
+            "the findings panel showing the snapshot's findings",
+        )
         # A change made by another client reaches the cell by event: scale staging to 2 and back.  The
         # workloads panel answers on its own (its watch's first list), so its row is waited for first.
         staging = "docfast-staging/docfast"

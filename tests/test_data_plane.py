@@ -239,10 +239,11 @@ def test_poweroff_primary_node_fails_over_and_old_primary_rejoins(lab: LabState)
     wait_for(lambda: _cluster(lab)["status"].get("readyInstances") == 2, 60, "a healthy cluster")
     t0 = time.monotonic()
     hcloud(env, "server", "poweroff", "k3s-w1")
-    # Node grace period (40 s x 0.2) marks the primary pod not ready; failoverDelay is 0.
+    # Node grace period (50 s x 0.2, seen within the 5 s x 0.2 monitor period) marks the primary pod not
+    # ready; failoverDelay is 0.
     wait_for(lambda: _cluster(lab)["status"]["currentPrimary"] == "main-db-2", 30, "main-db-2 promoted")
     promoted_after = time.monotonic() - t0
-    assert promoted_after < 8 + 6, promoted_after
+    assert promoted_after < 10 + 1 + 6, promoted_after
     out = kubectl(lab, "get", "clusters.postgresql.cnpg.io", "main-db", "-n", "postgres", "-o", "yaml").stdout
     assert "currentPrimary: main-db-2" in out
     pods = kubectl_json(lab, "get", "pods", "-n", "postgres", "-l", "role=primary")["items"]

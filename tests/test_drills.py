@@ -265,6 +265,10 @@ async def _tui_drill(config: Path, scenario: str, abort_on_outage: bool = False)
     app = Dashboard(load_config(config))
     async with app.run_test(size=(160, 50)) as pilot:
         await _until(pilot, lambda: app.live is not None and app.snapshot is not None, 60, "live sources")
+        # The node scenarios' default target is the primary's node: known once the database has reported.
+        await _until(
+            pilot, lambda: bool(app.snapshot and app.snapshot.database), 60, "the database's first answer"
+        )
         await pilot.press("d")
         await _until(pilot, lambda: isinstance(app.screen, DrillScreen), 10, "the drill screen")
         screen = app.screen

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import json
 import logging
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,15 +25,21 @@ import yaml
 from aiohttp import web
 
 from lab.faults import Faults
-from lab.kube import tables
-from lab.kube.errors import KubeError, bad_request, forbidden, not_found, unauthorized
+from lab.kube import defaults, tables
+from lab.kube.aggregator import Aggregator
+from lab.kube.apply import FieldManager
+from lab.kube.errors import KubeError, bad_request, conflict, forbidden, not_found, unauthorized
 from lab.kube.exec import PodExec
 from lab.kube.logs import PodLogs
-from lab.kube.patch import apply_patch
+from lab.kube.metrics import Metrics
+from lab.kube.metrics import not_found as metrics_not_found
+from lab.kube.patch import APPLY, apply_patch
 from lab.kube.rbac import Authorizer, User
-from lab.kube.resources import VIRTUAL, Registry, Resource, crd_resource
-from lab.kube.store import Store, Watcher, WatchEvent
+from lab.kube.resources import METRICS_GROUP, VIRTUAL, Registry, Resource, crd_resource
+from lab.kube.schema import DEF_PREFIX, Field, root
+from lab.kube.store import Store, Watcher, WatchEvent, now_iso
 from lab.kube.validation import validate
+from lab.kube.wire import encode, respond
 from lab.labels import SelectorError, parse_selector
 
 log = logging.getLogger("lab.kube")
@@ -82,11 +89,28 @@ FIELD_LABELS: dict[str, set[str]] = {
 }
 
 
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")  # NamespaceLifecycle's immortal ones
+
+
 @dataclass
 class KubeStats:
     requests: int = 0
     watches_open: int = 0
     by_verb: dict[str, int] = field(default_factory=dict)
+
+
+def _patch_options_invalid(field_name: str, reason: str, what: str) -> KubeError:
+    """PatchOptions validation (422), as ``ValidatePatchOptions`` words it."""
+    return KubeError(
+        422,
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: {field_name}: {what}',
+        {
+            "group": "meta.k8s.io",
+            "kind": "PatchOptions",
+            "causes": [{"reason": reason, "message": what, "field": field_name}],
+        },
+    )
 
 
 def _field_predicate(plural: str, selector: str) -> Callable[[dict[str, Any]], bool]:
@@ -140,6 +164,8 @@ class KubeApi:
         self.logs = PodLogs()
         self.execs = PodExec()
         self.subresource_hooks: dict[str, Callable[..., Any]] = {}
+        self.aggregator: Aggregator | None = None  # the APIServices (lab/kube/aggregator.py)
+        self.metrics: Metrics | None = None  # metrics.k8s.io, served while its APIService is available
         self.admission: list[Callable[[Resource, str, dict[str, Any], dict[str, Any] | None], None]] = []
         store.listeners.append(self._crd_listener)
         store.listeners.append(self._pod_gone)
@@ -241,16 +267,16 @@ class KubeApi:
             resp: web.StreamResponse = await handler(request)
             return resp
         except KubeError as exc:
-            return web.json_response(exc.status(), status=exc.code, headers=exc.headers)
+            return respond(exc.status(), status=exc.code, headers=exc.headers)
 
     async def _ok(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def _version(self, _: web.Request) -> web.Response:
-        return web.json_response(self.version)
+        return respond(self.version)
 
     async def _api_versions(self, _: web.Request) -> web.Response:
-        return web.json_response(
+        return respond(
             {
                 "kind": "APIVersions",
                 "versions": ["v1"],
@@ -264,9 +290,23 @@ class KubeApi:
         gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
         return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
 
+    def _registered(self, group: str, version: str) -> bool:
+        """An aggregated group exists only while its APIService does (metrics.k8s.io)."""
+        if group != METRICS_GROUP:
+            return True
+        return (
+            self.aggregator is not None
+            and self.metrics is not None
+            and self.aggregator.registered(group, version)
+        )
+
     async def _api_groups(self, _: web.Request) -> web.Response:
-        groups = [self._group(g, vs) for g, vs in sorted(self.registry.groups().items())]
-        return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        groups = [
+            self._group(g, vs)
+            for g, vs in sorted(self.registry.groups().items())
+            if all(self._registered(g, v) for v in vs)
+        ]
+        return respond({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
         resources = [e for r in self.registry.in_group_version(group, version) for e in r.discovery()]
@@ -285,7 +325,7 @@ class KubeApi:
         for group, versions in self.registry.groups().items():
             for v in versions:
                 paths[f"apis/{group}/{v}"] = {"serverRelativeURL": f"/openapi/v3/apis/{group}/{v}"}
-        return web.json_response({"paths": paths})
+        return respond({"paths": paths})
 
     async def _openapi_v3_gv(self, request: web.Request) -> web.Response:
         from lab.kube.openapi import group_version_document
@@ -293,7 +333,7 @@ class KubeApi:
         doc = group_version_document(self.registry, request.match_info["tail"])
         if doc is None:
             raise KubeError(404, "NotFound", "the server could not find the requested resource")
-        return web.json_response(doc)
+        return respond(doc)
 
     # ---- routing --------------------------------------------------------------------------------------
 
@@ -310,16 +350,21 @@ class KubeApi:
                 return await self._api_groups(request)
             if len(rest) == 1:
                 versions = self.registry.groups().get(rest[0])
-                if not versions:
+                if not versions or not all(self._registered(rest[0], v) for v in versions):
                     raise KubeError(404, "NotFound", "the server could not find the requested resource")
-                return web.json_response(
-                    {"kind": "APIGroup", "apiVersion": "v1", **self._group(rest[0], versions)}
-                )
+                return respond({"kind": "APIGroup", "apiVersion": "v1", **self._group(rest[0], versions)})
             group, version, rest = rest[0], rest[1], rest[2:]
+            if not self._registered(group, version):
+                raise KubeError(404, "NotFound", "the server could not find the requested resource")
+            if group == METRICS_GROUP and not (self.aggregator and self.aggregator.available(group, version)):
+                # the aggregator's proxy, its backend down: plain text, not a Status
+                return web.Response(
+                    status=503, text="service unavailable\n", headers={"X-Content-Type-Options": "nosniff"}
+                )
         if not rest:
             if request.method != "GET" or not self.registry.in_group_version(group, version):
                 raise KubeError(404, "NotFound", "the server could not find the requested resource")
-            return web.json_response(self._resource_list(group, version))
+            return respond(self._resource_list(group, version))
         namespace: str | None = None
         if (
             rest[0] == "namespaces"
@@ -371,9 +416,9 @@ class KubeApi:
             raise forbidden(user.name, verb, res.plural, res.group, namespace, name, sub)
         self.stats.by_verb[verb] = self.stats.by_verb.get(verb, 0) + 1
         if res.plural in VIRTUAL:
-            return web.json_response(
-                self._review(res, user, await self._json_body(request), namespace), status=201
-            )
+            return respond(self._review(res, user, await self._json_body(request), namespace), status=201)
+        if res.group == METRICS_GROUP:
+            return self._metrics(request, res, namespace, name, verb)
         if namespace is not None and res.namespaced and verb == "create" and res.plural != "namespaces":
             ns_res = self.registry.get("", "v1", "namespaces")
             assert ns_res is not None
@@ -389,9 +434,11 @@ class KubeApi:
             body = await self._json_body(request)
             self.store.get(res, namespace, name)
             status = await hook(namespace, name, body)
-            return web.json_response(status, status=201)
+            return respond(status, status=201)
         if sub == "scale":
             return await self._scale(request, res, namespace, name)
+        if sub == "binding":
+            return await self._bind(request, res, namespace, name)
         if verb == "watch":
             return await self._watch(request, res, namespace, name)
         if verb == "list":
@@ -399,40 +446,19 @@ class KubeApi:
         if verb == "get":
             return self._respond(request, res, self.store.get(res, namespace, name))
         if verb == "create":
-            body = await self._json_body(request)
-            self._check_kind(res, body)
-            self._validate(request, res, body)
-            self._admit(res, "create", body, None)
-            if request.query.get("dryRun") == "All":
-                return web.json_response(body, status=201)
-            obj = self.store.create(res, body, namespace)
-            return web.json_response(obj, status=201)
+            return await self._create(request, res, namespace)
+        if verb == "patch" and request.content_type == APPLY:
+            return await self._apply(request, res, namespace, name, sub)
         if verb in ("update", "patch"):
-            current = self.store.get(res, namespace, name)
-            if verb == "update":
-                body = await self._json_body(request)
-                self._check_kind(res, body)
-                if (body.get("metadata") or {}).get("name") != name:
-                    raise bad_request("the name of the object does not match the name on the URL")
-                new = body
-            else:
-                raw = await request.read()
-                try:
-                    patch = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise bad_request(f"error decoding patch: {exc.msg}") from None
-                new = apply_patch(copy.deepcopy(current), patch, request.content_type, res.custom)
-                new.setdefault("metadata", {})
-                if "resourceVersion" not in (patch.get("metadata") or {} if isinstance(patch, dict) else {}):
-                    new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            if res.namespaced:
-                new.setdefault("metadata", {})["namespace"] = namespace
-            self._validate(request, res, new)
-            self._admit(res, verb, new, current)
-            if request.query.get("dryRun") == "All":
-                return web.json_response(new)
-            return web.json_response(self.store.update(res, new, sub or None))
+            return await self._update(request, res, namespace, name, sub, verb)
         if verb == "delete":
+            if res.plural == "namespaces" and name in PROTECTED_NAMESPACES:
+                raise KubeError(
+                    403,
+                    "Forbidden",
+                    f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                    {"name": name, "kind": "namespaces"},
+                )
             opts = await self._delete_options(request)
             obj = self.store.delete(
                 res,
@@ -443,7 +469,7 @@ class KubeApi:
                 precondition_uid=(opts.get("preconditions") or {}).get("uid"),
                 precondition_rv=(opts.get("preconditions") or {}).get("resourceVersion"),
             )
-            return web.json_response(obj)
+            return respond(obj)
         if verb == "deletecollection":
             opts = await self._delete_options(request)
             for obj in self._select(request, res, namespace):
@@ -454,11 +480,174 @@ class KubeApi:
                         obj["metadata"]["name"],
                         grace=opts.get("gracePeriodSeconds"),
                     )
-            return web.json_response(
-                {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
-            )
+            return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
         raise KubeError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
+
+    # ---- writes ---------------------------------------------------------------------------------------
+    # Every write: decode -> default -> (field manager) -> validate -> admit -> store, as kube-apiserver.
+
+    @staticmethod
+    def _manager(request: web.Request, apply: bool = False) -> str:
+        """The field manager: the ``fieldManager`` parameter (required for an apply), or the user agent's
+        first word (``kubectl/v1.32…`` -> ``kubectl``)."""
+        manager = request.query.get("fieldManager", "")
+        if len(manager.encode()) > 128:
+            raise _patch_options_invalid(
+                "fieldManager", "FieldValueTooLong", "Too long: may not be more than 128 bytes"
+            )
+        if apply and not manager:
+            raise _patch_options_invalid(
+                "fieldManager", "FieldValueRequired", "Required value: is required for apply patch"
+            )
+        return manager or request.headers.get("User-Agent", "").split("/")[0][:128] or "unknown"
+
+    @staticmethod
+    def _dry_run(request: web.Request) -> bool:
+        values = request.query.getall("dryRun", [])
+        if any(v != "All" for v in values):
+            raise KubeError(
+                400, "BadRequest", f'dryRun: Unsupported value: "{values[0]}": supported values: "All"'
+            )
+        return bool(values)
+
+    async def _create(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
+        body = await self._json_body(request)
+        self._check_kind(res, body)
+        manager = self._manager(request)
+        if "status" in res.subresources:
+            body.pop("status", None)  # PrepareForCreate: a new object's status is the server's to set
+        defaults.default(res, body)
+        self._validate(request, res, body)
+        self._admit(res, "create", body, None)
+        await self._service_account(res, body, namespace)
+        FieldManager(res).update(None, body, manager)
+        obj = self.store.create(res, body, namespace, dry_run=self._dry_run(request))
+        return respond(obj, status=201)
+
+    async def _update(
+        self, request: web.Request, res: Resource, namespace: str | None, name: str, sub: str, verb: str
+    ) -> web.Response:
+        current = self.store.get(res, namespace, name)
+        manager = self._manager(request)
+        if verb == "update":
+            new = await self._json_body(request)
+            self._check_kind(res, new)
+            sent = (new.get("metadata") or {}).get("name")
+            if sent != name:
+                raise bad_request(
+                    f"the name of the object ({sent}) does not match the name on the URL ({name})"
+                )
+        else:
+            if "force" in request.query:
+                raise _patch_options_invalid(
+                    "force", "FieldValueForbidden", "Forbidden: may not be specified for non-apply patch"
+                )
+            raw = await request.read()
+            try:
+                patch = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise bad_request(f"error decoding patch: {exc.msg}") from None
+            new = apply_patch(copy.deepcopy(current), patch, request.content_type, root(res), res.custom)
+            new.setdefault("metadata", {})
+            if "resourceVersion" not in (patch.get("metadata") or {} if isinstance(patch, dict) else {}):
+                new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if res.namespaced:
+            new.setdefault("metadata", {})["namespace"] = namespace
+        if not sub:
+            defaults.default(res, new)
+        self._validate(request, res, new)
+        self._admit(res, verb, new, current)
+        FieldManager(res).update(current, new, manager, sub)
+        return respond(self.store.update(res, new, sub or None, dry_run=self._dry_run(request)))
+
+    async def _apply(
+        self, request: web.Request, res: Resource, namespace: str | None, name: str, sub: str
+    ) -> web.Response:
+        """Server-side apply (lab/kube/apply.py): create the object if it is missing (201), else merge
+        the configuration into it with field ownership (200, or 409 naming the conflicts)."""
+        manager = self._manager(request, apply=True)
+        force = request.query.get("force", "false") == "true"
+        dry_run = self._dry_run(request)
+        config = self._apply_config(await request.read(), res, namespace, name)
+        live = self.store.find(res, namespace, name)
+        fm = FieldManager(res)
+        if live is None:
+            if sub:
+                raise not_found(res.plural, res.group, name)
+            obj = fm.apply(None, config, manager, force)
+            if "status" in res.subresources:
+                obj.pop("status", None)
+            defaults.default(res, obj)
+            self._validate(request, res, obj)
+            self._admit(res, "create", obj, None)
+            await self._service_account(res, obj, namespace)
+            return respond(self.store.create(res, obj, namespace, dry_run=dry_run), status=201)
+        sent_rv = (config.get("metadata") or {}).get("resourceVersion")
+        if sent_rv and sent_rv != live["metadata"]["resourceVersion"]:
+            raise conflict(res.plural, res.group, name)
+        new = fm.apply(copy.deepcopy(live), config, manager, force, sub)
+        new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        if not sub:
+            defaults.default(res, new)
+        self._validate(request, res, new)
+        self._admit(res, "patch", new, live)
+        return respond(self.store.update(res, new, sub or None, dry_run=dry_run))
+
+    def _apply_config(self, raw: bytes, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        """An apply body as the server decodes it: a YAML (or JSON) object of this kind and name."""
+        try:
+            config = yaml.safe_load(raw) if raw.strip() else {}
+        except yaml.YAMLError as exc:
+            raise bad_request(f"error decoding YAML: error converting YAML to JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise bad_request(
+                "error decoding YAML: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal "
+                f"{'array' if isinstance(config, list) else 'string'} into Go value of type "
+                "map[string]interface {}"
+            )
+        if config.get("apiVersion") != res.group_version or config.get("kind") != res.kind:
+            raise bad_request(
+                f"invalid object type: {config.get('apiVersion') or '/'}, Kind={config.get('kind') or ''}"
+            )
+        meta = config.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if meta.get("managedFields") is not None:
+            raise bad_request("metadata.managedFields must be nil")
+        if meta.get("name") != name:
+            raise bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
+        if res.namespaced:
+            if meta.get("namespace") not in (None, namespace):
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = namespace
+        return config
+
+    async def _service_account(self, res: Resource, pod: dict[str, Any], namespace: str | None) -> None:
+        """ServiceAccount admission: a new Pod's account must exist (``default`` is waited for a moment,
+        as the real plugin retries while the namespace's controller makes it)."""
+        if res.group or res.plural != "pods" or namespace is None:
+            return
+        spec = pod.get("spec") or {}
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        accounts = self.registry.get("", "v1", "serviceaccounts")
+        assert accounts is not None
+        for _ in range(20 if account == "default" else 1):
+            if self.store.find(accounts, namespace, account) is not None:
+                return
+            await asyncio.sleep(0.1)
+        name = (pod.get("metadata") or {}).get("name") or (pod.get("metadata") or {}).get("generateName", "")
+        raise KubeError(
+            403,
+            "Forbidden",
+            f'pods "{name}" is forbidden: error looking up service account {namespace}/{account}: '
+            f'serviceaccount "{account}" not found',
+            {"name": name, "kind": "pods"},
         )
 
     # ---- helpers --------------------------------------------------------------------------------------
@@ -469,12 +658,9 @@ class KubeApi:
             from lab.kube.protobuf import decode
 
             try:
-                decoded = decode(raw)
-                if decoded.get("kind") == "Job" and decoded.get("spec") is None:
-                    decoded["spec"] = self._job_spec_from_cronjob(decoded["metadata"])
-                return decoded
-            except (ValueError, IndexError) as exc:
-                raise KubeError(415, "UnsupportedMediaType", str(exc)) from None
+                return decode(raw)
+            except (ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
+                raise bad_request(f"error decoding protobuf body: {exc}") from None
         try:
             body = yaml.safe_load(raw) if "yaml" in request.content_type else json.loads(raw) if raw else {}
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -482,14 +668,6 @@ class KubeApi:
         if not isinstance(body, dict):
             raise bad_request("the request body must be an object")
         return body
-
-    def _job_spec_from_cronjob(self, meta: dict[str, Any]) -> dict[str, Any]:
-        owner = next((r for r in meta.get("ownerReferences", []) if r.get("kind") == "CronJob"), None)
-        res = self.registry.get("batch", "v1", "cronjobs")
-        if owner is None or res is None:
-            raise ValueError("protobuf Jobs are understood only when created from a CronJob")
-        cronjob = self.store.get(res, meta.get("namespace"), owner["name"])
-        return copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"])
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -562,12 +740,25 @@ class KubeApi:
             items = [o for o in items if pred(o)]
         return items
 
-    def _respond(self, request: web.Request, res: Resource, obj: dict[str, Any]) -> web.Response:
-        if tables.wants_table(request.headers.get("Accept", "")):
-            return web.json_response(
-                tables.to_table(res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
+    @staticmethod
+    def _view(request: web.Request) -> tables.View:
+        """What the client asked to see (``Accept``'s ``as=``, ``includeObject``), or 406/400 as the real
+        server answers what it cannot produce."""
+        include = request.query.get("includeObject")
+        if include is not None and include not in tables.INCLUDE:
+            raise bad_request(f'unrecognized includeObject value: "{include}"')
+        found = tables.view(request.headers.get("Accept", ""), include)
+        if found is None:
+            raise KubeError(
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted: application/json, application/yaml, "
+                "application/vnd.kubernetes.protobuf",
             )
-        return web.json_response(obj)
+        return found
+
+    def _respond(self, request: web.Request, res: Resource, obj: dict[str, Any]) -> web.Response:
+        return respond(self._view(request).one(res, obj))
 
     def _list(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
         items = self._select(request, res, namespace)
@@ -599,11 +790,7 @@ class KubeApi:
                 meta["remainingItemCount"] = len(items) - start - limit
         else:
             page = items[start:]
-        if tables.wants_table(request.headers.get("Accept", "")):
-            return web.json_response(tables.to_table(res, page, meta))
-        return web.json_response(
-            {"kind": f"{res.kind}List", "apiVersion": res.group_version, "metadata": meta, "items": page}
-        )
+        return respond(self._view(request).many(res, page, meta))
 
     async def _watch(
         self, request: web.Request, res: Resource, namespace: str | None, name: str
@@ -622,7 +809,7 @@ class KubeApi:
             preds.append(lambda o: o["metadata"]["name"] == name)
         watcher = Watcher(namespace, lambda o: all(p(o) for p in preds))
         rv_param = q.get("resourceVersion", "")
-        as_table = tables.wants_table(request.headers.get("Accept", ""))
+        view = self._view(request)
         timeout = min(float(q.get("timeoutSeconds") or 1800), 1800.0)
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
         # Subscribe first, then replay: nothing committed in between can be missed.
@@ -660,7 +847,7 @@ class KubeApi:
         self.stats.watches_open += 1
         try:
             for e in initial:
-                await self._send(resp, self._event(res, e, as_table))
+                await self._send(resp, self._event(res, e, view))
             deadline = time.monotonic() + timeout
             bookmark_every = max(1.0, 60.0 * self.speed)
             next_bookmark = time.monotonic() + bookmark_every
@@ -683,7 +870,7 @@ class KubeApi:
                 if event.rv <= last_rv:
                     continue
                 last_rv = event.rv
-                await self._send(resp, self._event(res, event, as_table))
+                await self._send(resp, self._event(res, event, view))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -703,11 +890,9 @@ class KubeApi:
             },
         }
 
-    def _event(self, res: Resource, e: WatchEvent, as_table: bool) -> dict[str, Any]:
-        obj = e.obj
-        if as_table:
-            obj = tables.to_table(res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
-        return {"type": e.type, "object": obj}
+    @staticmethod
+    def _event(res: Resource, e: WatchEvent, view: tables.View) -> dict[str, Any]:
+        return {"type": e.type, "object": view.one(res, e.obj)}
 
     async def _stream_start(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
@@ -718,7 +903,7 @@ class KubeApi:
 
     @staticmethod
     async def _send(resp: web.StreamResponse, payload: dict[str, Any]) -> None:
-        await resp.write(json.dumps(payload).encode() + b"\n")
+        await resp.write(encode(payload))
 
     async def _scale(
         self, request: web.Request, res: Resource, namespace: str | None, name: str
@@ -729,18 +914,25 @@ class KubeApi:
                 await self._json_body(request)
                 if request.method == "PUT"
                 else apply_patch(
-                    self._scale_obj(res, obj), json.loads(await request.read()), request.content_type, False
+                    self._scale_obj(res, obj),
+                    json.loads(await request.read()),
+                    request.content_type,
+                    Field.of({"$ref": DEF_PREFIX + "io.k8s.api.autoscaling.v1.Scale"}),
+                    False,
                 )
             )
             replicas = int((body.get("spec") or {}).get("replicas", obj["spec"].get("replicas", 1)))
             new = copy.deepcopy(obj)
             new["spec"]["replicas"] = replicas
-            obj = self.store.update(res, new)
-        return web.json_response(self._scale_obj(res, obj))
+            FieldManager(res).update(obj, new, self._manager(request), "scale")
+            obj = self.store.update(res, new, dry_run=self._dry_run(request))
+        return respond(self._scale_obj(res, obj))
 
     @staticmethod
     def _scale_obj(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-        sel = obj.get("spec", {}).get("selector", {}).get("matchLabels", {})
+        selector = obj.get("spec", {}).get("selector") or {}
+        # a LabelSelector's matchLabels; a ReplicationController's selector is the map itself
+        sel = selector.get("matchLabels", {}) if res.kind != "ReplicationController" else selector
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
@@ -755,6 +947,68 @@ class KubeApi:
                 "selector": ",".join(f"{k}={v}" for k, v in sel.items()),
             },
         }
+
+    def _metrics(
+        self, request: web.Request, res: Resource, namespace: str | None, name: str, verb: str
+    ) -> web.Response:
+        """NodeMetrics and PodMetrics as metrics-server answers them: get and list (label selectors),
+        no watch; a pod or node without metrics is 404 in its words."""
+        assert self.metrics is not None
+        if verb not in ("get", "list"):
+            raise KubeError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        if res.plural == "nodes":
+            nodes_res = self.registry.get("", "v1", "nodes")
+            assert nodes_res is not None
+            nodes = self.store.list(nodes_res)
+            if name and not any(n["metadata"]["name"] == name for n in nodes):
+                raise KubeError(404, "NotFound", f'node "{name}" not found', {"name": name, "kind": "node"})
+            items = self.metrics.node_metrics(nodes)
+        else:
+            pods_res = self.registry.get("", "v1", "pods")
+            assert pods_res is not None
+            if name and self.store.find(pods_res, namespace, name) is None:
+                raise not_found("pods", "", name)
+            items = self.metrics.pod_metrics(namespace)
+        if name:
+            found = next((i for i in items if i["metadata"]["name"] == name), None)
+            if found is None:
+                kind = "nodemetrics" if res.plural == "nodes" else "podmetrics"
+                raise metrics_not_found(kind, f"{namespace}/{name}" if namespace else name)
+            obj = {"kind": res.kind, "apiVersion": res.group_version, **found}
+            return respond(self._view(request).one(res, obj))
+        if request.query.get("labelSelector"):
+            try:
+                match = parse_selector(request.query["labelSelector"])
+            except SelectorError as exc:
+                raise bad_request(f"unable to parse requirement: {exc}") from None
+            items = [i for i in items if match(i["metadata"].get("labels") or {})]
+        return respond(self._view(request).many(res, items, {}))
+
+    async def _bind(
+        self, request: web.Request, res: Resource, namespace: str | None, name: str
+    ) -> web.Response:
+        """``pods/NAME/binding``: a scheduler's decision; once, onto a node (409 when already bound)."""
+        pod = self.store.get(res, namespace, name)
+        body = await self._json_body(request)
+        node = (body.get("target") or {}).get("name")
+        if not node:
+            raise bad_request("Binding.target.name: Required value")
+        if pod["spec"].get("nodeName"):
+            raise KubeError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already assigned '
+                f'to node "{pod["spec"]["nodeName"]}"',
+                {"name": name, "kind": "pods/binding"},
+            )
+        self.store.update(
+            res, {**pod, "spec": {**pod["spec"], "nodeName": node}}, subresource="binding", force=True
+        )
+        return respond(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
+        )
 
     async def _log(
         self, request: web.Request, res: Resource, namespace: str | None, name: str
@@ -799,7 +1053,7 @@ class KubeApi:
             return {
                 "kind": res.kind,
                 "apiVersion": res.group_version,
-                "metadata": {"creationTimestamp": None},
+                "metadata": {"creationTimestamp": now_iso()},
                 "status": {"userInfo": {"username": user.name, "groups": list(user.groups)}},
             }
         ns = (body.get("spec") or {}).get("namespace") or namespace

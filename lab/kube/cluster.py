@@ -4,9 +4,10 @@ One reconcile loop runs every controller over the whole store whenever something
 asked for falls due).  Behaviour follows the objects, with every duration multiplied by ``speed``:
 
 * **Node lifecycle** — each node's kubelet renews its Lease in ``kube-node-lease`` every 10 s while its
-  Hetzner server runs (and k3s is not stopped).  When no renewal came for the grace period (40 s), the
-  node turns ``Ready=Unknown``, gets the ``node.kubernetes.io/unreachable`` NoSchedule and NoExecute taints,
-  and its pods are marked not ready.  Renewals resume -> Ready, taints removed.
+  Hetzner server runs (and k3s is not stopped).  The node lifecycle controller looks every 5 s; when the
+  last renewal it saw is older than the grace period (50 s: the clocks are 1.34's, lab/kube/timing.py),
+  the node turns ``Ready=Unknown``, gets the ``node.kubernetes.io/unreachable`` NoSchedule and NoExecute
+  taints, and its pods are marked not ready.  Renewals resume -> Ready, taints removed.
 * **Taint eviction** — a pod on a node with NoExecute taints is evicted after the smallest
   ``tolerationSeconds`` of the tolerations that match (at once if one taint is not tolerated; never if
   tolerated without seconds).  The API server's DefaultTolerationSeconds admission gives pods without
@@ -25,7 +26,6 @@ import asyncio
 import contextlib
 import copy
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -39,13 +39,12 @@ from console.kubeobj import rolled_out
 from lab.images import ImageRegistry
 from lab.kube.logs import PodLogs
 from lab.kube.resources import Registry, Resource
+from lab.kube.runtime import Exit, Runtime
 from lab.kube.store import Store, now_iso
+from lab.kube.timing import Timing
 
 log = logging.getLogger("lab.cluster")
 
-LEASE_RENEW_S = 10.0
-NODE_GRACE_S = 40.0
-DEFAULT_TOLERATION_S = 300
 UNREACHABLE = "node.kubernetes.io/unreachable"
 READY_REASONS = {
     "Ready": "KubeletReady",
@@ -70,23 +69,6 @@ def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
 
 def tolerated(pod_spec: dict[str, Any], taint: dict[str, Any]) -> bool:
     return any(tolerates(t, taint) for t in pod_spec.get("tolerations") or [])
-
-
-def default_tolerations(spec: dict[str, Any]) -> None:
-    """DefaultTolerationSeconds admission: 300 s for not-ready/unreachable unless the pod says otherwise."""
-    tols = spec.setdefault("tolerations", [])
-    for key in (NOT_READY, UNREACHABLE):
-        if not any(
-            t.get("key") == key and t.get("effect") in (None, "", "NoExecute") for t in tols
-        ) and not any(t.get("operator") == "Exists" and not t.get("key") for t in tols):
-            tols.append(
-                {
-                    "key": key,
-                    "operator": "Exists",
-                    "effect": "NoExecute",
-                    "tolerationSeconds": DEFAULT_TOLERATION_S,
-                }
-            )
 
 
 def match_labels(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -140,9 +122,48 @@ def resolve_int_or_percent(value: Any, total: int, round_up: bool) -> int:
     return int(value)
 
 
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.SafeEncodeString
+
+
+def semantic(value: Any) -> Any:
+    """A template as apimachinery's ``Semantic.DeepEqual`` sees it: null, empty maps and empty lists are
+    the same as absent (nil and empty slices and maps compare equal)."""
+    if isinstance(value, dict):
+        out = {k: semantic(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [semantic(v) for v in value]
+    return value
+
+
+def _without_hash(template: dict[str, Any]) -> Any:
+    t = semantic(template)
+    labels = (t.get("metadata") or {}).get("labels")
+    if labels and "pod-template-hash" in labels:
+        labels = {k: v for k, v in labels.items() if k != "pod-template-hash"}
+        t["metadata"] = (
+            {**t["metadata"], "labels": labels}
+            if labels
+            else {k: v for k, v in t["metadata"].items() if k != "labels"}
+        )
+        if not t["metadata"]:
+            del t["metadata"]
+    return t
+
+
+def equal_ignore_hash(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The deployment controller's ``EqualIgnoreHash``: two pod templates alike but for the hash label."""
+    return bool(_without_hash(a) == _without_hash(b))
+
+
 def template_hash(template: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
-    return "".join(c for c in digest if c in "bcdfghjklmnpqrstvwxz2456789")[:10] or digest[:10]
+    """A pod template's hash as the controller writes it — FNV-32a, its decimal digits in the safe
+    alphabet — over the template's semantic form (the real one hashes Go's dump of the struct; the digits
+    differ, equal templates still hash equal)."""
+    h = 0x811C9DC5
+    for byte in json.dumps(_without_hash(template), sort_keys=True).encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return "".join(SAFE_ALPHABET[ord(c) % len(SAFE_ALPHABET)] for c in str(h))
 
 
 # A pod template annotated so makes the lab's kubelet misbehave (lab/README.md, "Faults"): ``crash``
@@ -170,10 +191,16 @@ def _died(cs: dict[str, Any], reason: str, code: int, restarts: int, ended: str)
 
 
 class Cluster:
-    def __init__(self, store: Store, registry: Registry, speed: float = 1.0) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, speed: float = 1.0, timing: Timing | None = None
+    ) -> None:
         self.store = store
         self.registry = registry
         self.speed = speed
+        self.timing = timing or Timing()
+        self._next_monitor = 0.0  # the node lifecycle controller's next look (monotonic)
+        self._seen_renew: dict[str, float] = {}  # each node's last renewal it saw…
+        self._probed: dict[str, float] = {}  # …and when it saw it (its probeTimestamp)
         self.res: dict[str, Resource] = {}
         for gv, plural in (
             ("v1", "nodes"),
@@ -184,6 +211,7 @@ class Cluster:
             ("v1", "endpoints"),
             ("apps/v1", "deployments"),
             ("apps/v1", "replicasets"),
+            ("v1", "replicationcontrollers"),
             ("apps/v1", "daemonsets"),
             ("batch/v1", "jobs"),
             ("coordination.k8s.io/v1", "leases"),
@@ -204,6 +232,7 @@ class Cluster:
         self.history_age = 40 * 86400.0
         self.history_needs: set[str] = set()  # namespaces whose pods must exist first (the database's)
         self._backdated = False
+        self.seeded_namespaces: set[str] = set()  # those the cluster had when the lab started
         self.on_pod_start: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.on_pod_stop: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.last_renew: dict[str, float] = {}
@@ -219,6 +248,11 @@ class Cluster:
         self.skip_namespaces: set[str] = set()  # left alone by the controllers (the --scale load)
         self.virtual_nodes: set[str] = set()  # always Ready, no kubelet lease (the --scale nodes)
         self.images = ImageRegistry()  # what each container's imageID names (lab/images.py)
+        self.runtime = Runtime(store, registry, lambda: self.logs)  # what run-to-completion pods run
+        self._job_retry: dict[
+            tuple[str, int], float
+        ] = {}  # (job uid, failures) -> when the next pod may start
+        self.controllers: list[Callable[[], None]] = []  # more controllers, run after these (namespaces)
         store.listeners.append(self._on_change)
 
     # ---- loop -----------------------------------------------------------------------------------------
@@ -256,6 +290,7 @@ class Cluster:
         self._timers.append(when)
 
     def start(self) -> None:
+        self.seeded_namespaces = {n["metadata"]["name"] for n in self.store.list(self.res["namespaces"])}
         now = time.monotonic()
         for node in self.store.list(self.res["nodes"]):
             self.last_renew[node["metadata"]["name"]] = now
@@ -316,9 +351,12 @@ class Cluster:
             age = self.history_ages.get(ns, self.history_age)
             return datetime.fromtimestamp(when - age, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+        seeded = self.seeded_namespaces  # anything made since the lab started is as new as it is
         for res in (self.res["replicasets"], self.res["pods"]):
             for obj in self.store.list(res):
                 ns = obj["metadata"]["namespace"]
+                if ns not in seeded:
+                    continue
                 new = copy.deepcopy(obj)
                 new["metadata"]["creationTimestamp"] = older(new["metadata"].get("creationTimestamp"), ns)
                 st = new.get("status") or {}
@@ -345,6 +383,8 @@ class Cluster:
         self.endpoints()
         self.pdbs()
         self.pod_gc()
+        for controller in self.controllers:
+            controller()
 
     def pod_gc(self) -> None:
         """The pod garbage collector's orphan sweep: pods bound to a Node that no longer exists are deleted
@@ -365,6 +405,8 @@ class Cluster:
     ) -> None:
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
+        if self.store.terminating(ns):
+            return  # the API refuses new content there (a real recorder's event is dropped)
         ts = now_iso()
         self.store.create(
             self.res["events"],
@@ -407,7 +449,11 @@ class Cluster:
                     continue
                 self.last_renew[name] = now
                 lease = self.store.find(lease_res, "kube-node-lease", name)
-                spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now_micro()}
+                spec = {
+                    "holderIdentity": name,
+                    "leaseDurationSeconds": int(self.timing.node_lease_duration),
+                    "renewTime": now_micro(),
+                }
                 if lease is None:
                     self.store.create(
                         lease_res,
@@ -425,7 +471,7 @@ class Cluster:
                     lease["spec"].update(spec)
                     self.store.update(lease_res, lease, force=True)
             self._wake.set()
-            await asyncio.sleep(self.s(LEASE_RENEW_S))
+            await asyncio.sleep(self.s(self.timing.lease_renew_interval))
 
     def _set_node_ready(self, node: dict[str, Any], ready: bool, initial: bool = False) -> None:
         node = copy.deepcopy(node)
@@ -481,21 +527,28 @@ class Cluster:
             )
 
     def node_lifecycle(self) -> None:
+        """The kubelet marks its node Ready as soon as it runs again; the node lifecycle controller looks
+        every ``node-monitor-period``, notes when it first saw each Lease renewal, and marks a node whose
+        last one it saw more than ``node-monitor-grace-period`` ago ``Unknown`` (lab/kube/timing.py)."""
         now = time.monotonic()
         for node in self.managed_nodes():
             name = node["metadata"]["name"]
-            alive = self.node_alive(name)
-            ready = node_ready(node)
-            if alive and not ready:
+            if self.node_alive(name) and not node_ready(node):
                 self.last_renew[name] = now
                 self._set_node_ready(node, True)
-            elif not alive and ready:
-                due = self.last_renew.get(name, now) + self.s(NODE_GRACE_S)
-                if now >= due:
-                    self._set_node_ready(node, False)
-                    self._mark_pods_not_ready(name)
-                else:
-                    self.wake_at(due)
+        if now < self._next_monitor:
+            self.wake_at(self._next_monitor)
+            return
+        self._next_monitor = now + self.s(self.timing.node_monitor_period)
+        self.wake_at(self._next_monitor)
+        for node in self.managed_nodes():
+            name = node["metadata"]["name"]
+            renewed = self.last_renew.get(name, now)
+            if self._seen_renew.get(name) != renewed:
+                self._seen_renew[name], self._probed[name] = renewed, now
+            if node_ready(node) and now > self._probed[name] + self.s(self.timing.node_monitor_grace_period):
+                self._set_node_ready(node, False)
+                self._mark_pods_not_ready(name)
 
     def _mark_pods_not_ready(self, node: str) -> None:
         for pod in self.pods():
@@ -550,14 +603,20 @@ class Cluster:
 
     def deployments(self) -> None:
         for d in self.store.list(self.res["deployments"]):
-            if d["metadata"].get("deletionTimestamp"):
+            if d["metadata"].get("deletionTimestamp") or self.store.terminating(d["metadata"]["namespace"]):
                 continue
             spec = d["spec"]
             desired = int(spec.get("replicas", 1))
             h = template_hash(spec["template"])
             rss = self._owned("replicasets", d)
+            # FindNewReplicaSet: the oldest whose template matches, the hash label aside.
             new = next(
-                (r for r in rss if r["metadata"].get("labels", {}).get("pod-template-hash") == h), None
+                (
+                    r
+                    for r in sorted(rss, key=lambda r: r["metadata"]["creationTimestamp"])
+                    if equal_ignore_hash(r["spec"]["template"], spec["template"])
+                ),
+                None,
             )
             olds = [r for r in rss if r is not new]
             revisions = [
@@ -600,11 +659,17 @@ class Cluster:
             elif olds and int(
                 new["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", 0)
             ) < max(revisions):
-                # Rolling back to an older template: it becomes the newest revision again.
+                # Rolling back to an older template: it becomes the newest revision again, the revision
+                # it had kept in its history.
                 new = copy.deepcopy(new)
-                new["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/revision"] = str(
-                    max(revisions) + 1
-                )
+                notes = new["metadata"].setdefault("annotations", {})
+                before = notes.get("deployment.kubernetes.io/revision")
+                notes["deployment.kubernetes.io/revision"] = str(max(revisions) + 1)
+                if before:
+                    history = notes.get("deployment.kubernetes.io/revision-history")
+                    notes["deployment.kubernetes.io/revision-history"] = (
+                        f"{history},{before}" if history else before
+                    )
                 new = self.store.update(self.res["replicasets"], new, force=True)
             strategy = spec.get("strategy") or {}
             if strategy.get("type") == "Recreate":
@@ -730,13 +795,10 @@ class Cluster:
         template: dict[str, Any],
         name: str | None = None,
         node: str | None = None,
-    ) -> dict[str, Any]:
-        spec = copy.deepcopy(template.get("spec") or {})
-        spec.setdefault("schedulerName", "default-scheduler")
-        spec.setdefault("restartPolicy", "Always")
-        spec.setdefault("terminationGracePeriodSeconds", 30)
-        spec.setdefault("serviceAccountName", "default")
-        default_tolerations(spec)
+    ) -> dict[str, Any] | None:
+        if self.store.terminating(owner["metadata"]["namespace"]):
+            return None  # refused there (403); the namespace controller is removing the owner anyway
+        spec = copy.deepcopy(template.get("spec") or {})  # defaulted and admitted by the store
         if node:
             spec["nodeName"] = node
         meta = {
@@ -752,7 +814,7 @@ class Cluster:
             meta["generateName"] = owner["metadata"]["name"] + "-"
         pod = self.store.create(
             self.res["pods"],
-            {"metadata": meta, "spec": spec, "status": {"phase": "Pending", "qosClass": "Burstable"}},
+            {"metadata": meta, "spec": spec},
         )
         self.event(
             owner,
@@ -770,8 +832,15 @@ class Cluster:
         )
 
     def replicasets(self) -> None:
+        """The ReplicaSet controller, and the replication manager for ReplicationControllers (the same
+        rule; an RC's selector is a plain map)."""
         nodes = {n["metadata"]["name"]: n for n in self.store.list(self.res["nodes"])}
-        for rs in self.store.list(self.res["replicasets"]):
+        sets = [
+            (self.res[plural], rs)
+            for plural in ("replicasets", "replicationcontrollers")
+            for rs in self.store.list(self.res[plural])
+        ]
+        for rs_res, rs in sets:
             if rs["metadata"].get("deletionTimestamp"):
                 continue
             pods = [p for p in self._owned("pods", rs) if self._active(p)]
@@ -796,7 +865,7 @@ class Cluster:
                     rs,
                     "SuccessfulDelete",
                     f"Deleted {len(pods) - want} pod(s)",
-                    component="replicaset-controller",
+                    component=f"{rs['kind'].lower()}-controller",
                 )
             pods = [p for p in self._owned("pods", rs) if self._active(p)]
             ready = sum(1 for p in pods if pod_ready(p))
@@ -809,9 +878,7 @@ class Cluster:
             }
             status = {k: v for k, v in status.items() if v or k in ("replicas",)}
             if rs.get("status") != status:
-                self.store.update(
-                    self.res["replicasets"], {**rs, "status": status}, subresource="status", force=True
-                )
+                self.store.update(rs_res, {**rs, "status": status}, subresource="status", force=True)
 
     def _node_eligible(self, spec: dict[str, Any], node: dict[str, Any]) -> bool:
         for taint in node["spec"].get("taints", []):
@@ -913,41 +980,71 @@ class Cluster:
                 )
 
     def jobs(self) -> None:
+        """The Job controller for the Jobs the lab runs (one completion, no parallelism): a pod at a time;
+        a failed pod is replaced until more have failed than ``backoffLimit``, then the Job fails; one
+        that succeeded completes it.  The conditions and reasons are the controller's own."""
         for job in self.store.list(self.res["jobs"]):
-            if job["metadata"].get("deletionTimestamp") or job.get("status", {}).get("completionTime"):
+            st = job.get("status") or {}
+            if job["metadata"].get("deletionTimestamp") or st.get("completionTime"):
+                continue
+            if any(
+                c.get("type") == "Failed" and c.get("status") == "True" for c in st.get("conditions") or []
+            ):
                 continue
             pods = self._owned("pods", job)
-            succeeded = sum(1 for p in pods if p.get("status", {}).get("phase") == "Succeeded")
+            succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
+            failed = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Failed")
             active = [p for p in pods if self._active(p)]
-            if not pods:
+            ts = now_iso()
+            status: dict[str, Any] = {
+                **st,
+                "startTime": st.get("startTime", ts),
+                "ready": 0,
+                "terminating": 0,
+            }
+            status.update({k: v for k, v in (("succeeded", succeeded), ("failed", failed)) if v})
+            if succeeded:
+                status.update(
+                    active=0,
+                    completionTime=ts,
+                    conditions=_job_conditions(ts, ("SuccessCriteriaMet", "Complete"), "CompletionsReached",
+                                               "Reached expected number of succeeded pods"),
+                )  # fmt: skip
+                status.pop("active")
+                self.event(job, "Completed", "Job completed", component="job-controller")
+            elif failed > int(job["spec"].get("backoffLimit", 6)):
+                for p in active:
+                    self.store.delete(self.res["pods"], p["metadata"]["namespace"], p["metadata"]["name"])
+                message = "Job has reached the specified backoff limit"
+                status.pop("active", None)
+                status["conditions"] = _job_conditions(
+                    ts, ("FailureTarget", "Failed"), "BackoffLimitExceeded", message
+                )
+                self.event(job, "BackoffLimitExceeded", message, "Warning", component="job-controller")
+            elif not active and failed and not self._retry_due(job, failed):
+                status["active"] = 0
+            elif not active:
                 tmpl = copy.deepcopy(job["spec"]["template"])
                 tmpl["spec"]["restartPolicy"] = tmpl["spec"].get("restartPolicy", "Never")
                 self._new_pod(job, tmpl)
-                status = {"active": 1, "startTime": now_iso(), "ready": 0}
-            elif succeeded:
-                ts = now_iso()
-                status = {
-                    "succeeded": succeeded,
-                    "startTime": job.get("status", {}).get("startTime", ts),
-                    "completionTime": ts,
-                    "ready": 0,
-                    "conditions": [
-                        {
-                            "type": "SuccessCriteriaMet",
-                            "status": "True",
-                            "lastProbeTime": ts,
-                            "lastTransitionTime": ts,
-                        },
-                        {"type": "Complete", "status": "True", "lastProbeTime": ts, "lastTransitionTime": ts},
-                    ],
-                }
-                self.event(job, "Completed", "Job completed", component="job-controller")
+                status["active"] = 1
             else:
-                status = {**job.get("status", {}), "active": len(active)}
+                status["active"] = len(active)
             if job.get("status") != status:
                 self.store.update(
                     self.res["jobs"], {**job, "status": status}, subresource="status", force=True
                 )
+
+    def _retry_due(self, job: dict[str, Any], failed: int) -> bool:
+        """Whether a failed Job's next pod may start: the controller's back-off, 10 s doubling per
+        failure (at most 6 min)."""
+        key = (job["metadata"]["uid"], failed)
+        now = time.monotonic()
+        due = self._job_retry.setdefault(key, now + self.s(min(10.0 * 2 ** (failed - 1), 360.0)))
+        if now >= due:
+            return True
+        self.wake_at(due)
+        return False
 
     # ---- scheduling -----------------------------------------------------------------------------------
 
@@ -983,7 +1080,7 @@ class Cluster:
             name = node["metadata"]["name"]
             new = copy.deepcopy(pod)
             new["spec"]["nodeName"] = name
-            self.store.update(self.res["pods"], new, force=True)
+            self.store.update(self.res["pods"], new, subresource="binding", force=True)
             fresh = self.store.get(self.res["pods"], pod["metadata"]["namespace"], pod["metadata"]["name"])
             self._pod_status(
                 fresh,
@@ -1148,7 +1245,7 @@ class Cluster:
             if phase == "Pending" and not pod.get("status", {}).get("startTime"):
                 ts = now_iso()
                 containers = pod["spec"].get("containers", [])
-                is_job = pod["spec"].get("restartPolicy") == "Never"
+                is_job = pod["spec"].get("restartPolicy") in ("Never", "OnFailure")
                 if any(self.images.missing(c.get("image", "")) for c in containers):
                     self._cannot_pull(pod, key, ts)
                     continue
@@ -1193,12 +1290,12 @@ class Cluster:
                 if fault in ("crash", "oom"):
                     job: Any = self._crash_loop(fresh, fault)
                 else:
-                    job = self._complete_job(fresh) if is_job else self._readiness(fresh, key)
+                    job = self._run_to_completion(fresh, key) if is_job else self._readiness(fresh, key)
                 self._probe_tasks[key] = asyncio.ensure_future(job)
             elif (
                 phase == "Running"
                 and key not in self._probe_tasks
-                and pod["spec"].get("restartPolicy") != "Never"
+                and pod["spec"].get("restartPolicy") not in ("Never", "OnFailure")
             ):
                 # The node came back: its kubelet restarts the pods it still runs and probes them again.
                 for hook in self.on_pod_start:
@@ -1294,20 +1391,92 @@ class Cluster:
                 return str(a["address"])
         return ""
 
-    async def _complete_job(self, pod: dict[str, Any]) -> None:
-        await asyncio.sleep(self.s(2.0))
-        fresh = self.store.find(self.res["pods"], pod["metadata"]["namespace"], pod["metadata"]["name"])
-        if fresh is not None:
-            ts = now_iso()
-            statuses = [
-                {
-                    **cs,
-                    "ready": False,
-                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": ts}},
-                }
-                for cs in fresh["status"].get("containerStatuses", [])
-            ]
-            self._pod_status(fresh, {"phase": "Succeeded", "containerStatuses": statuses})
+    async def _run_to_completion(self, pod: dict[str, Any], key: str) -> None:
+        """A pod whose containers run to their end (lab/kube/runtime.py); its phase is what they did:
+        ``Succeeded`` when every one exited 0, ``Failed`` when one did not (``Never``) — ``OnFailure``
+        restarts a failed container after the kubelet's back-off (10 s, doubling, at most 5 min)."""
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        try:
+            exits = await asyncio.gather(
+                *(self._run_container(pod, c) for c in pod["spec"].get("containers", []))
+            )
+        finally:
+            self._probe_tasks.pop(key, None)
+        fresh = self.store.find(self.res["pods"], ns, name)
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return
+        ok = all(e.code == 0 for e in exits)
+        ts = now_iso()
+        reason = "PodCompleted" if ok else "PodFailed"
+        self._pod_status(
+            fresh,
+            {
+                "phase": "Succeeded" if ok else "Failed",
+                "conditions": [
+                    {"type": "PodReadyToStartContainers", "status": "False", "lastTransitionTime": ts},
+                    {
+                        "type": "Initialized",
+                        "status": "True",
+                        "lastTransitionTime": ts,
+                        **({"reason": "PodCompleted"} if ok else {}),
+                    },
+                    {"type": "Ready", "status": "False", "lastTransitionTime": ts, "reason": reason},
+                    {
+                        "type": "ContainersReady",
+                        "status": "False",
+                        "lastTransitionTime": ts,
+                        "reason": reason,
+                    },
+                ],
+            },
+        )
+
+    async def _run_container(self, pod: dict[str, Any], container: dict[str, Any]) -> Exit:
+        ns, name, cname = pod["metadata"]["namespace"], pod["metadata"]["name"], container["name"]
+        restarts = 0
+        while True:
+            started = now_iso()
+            result = await self.runtime.run(pod, container)
+            self.logs.ended(ns, name, cname)
+            fresh = self.store.find(self.res["pods"], ns, name)
+            if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                return result
+            terminated = {
+                "exitCode": result.code,
+                "reason": result.reason,
+                **({"message": result.message} if result.message else {}),
+                "startedAt": started,
+                "finishedAt": now_iso(),
+            }
+            if result.code == 0 or fresh["spec"].get("restartPolicy") == "Never":
+                self._container_state(
+                    fresh, cname, ready=False, started=False, state={"terminated": terminated}
+                )
+                return result
+            restarts += 1
+            back_off = min(10.0 * 2 ** (restarts - 1), 300.0)
+            uid = fresh["metadata"].get("uid", "")
+            message = f"back-off {back_off:g}s restarting failed container={cname} pod={name}_{ns}({uid})"
+            self._container_state(
+                fresh,
+                cname,
+                ready=False,
+                started=False,
+                restartCount=restarts,
+                lastState={"terminated": terminated},
+                state={"waiting": {"reason": "CrashLoopBackOff", "message": message}},
+            )
+            said = f"Back-off restarting failed container {cname} in pod {name}_{ns}({uid})"
+            self.event(fresh, "BackOff", said, "Warning", component="kubelet")
+            await asyncio.sleep(self.s(back_off))
+            fresh = self.store.find(self.res["pods"], ns, name)
+            if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                return result
+            self.logs.started(ns, name, cname)
+            self._container_state(fresh, cname, started=True, state={"running": {"startedAt": now_iso()}})
+
+    def _container_state(self, pod: dict[str, Any], container: str, **fields: Any) -> None:
+        self._set_containers(pod, lambda cs: cs.update(fields) if cs["name"] == container else None)
 
     async def _readiness(self, pod: dict[str, Any], key: str) -> None:
         """Readiness per the first container's probe: period, failure and success thresholds."""
@@ -1366,8 +1535,6 @@ class Cluster:
     def endpoints(self) -> None:
         pods = self.pods()
         for svc in self.store.list(self.res["services"]):
-            if not svc["spec"].get("clusterIP"):
-                svc = self._assign_cluster_ip(svc)
             sel = svc["spec"].get("selector")
             if not sel:
                 continue
@@ -1418,25 +1585,10 @@ class Cluster:
                 },
                 "subsets": subsets,
             }
-            if cur is None:
+            if cur is None and not self.store.terminating(ns):
                 self.store.create(ep_res, body)
-            elif cur.get("subsets", []) != subsets:
+            elif cur is not None and cur.get("subsets", []) != subsets:
                 self.store.update(ep_res, {**cur, "subsets": subsets}, force=True)
-
-    def _assign_cluster_ip(self, svc: dict[str, Any]) -> dict[str, Any]:
-        """The service IP allocator: 10.43.0.10 for kube-dns, the next free one otherwise."""
-        used = {s["spec"].get("clusterIP") for s in self.store.list(self.res["services"])}
-        if svc["metadata"]["name"] == "kube-dns" and "10.43.0.10" not in used:
-            ip = "10.43.0.10"
-        else:
-            n = 11
-            while f"10.43.{n // 250}.{n % 250}" in used or n % 250 in (0, 1):
-                n += 1
-            ip = f"10.43.{n // 250}.{n % 250}"
-        new = copy.deepcopy(svc)
-        new["spec"]["clusterIP"] = ip
-        new["spec"]["clusterIPs"] = [ip]
-        return self.store.update(self.res["services"], new, force=True)
 
     def pdbs(self) -> None:
         pods = self.pods()
@@ -1491,6 +1643,20 @@ def pdb_status(pdb: dict[str, Any], pods: list[dict[str, Any]]) -> dict[str, Any
             }
         ],
     }
+
+
+def _job_conditions(ts: str, types: tuple[str, ...], reason: str, message: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": t,
+            "status": "True",
+            "lastProbeTime": ts,
+            "lastTransitionTime": ts,
+            "reason": reason,
+            "message": message,
+        }
+        for t in types
+    ]
 
 
 def _owner(obj: dict[str, Any], controller: bool = False) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class KubeError(Exception):
         self.headers = headers or {}
 
     def status(self) -> dict[str, Any]:
+        """The ``Status`` body in the field order Go's encoder writes ``metav1.Status`` (details before
+        code; empty detail fields omitted, as ``omitempty`` does)."""
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -29,11 +31,23 @@ class KubeError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
         if self.details is not None:
-            body["details"] = self.details
+            body["details"] = _details(self.details)
+        body["code"] = self.code
         return body
+
+
+DETAIL_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+CAUSE_ORDER = ("reason", "message", "field")
+
+
+def _details(details: dict[str, Any]) -> dict[str, Any]:
+    """``metav1.StatusDetails`` as serialised: its fields in declaration order, empty ones left out."""
+    out = {k: details[k] for k in DETAIL_ORDER if details.get(k)}
+    if "causes" in out:
+        out["causes"] = [{k: c[k] for k in CAUSE_ORDER if c.get(k)} for c in out["causes"]]
+    return out
 
 
 def qualified(plural: str, group: str) -> str:
@@ -84,6 +98,28 @@ def forbidden(
         f'{what} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group '
         f'"{group}"{where}',
         {"name": name, "group": group, "kind": plural} if name else {"group": group, "kind": plural},
+    )
+
+
+def namespace_terminating(plural: str, group: str, name: str, namespace: str) -> KubeError:
+    """The NamespaceLifecycle admission's refusal of new content in a namespace being deleted."""
+    return KubeError(
+        403,
+        "Forbidden",
+        f'{qualified(plural, group)} "{name}" is forbidden: unable to create new content in namespace '
+        f"{namespace} because it is being terminated",
+        {
+            "name": name,
+            "group": group,
+            "kind": plural,
+            "causes": [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ],
+        },
     )
 
 

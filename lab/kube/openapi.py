@@ -14,12 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 from lab.kube.resources import Registry, Resource
+from lab.kube.schema import def_name
 from lab.kube.validation import _schema_dir
-
-PACKAGES = {
-    "": "io.k8s.api.core",
-    "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions",
-}
 
 
 @lru_cache(maxsize=1)
@@ -49,11 +45,6 @@ def _openapi3_types(node: Any) -> Any:
         if "null" in t:
             out["nullable"] = True
     return out
-
-
-def def_name(res: Resource) -> str:
-    pkg = PACKAGES.get(res.group, f"io.k8s.api.{res.group.split('.')[0]}")
-    return f"{pkg}.{res.version}.{res.kind}"
 
 
 def _reachable(defs: dict[str, Any], roots: list[str]) -> dict[str, Any]:

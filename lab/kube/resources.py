@@ -24,6 +24,7 @@ class Resource:
     subresources: tuple[str, ...] = ()
     verbs: tuple[str, ...] = tuple(ALL_VERBS)
     crd: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    singular_name: str | None = None  # when discovery says otherwise than the kind (metrics-server: "")
 
     @property
     def group_version(self) -> str:
@@ -31,7 +32,7 @@ class Resource:
 
     @property
     def singular(self) -> str:
-        return self.kind.lower()
+        return self.kind.lower() if self.singular_name is None else self.singular_name
 
     @property
     def custom(self) -> bool:
@@ -59,6 +60,7 @@ class Resource:
                 "log": ("Pod", ["get"]),
                 "exec": ("PodExecOptions", ["create", "get"]),
                 "binding": ("Binding", ["create"]),
+                "finalize": (self.kind, ["update"]),
             }[sub]
             group = {
                 "Scale": {"group": "autoscaling", "version": "v1"},
@@ -102,11 +104,12 @@ def _r(
 
 
 BUILTINS: list[Resource] = [
-    _r("v1", "Namespace", "namespaces", False, ("ns",), ("status",)),
+    _r("v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
     _r("v1", "Node", "nodes", False, ("no",), ("status",)),
     _r("v1", "Pod", "pods", True, ("po",), ("status", "eviction", "log", "binding", "exec"), ("all",)),
     _r("v1", "Service", "services", True, ("svc",), ("status",), ("all",)),
     _r("v1", "Endpoints", "endpoints", True, ("ep",)),
+    _r("v1", "ReplicationController", "replicationcontrollers", True, ("rc",), ("status", "scale"), ("all",)),
     _r("v1", "ConfigMap", "configmaps", True, ("cm",)),
     _r("v1", "Secret", "secrets", True),
     _r("v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
@@ -150,7 +153,17 @@ BUILTINS: list[Resource] = [
         verbs=("create",),
     ),
     _r("authentication.k8s.io/v1", "SelfSubjectReview", "selfsubjectreviews", False, verbs=("create",)),
+    _r("apiregistration.k8s.io/v1", "APIService", "apiservices", False, (), ("status",), ("api-extensions",)),
+    # Served through the APIService v1beta1.metrics.k8s.io, as metrics-server is (lab/kube/metrics.py).
+    Resource(
+        "metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", False, verbs=("get", "list"), singular_name=""
+    ),
+    Resource(
+        "metrics.k8s.io", "v1beta1", "PodMetrics", "pods", True, verbs=("get", "list"), singular_name=""
+    ),
 ]
+
+METRICS_GROUP = "metrics.k8s.io"
 
 # Kinds whose objects are computed, never stored (create returns the answer).
 VIRTUAL = {"selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"}

@@ -218,6 +218,63 @@ def coredns(replicas: int = 3, ha: bool = True) -> dict[str, Any]:
     return d
 
 
+def packaged_services() -> list[dict[str, Any]]:
+    """What K3s's packaged manifests add beside their Deployments: the kube-dns and metrics-server
+    Services and the APIService that registers metrics-server as ``metrics.k8s.io`` (K3s's
+    manifests/coredns.yaml and manifests/metrics-server/*.yaml)."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(
+                "kube-dns",
+                "kube-system",
+                {
+                    "k8s-app": "kube-dns",
+                    "kubernetes.io/cluster-service": "true",
+                    "kubernetes.io/name": "CoreDNS",
+                },
+                annotations={"prometheus.io/port": "9153", "prometheus.io/scrape": "true"},
+            ),
+            "spec": {
+                "selector": {"k8s-app": "kube-dns"},
+                "clusterIP": "10.43.0.10",
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                    {"name": "metrics", "port": 9153, "protocol": "TCP"},
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(
+                "metrics-server",
+                "kube-system",
+                {"kubernetes.io/cluster-service": "true", "kubernetes.io/name": "Metrics-server"},
+            ),
+            "spec": {
+                "selector": {"k8s-app": "metrics-server"},
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": "https"}],
+            },
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": _meta("v1beta1.metrics.k8s.io"),
+            "spec": {
+                "service": {"name": "metrics-server", "namespace": "kube-system", "port": 443},
+                "group": "metrics.k8s.io",
+                "version": "v1beta1",
+                "insecureSkipTLSVerify": True,
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        },
+    ]
+
+
 def cnpg_operator(replicas: int = 2, ha: bool = True) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": "cloudnative-pg"}
     container = {
@@ -794,7 +851,15 @@ def certificates(store: Store, registry: Registry, config: Config, expiring: boo
         )
 
 
-def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: str = "seed") -> None:
+def seed_kubernetes(
+    store: Store,
+    registry: Registry,
+    config: Config,
+    scenario: str = "seed",
+    server_flags: list[str] | None = None,
+) -> None:
+    """The seed's objects; ``server_flags``: the server's extra K3s flags (``lab up --kube-…-arg``), on its
+    Node's ``k3s.io/node-args`` as K3s records its command line."""
     ns_res = registry.get("", "v1", "namespaces")
     assert ns_res is not None
     for crd in crds():
@@ -842,12 +907,12 @@ def seed_kubernetes(store: Store, registry: Registry, config: Config, scenario: 
             if node.role == "server"
             else {"K3S_TOKEN": REDACTED, "K3S_URL": f"https://{server.private_ipv4}:6443"}
         )
+        args = install_args(config, node) + (server_flags or [] if node.role == "server" else [])
         obj = node_object(
-            node.name, node.role, node.private_ipv4, node.public_ipv4, i, node.taints,
-            install_args(config, node), env,
+            node.name, node.role, node.private_ipv4, node.public_ipv4, i, node.taints, args, env,
         )  # fmt: skip
         store.create(node_res, obj)
-    for obj in workloads(config):
+    for obj in [*workloads(config), *packaged_services()]:
         res = registry.by_kind(obj["apiVersion"], obj["kind"])
         assert res is not None, obj["kind"]
         store.create(res, obj)

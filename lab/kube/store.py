@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import copy
+import json
 import random
 import uuid
 from collections import deque
@@ -26,11 +27,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lab.kube.errors import KubeError, already_exists, bad_request, conflict, gone, not_found
+from lab.kube import defaults
+from lab.kube.errors import (
+    KubeError,
+    already_exists,
+    bad_request,
+    conflict,
+    gone,
+    namespace_terminating,
+    not_found,
+)
 from lab.kube.resources import Resource
 
 HISTORY = 5000  # events kept per resource type for watch resumption
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what the API server's generateName draws from
+NAME_ALPHABET = defaults.NAME_ALPHABET  # what the API server's generateName draws from
+
+
+def detached(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy sharing nothing, not even within itself: a client's object may use one dict in two places
+    (a template's labels as its spread constraint's selector), and a stored object must not."""
+    copied: dict[str, Any] = json.loads(json.dumps(obj))
+    return copied
 
 
 def now_iso() -> str:
@@ -61,6 +78,8 @@ class Store:
         self.resources: dict[str, Resource] = {}
         self._sorted: dict[str, list[tuple[str, str]]] = {}
         self._by_ns: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        # DefaultTolerationSeconds for new pods: (not-ready, unreachable), the API server's flags.
+        self.toleration_seconds = (defaults.DEFAULT_TOLERATION_S, defaults.DEFAULT_TOLERATION_S)
         # Called synchronously after every committed change: (resource, type, new-or-deleted object).
         self.listeners: list[Callable[[Resource, str, dict[str, Any]], None]] = []
 
@@ -133,8 +152,11 @@ class Store:
             listener(res, type_, obj)
         return obj
 
-    def create(self, res: Resource, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
+    def create(
+        self, res: Resource, obj: dict[str, Any], namespace: str | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Store a new object, defaulted and prepared; ``dry_run``: all of it but the storing."""
+        obj = detached(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name"):
             if meta.get("generateName"):
@@ -155,6 +177,8 @@ class Store:
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
+        if res.namespaced and self.terminating(meta["namespace"]):
+            raise namespace_terminating(res.plural, res.group, meta["name"], meta["namespace"])
         table = self.table(res)
         key = (meta.get("namespace", ""), meta["name"])
         if key in table:
@@ -165,16 +189,41 @@ class Store:
         meta["creationTimestamp"] = meta.get("creationTimestamp") or now_iso()
         meta.pop("deletionTimestamp", None)
         meta.pop("resourceVersion", None)
-        if "spec" in obj or res.custom:
-            meta["generation"] = 1
+        self._prepare_create(res, obj)
+        if dry_run:
+            return obj
         table[key] = obj
         self._sorted.pop(self.key(res), None)
         return self._commit(res, "ADDED", obj)
 
+    def _prepare_create(self, res: Resource, obj: dict[str, Any]) -> None:
+        """What the registry and admission do to every new object, after defaulting (lab/kube/defaults.py)."""
+        defaults.default(res, obj)
+        if defaults.tracks_generation(res):
+            obj["metadata"]["generation"] = 1
+        if "status" not in obj and (status := defaults.initial_status(res, obj)) is not None:
+            obj["status"] = status
+        if not res.group and res.kind == "Pod":
+            defaults.pod_admission(obj, self.toleration_seconds)
+            obj["status"].setdefault("qosClass", defaults.qos_class(obj["spec"]))
+        elif not res.group and res.kind == "Service":
+            used = (str((s.get("spec") or {}).get("clusterIP")) for s in self.list(res))
+            defaults.allocate_cluster_ips(obj, used)
+        elif res.group == "batch" and res.kind == "Job":
+            defaults.job_selector(obj)
+        elif not res.group and res.kind == "Namespace":
+            defaults.namespace_finalizer(obj)
+
     def update(
-        self, res: Resource, obj: dict[str, Any], subresource: str | None = None, force: bool = False
+        self,
+        res: Resource,
+        obj: dict[str, Any],
+        subresource: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Replace an object (PUT semantics).  ``force`` skips the resourceVersion check (controllers)."""
+        """Replace an object (PUT semantics).  ``force`` skips the resourceVersion check (controllers);
+        ``dry_run`` answers what would be stored without storing it."""
         meta = obj.get("metadata") or {}
         table = self.table(res)
         key = (meta.get("namespace", "") if res.namespaced else "", meta.get("name", ""))
@@ -184,7 +233,7 @@ class Store:
         sent_rv = meta.get("resourceVersion")
         if not force and sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
             raise conflict(res.plural, res.group, key[1])
-        new = copy.deepcopy(obj)
+        new = detached(obj)
         new["apiVersion"], new["kind"] = res.group_version, res.kind
         nm = new.setdefault("metadata", {})
         for immutable in (
@@ -199,6 +248,18 @@ class Store:
                 nm[immutable] = old["metadata"][immutable]
             else:
                 nm.pop(immutable, None)
+        if subresource is None:
+            defaults.default(res, new)
+        if subresource == "binding":  # a Pod's node, nothing else (the scheduler's bind)
+            node = (new.get("spec") or {}).get("nodeName")
+            new = copy.deepcopy(old)
+            new["spec"]["nodeName"] = node
+        if subresource == "finalize":  # a Namespace's spec.finalizers, nothing else
+            finalizers = (new.get("spec") or {}).get("finalizers") or []
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["finalizers"] = finalizers
+            if not finalizers:
+                new["spec"].pop("finalizers")
         if subresource == "status":
             new = {**copy.deepcopy(old), "status": new.get("status")}
             if new["status"] is None:
@@ -216,8 +277,11 @@ class Store:
                 nm["generation"] = int(nm["generation"]) + 1
         if new == old:
             return old  # a no-op write does not bump resourceVersion (as the real server)
+        if dry_run:
+            return new
         table[key] = new
-        if nm.get("deletionTimestamp") and not nm.get("finalizers"):
+        held = self._is_namespace(res) and (new.get("spec") or {}).get("finalizers")
+        if nm.get("deletionTimestamp") and not nm.get("finalizers") and not held:
             return self._really_delete(res, key)
         return self._commit(res, "MODIFIED", new)
 
@@ -257,6 +321,8 @@ class Store:
             meta.setdefault("finalizers", [])
             if "foregroundDeletion" not in meta["finalizers"]:
                 meta["finalizers"].append("foregroundDeletion")
+        if self._is_namespace(res) and obj.get("spec", {}).get("finalizers"):
+            return self._terminate_namespace(res, obj, propagation)
         graceful = res.plural == "pods" and grace != 0 and obj.get("spec", {}).get("nodeName")
         if meta.get("finalizers") or graceful:
             if not meta.get("deletionTimestamp"):
@@ -274,6 +340,31 @@ class Store:
         if propagation != "Orphan":
             self._collect_dependents(meta["uid"])
         return deleted
+
+    @staticmethod
+    def _is_namespace(res: Resource) -> bool:
+        return not res.group and res.plural == "namespaces"
+
+    def _terminate_namespace(self, res: Resource, obj: dict[str, Any], propagation: str) -> dict[str, Any]:
+        """A Namespace is not deleted but marked: ``Terminating`` until the namespace controller has
+        emptied it and removed its ``kubernetes`` finalizer (lab/kube/namespaces.py)."""
+        if obj["metadata"].get("deletionTimestamp"):
+            return obj
+        new = copy.deepcopy(obj)
+        new["metadata"]["deletionTimestamp"] = now_iso()
+        extra = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(propagation)
+        if extra and extra not in new["metadata"].get("finalizers", []):
+            new["metadata"]["finalizers"] = [*new["metadata"].get("finalizers", []), extra]
+        new.setdefault("status", {})["phase"] = "Terminating"
+        self.table(res)[("", obj["metadata"]["name"])] = new
+        return self._commit(res, "MODIFIED", new)
+
+    def terminating(self, namespace: str | None) -> bool:
+        """Whether ``namespace`` is being deleted (nothing new may be created in it)."""
+        if not namespace:
+            return False
+        ns = self.objects.get("/namespaces", {}).get(("", namespace))
+        return bool(ns and ns["metadata"].get("deletionTimestamp"))
 
     def _really_delete(self, res: Resource, key: tuple[str, str]) -> dict[str, Any]:
         obj = self.table(res).pop(key)

@@ -7,6 +7,7 @@ shows; custom resources use their CRD's ``additionalPrinterColumns``; anything e
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,12 +64,24 @@ def _node(o: dict[str, Any]) -> Row:
 
 
 def pod_phase_text(o: dict[str, Any]) -> str:
+    """The STATUS column as kubectl's pod printer reads it: the phase (or the pod's reason), overridden by
+    a container's waiting or terminated reason, last container first."""
     st = o.get("status", {})
     reason = st.get("reason") or st.get("phase", "Unknown")
-    for cs in st.get("containerStatuses", []):
-        waiting = cs.get("state", {}).get("waiting")
+    running = False
+    for cs in reversed(st.get("containerStatuses", [])):
+        state = cs.get("state") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
         if waiting and waiting.get("reason"):
             reason = waiting["reason"]
+        elif terminated and terminated.get("reason"):
+            reason = terminated["reason"]
+        elif terminated:
+            reason = f"ExitCode:{terminated.get('exitCode', 0)}"
+        elif cs.get("ready") and state.get("running"):
+            running = True
+    if reason == "Completed" and running:
+        reason = "Running"
     if o["metadata"].get("deletionTimestamp"):
         reason = "Unknown" if st.get("reason") == "NodeLost" else "Terminating"
     return str(reason)
@@ -186,7 +199,77 @@ def _pdb(o: dict[str, Any]) -> Row:
     ]
 
 
+def _rc(o: dict[str, Any]) -> Row:
+    spec, st = o.get("spec", {}), o.get("status", {})
+    containers = (spec.get("template") or {}).get("spec", {}).get("containers", [])
+    selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())) or "<none>"
+    return [
+        o["metadata"]["name"],
+        spec.get("replicas", 1),
+        st.get("replicas", 0),
+        st.get("readyReplicas", 0),
+        age(o["metadata"].get("creationTimestamp")),
+        ",".join(c["name"] for c in containers),
+        ",".join(c.get("image", "") for c in containers),
+        selector,
+    ]
+
+
+def _apiservice(o: dict[str, Any]) -> Row:
+    service = (o.get("spec") or {}).get("service")
+    where = f"{service.get('namespace')}/{service.get('name')}" if service else "Local"
+    cond = next(
+        (c for c in (o.get("status") or {}).get("conditions") or [] if c["type"] == "Available"), None
+    )
+    if cond is None:
+        available = "Unknown"
+    elif cond["status"] == "True":
+        available = "True"
+    else:
+        available = f"{cond['status']} ({cond['reason']})" if cond.get("reason") else cond["status"]
+    return [o["metadata"]["name"], where, available, age(o["metadata"].get("creationTimestamp"))]
+
+
+def _usage(o: dict[str, Any]) -> dict[str, str]:
+    if "usage" in o:
+        return dict(o["usage"])
+    from lab.kube.metrics import cpu_quantity, memory_quantity, parse_cpu, parse_memory
+
+    cpu = sum(parse_cpu(c["usage"]["cpu"]) for c in o.get("containers") or [])
+    memory = sum(parse_memory(c["usage"]["memory"]) for c in o.get("containers") or [])
+    return {"cpu": cpu_quantity(cpu), "memory": memory_quantity(memory)}
+
+
+def _metrics(o: dict[str, Any]) -> Row:
+    usage = _usage(o)
+    return [o["metadata"]["name"], usage.get("cpu", ""), usage.get("memory", ""), o.get("window", "")]
+
+
+METRICS_COLUMNS: list[Col] = [
+    ("Name", "string", 0),
+    ("cpu", "string", 0),
+    ("memory", "string", 0),
+    ("Window", "string", 0),
+]
+
 PRINTERS: dict[str, tuple[list[Col], Callable[[dict[str, Any]], Row]]] = {
+    "replicationcontrollers": (
+        [
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        _rc,
+    ),
+    "apiservices": (
+        [("Name", "string", 0), ("Service", "string", 0), ("Available", "string", 0), ("Age", "string", 0)],
+        _apiservice,
+    ),
     "nodes": (
         [
             ("Name", "string", 0),
@@ -298,6 +381,8 @@ def _jsonpath(obj: Any, path: str) -> Any:
 
 
 def _printer(res: Resource) -> tuple[list[Col], Callable[[dict[str, Any]], Row]]:
+    if res.group == "metrics.k8s.io":
+        return METRICS_COLUMNS, _metrics
     if res.plural in PRINTERS and not res.custom:
         return PRINTERS[res.plural]
     if res.crd is not None:
@@ -326,8 +411,24 @@ def _printer(res: Resource) -> tuple[list[Col], Callable[[dict[str, Any]], Row]]
     ]
 
 
-def to_table(res: Resource, objects: list[dict[str, Any]], list_meta: dict[str, Any]) -> dict[str, Any]:
+def to_table(
+    res: Resource, objects: list[dict[str, Any]], list_meta: dict[str, Any], include: str = "Metadata"
+) -> dict[str, Any]:
+    """A ``meta.k8s.io/v1`` Table; each row's ``object`` as ``includeObject`` asks: the object's metadata
+    as a PartialObjectMetadata (``Metadata``, the default), the whole object (``Object``, which kubectl
+    asks for to ``--sort-by`` a field), or null (``None``)."""
     cols, row = _printer(res)
+
+    def entry(o: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"cells": row(o)}
+        if include == "Object":
+            out["object"] = o
+        elif include == "Metadata":
+            out["object"] = partial(o)
+        else:
+            out["object"] = None  # a RawExtension with nothing in it: written as null
+        return out
+
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -336,19 +437,60 @@ def to_table(res: Resource, objects: list[dict[str, Any]], list_meta: dict[str, 
             {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": "", "priority": p}
             for n, t, p in cols
         ],
-        "rows": [
-            {
-                "cells": row(o),
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o["metadata"],
-                },
-            }
-            for o in objects
-        ],
+        "rows": [entry(o) for o in objects],
     }
 
 
-def wants_table(accept: str) -> bool:
-    return "as=Table" in accept
+def partial(o: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}
+
+
+AS_KINDS = ("Table", "PartialObjectMetadata", "PartialObjectMetadataList")
+INCLUDE = ("None", "Metadata", "Object")
+
+
+@dataclass(frozen=True)
+class View:
+    """How a client asked to see what it reads: the ``as=`` of its ``Accept`` header (a Table, metadata
+    only, or the objects themselves: ``""``) and a Table's ``includeObject``."""
+
+    kind: str = ""
+    include: str = "Metadata"
+
+    def one(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        if self.kind == "Table":
+            meta = (
+                {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                if "resourceVersion" in obj["metadata"]
+                else {}
+            )
+            return to_table(res, [obj], meta, self.include)
+        return partial(obj) if self.kind.startswith("PartialObjectMetadata") else obj
+
+    def many(self, res: Resource, items: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+        if self.kind == "Table":
+            return to_table(res, items, meta, self.include)
+        if self.kind.startswith("PartialObjectMetadata"):
+            kind, api_version = "PartialObjectMetadataList", "meta.k8s.io/v1"
+            items = [partial(o) for o in items]
+        else:
+            kind, api_version = f"{res.kind}List", res.group_version
+        return {"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items}
+
+
+def view(accept: str, include: str | None) -> View | None:
+    """The first media type in ``accept`` the server can produce, as a :class:`View`; None when it can
+    produce none of them (406)."""
+    for media in (m.strip() for m in (accept or "application/json").split(",")):
+        kind, params = (
+            media.split(";")[0].strip(),
+            dict(p.strip().split("=", 1) for p in media.split(";")[1:] if "=" in p),
+        )
+        if kind not in ("application/json", "application/*", "*/*", ""):
+            continue
+        as_ = params.get("as", "")
+        if not as_:
+            return View()
+        if as_ in AS_KINDS and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
+            return View(as_, include or "Metadata")
+    return None

@@ -1,0 +1,62 @@
+"""``kubectl top`` and ``metrics.k8s.io`` on the twin (#24, item 6): served as the aggregated API it is on
+K3s — registered by the APIService ``v1beta1.metrics.k8s.io``, answering only while metrics-server runs —
+with usage measured from the lab's own processes."""
+
+from __future__ import annotations
+
+import json
+
+from lab.kube.metrics import parse_memory
+from lab.state import LabState
+from tests.conftest import kubectl, kubectl_json, wait_for
+
+
+def _top(lab: LabState, *args: str) -> list[list[str]] | None:
+    proc = kubectl(lab, "top", *args, check=False)
+    if proc.returncode != 0:
+        return None
+    rows = [line.split() for line in proc.stdout.splitlines()[1:]]
+    return rows or None
+
+
+def test_kubectl_top_reads_the_labs_processes(fresh_lab: LabState) -> None:
+    lab = fresh_lab
+    nodes = wait_for(lambda: _top(lab, "nodes"), 30, "node metrics")
+    assert {r[0] for r in nodes} == {"k3s-mgr", "k3s-w1", "k3s-w2"}
+    assert all(r[1].endswith("m") and r[2].endswith("%") and r[3].endswith("Mi") for r in nodes)
+    pods = wait_for(lambda: _top(lab, "pods", "-n", "postgres"), 30, "pod metrics")
+    by_name = {r[0]: r for r in pods}
+    primary = kubectl_json(lab, "get", "cluster.postgresql.cnpg.io", "main-db", "-n", "postgres")["status"][
+        "currentPrimary"
+    ]
+    # A real PostgreSQL's resident memory, not a made-up figure: tens of MiB at least.
+    assert int(by_name[primary][2].removesuffix("Mi")) >= 10
+    path = f"/apis/metrics.k8s.io/v1beta1/namespaces/postgres/pods/{primary}"
+    raw = json.loads(kubectl(lab, "get", "--raw", path).stdout)
+    assert raw["kind"] == "PodMetrics" and raw["window"].endswith("s") and raw["timestamp"].endswith("Z")
+    assert parse_memory(raw["containers"][0]["usage"]["memory"]) >= 10 * 1024 * 1024
+    missing = kubectl(
+        lab, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/postgres/pods/nope", check=False
+    )
+    assert missing.returncode == 1 and 'pods "nope" not found' in missing.stderr
+    selected = kubectl(lab, "top", "pods", "-A", "-l", "app=docfast").stdout
+    assert "docfast" in selected and "main-db" not in selected
+    services = kubectl_json(lab, "get", "apiservice", "v1beta1.metrics.k8s.io")
+    assert services["spec"]["service"] == {"name": "metrics-server", "namespace": "kube-system", "port": 443}
+
+
+def test_metrics_answer_only_while_metrics_server_runs(fresh_lab: LabState) -> None:
+    lab = fresh_lab
+    kubectl(lab, "-n", "kube-system", "scale", "deployment", "metrics-server", "--replicas=0")
+
+    def unavailable() -> bool:
+        cond = kubectl_json(lab, "get", "apiservice", "v1beta1.metrics.k8s.io")["status"]["conditions"][0]
+        return cond["status"] == "False" and cond["reason"] == "MissingEndpoints"
+
+    wait_for(unavailable, 30, "the APIService unavailable")
+    down = kubectl(lab, "top", "nodes", check=False)
+    assert down.returncode == 1 and "the server is currently unable to handle the request" in down.stderr
+    table = kubectl(lab, "get", "apiservice", "v1beta1.metrics.k8s.io").stdout
+    assert "False (MissingEndpoints)" in table
+    kubectl(lab, "-n", "kube-system", "scale", "deployment", "metrics-server", "--replicas=1")
+    assert wait_for(lambda: _top(lab, "nodes"), 30, "node metrics again")
