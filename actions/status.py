@@ -222,7 +222,7 @@ def _verdict(snap: Snapshot) -> str:
 
 def unseen_sources(snap: Snapshot) -> list[str]:
     """The sources whose last answer is not a good one (their part of the snapshot is unknown or old)."""
-    return [s.name for s in snap.sources if s.state.value != "ok"]
+    return [s.name for s in snap.sources if s.essential and s.state.value != "ok"]
 
 
 @dataclass(frozen=True)

@@ -400,7 +400,11 @@ def findings(snap: Snapshot, store: ClusterStore, config: Config, now: datetime)
         )
     out.extend(_firewall_findings(store, config))
     for s in snap.sources:
-        if s.state.value in ("stale", "unreachable", "pending") and not s.name.startswith("kube:"):
+        if (
+            s.essential
+            and s.state.value in ("stale", "unreachable", "pending")
+            and not s.name.startswith("kube:")
+        ):
             # Not seeing the cluster at all is not "healthy".
             sev = Severity.CRITICAL if s.name == "kubernetes" else Severity.WARNING
             add(Finding(sev, "source-unavailable", s.name, f"{s.name}: {s.error or s.state.value}"))

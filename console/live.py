@@ -74,6 +74,10 @@ class LiveSources:
         else:
             self.sources["kubernetes"] = KubeSource(self.store, self.kube_api)
             self.sources["kubernetes"].start()
+            from console.sources.metrics import MetricsSource
+
+            self.sources["metrics"] = MetricsSource(self.store, self.config, self.kube_api)
+            self.sources["metrics"].start()
         for _ in order:
             name, mod = await ready.get()
             if isinstance(mod, Exception):

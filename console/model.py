@@ -6,6 +6,7 @@ Plain frozen dataclasses (``dataclasses.asdict`` gives the JSON), built from raw
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -26,12 +27,30 @@ class Severity(StrEnum):
     INFO = "info"
 
 
+SUPPLEMENTARY_SOURCES = frozenset({"metrics"})  # see SourceStatus.essential
+
+
 @dataclass(frozen=True)
 class SourceStatus:
     name: str
     state: SourceState
     updated_at: float | None = None
     error: str | None = None
+
+    @property
+    def essential(self) -> bool:
+        """Whether the verdict, the findings and a panel's state stand on this source.  A supplementary
+        one adds to panels that show something else (usage beside the Nodes and Pods): when it fails its
+        cells read ``-`` and its state is listed, nothing more."""
+        return self.name not in SUPPLEMENTARY_SOURCES
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a node or pod uses now, as metrics.k8s.io (metrics-server) measures it."""
+
+    cpu_m: int  # millicores
+    memory: int  # bytes (the working set)
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,8 @@ class Node:
     pods: int
     hetzner_id: int | None = None
     hetzner_status: str | None = None
+    cpu_allocatable_m: int | None = None  # status.allocatable: what pods may use in all
+    memory_allocatable: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,8 @@ class Pod:
     last_terminated_at: str | None = None  # when that container last stopped (its last restart)
     unschedulable: str | None = None  # a Pending pod's scheduler message (PodScheduled False)
     created: str | None = None
+    cpu_request_m: int | None = None  # the containers' CPU requests summed (None: none asks)
+    memory_limit: int | None = None  # the containers' memory limits summed (None: one is unlimited)
 
 
 @dataclass(frozen=True)
@@ -356,6 +379,9 @@ class Snapshot:
     timeline: tuple[TimelineEntry, ...] = ()
     findings: tuple[Finding, ...] = ()
     sources: tuple[SourceStatus, ...] = field(default=())
+    # metrics.k8s.io, by node name and by "namespace/pod" (empty: no metrics-server, or not read yet)
+    node_usage: Mapping[str, Usage] = field(default_factory=dict)
+    pod_usage: Mapping[str, Usage] = field(default_factory=dict)
 
     @property
     def critical(self) -> bool:

@@ -12,8 +12,10 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from console.clients.kube_lib import parse_quantity
 from console.config import Config, HaPatch
 from console.ha import drift
 from console.ha_policy import OwnedObject, owned_objects
@@ -218,7 +220,34 @@ def _pod(p: dict[str, Any]) -> Pod:
         str(last.get("finishedAt")) if last and last.get("finishedAt") else None,
         unschedulable,
         meta.get("creationTimestamp"),
+        *_requests_and_limits((p.get("spec") or {}).get("containers") or []),
     )
+
+
+def _requests_and_limits(containers: list[dict[str, Any]]) -> tuple[int | None, int | None]:
+    """(CPU requested in millicores, memory limit in bytes) of a pod's containers: None when no container
+    asks for CPU, or when one has no memory limit (the pod may then take what the node has)."""
+    cpu = [
+        q
+        for c in containers
+        if (q := _quantity(((c.get("resources") or {}).get("requests") or {}).get("cpu")))
+    ]
+    memory = [_quantity(((c.get("resources") or {}).get("limits") or {}).get("memory")) for c in containers]
+    return (
+        int(sum(cpu) * 1000) if cpu else None,
+        int(sum(m for m in memory if m is not None))
+        if containers and all(m is not None for m in memory)
+        else None,
+    )
+
+
+def _quantity(text: Any) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        return parse_quantity(str(text))
+    except (ValueError, ArithmeticError):
+        return None
 
 
 def nodes(store: ClusterStore, config: Config, index: PodIndex, memo: dict[str, Any]) -> tuple[Node, ...]:
@@ -269,7 +298,19 @@ def _node(n: dict[str, Any], pods: int, hid: Any, hstatus: Any) -> Node:
         pods,
         hid,
         hstatus,
+        _millicores((st.get("allocatable") or {}).get("cpu")),
+        _bytes((st.get("allocatable") or {}).get("memory")),
     )
+
+
+def _millicores(text: Any) -> int | None:
+    q = _quantity(text)
+    return None if q is None else int(q * 1000)
+
+
+def _bytes(text: Any) -> int | None:
+    q = _quantity(text)
+    return None if q is None else int(q)
 
 
 def workloads(store: ClusterStore, index: PodIndex) -> tuple[Workload, ...]:
@@ -598,5 +639,7 @@ def _build(store: ClusterStore, config: Config, context: str, memo: dict[str, An
         **_releases(store, config, index),
         timeline=timeline(store),
         sources=tuple(sorted(store.sources.values(), key=lambda s: s.name)),
+        node_usage=(store.extra.get("metrics") or {}).get("nodes") or {},
+        pod_usage=(store.extra.get("metrics") or {}).get("pods") or {},
     )
     return dataclasses.replace(snap, findings=findings(snap, store, config, now))

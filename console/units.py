@@ -27,3 +27,23 @@ def duration(seconds: float | None) -> str:
         if seconds >= length:
             return f"{seconds / length:.0f}{unit}"
     return f"{max(0.0, seconds):.0f}s"
+
+
+def usage_cell(used: int | None, of: int | None, unit: str) -> str:
+    """A usage figure as ``kubectl top`` writes it (``27m``, ``187Mi``), with what it is measured against
+    after a slash when there is one (a request, a limit); ``-`` when nothing was measured.  ``unit``:
+    ``cpu`` (millicores) or ``memory`` (bytes)."""
+    if used is None:
+        return "-"
+
+    def text(n: int) -> str:
+        return f"{n}m" if unit == "cpu" else f"{n // 2**20}Mi"
+
+    return text(used) if of is None else f"{text(used)}/{text(of)}"
+
+
+def share(used: int | None, whole: int | None) -> str:
+    """``4%`` of ``whole`` (truncated, as ``kubectl top``); empty when either is unknown."""
+    if used is None or not whole:
+        return ""
+    return f"{used * 100 // whole}%"

@@ -22,11 +22,10 @@ from typing import Any
 from console.config import ConfigError, default_config_path, load_config
 from console.errors import OpsError
 from console.paths import default_lab_dir
+from lab.kube.timing import COMPONENT_FLAGS, Timing
 from lab.state import PG_BIN_ENV, LabState, port_open, read_state, state_file
 
 SCENARIOS = ("seed", "empty", "cert-expiring")
-# K3s's flags for its embedded components, repeatable ``key=value`` (lab/kube/timing.py reads them).
-K3S_ARG_FLAGS = ("kube-controller-manager-arg", "kubelet-arg", "kube-apiserver-arg")
 UP_TIMEOUT_S = 60.0
 
 
@@ -71,9 +70,7 @@ def up(
         raise LabError(f"--postgres-bin {postgres_bin}: no postgres binary there")
     k3s_args = k3s_args or {}
     try:
-        from lab.kube.timing import Timing
-
-        Timing().with_args(*(k3s_args.get(flag, []) for flag in K3S_ARG_FLAGS))
+        Timing().with_args(*(k3s_args.get(flag, []) for flag in COMPONENT_FLAGS))
     except ValueError as exc:
         raise LabError(f"a K3s component flag is not valid: {exc}") from None
     load_config(config)  # fail here, in the foreground, with the config's own message
@@ -100,7 +97,7 @@ def up(
         *(["--fast"] if fast else []),
         *(["--speed", str(speed)] if speed else []),
         *(["--scale", scale] if scale else []),
-        *[f"--{flag}={value}" for flag in K3S_ARG_FLAGS for value in k3s_args.get(flag, [])],
+        *[f"--{flag}={value}" for flag in COMPONENT_FLAGS for value in k3s_args.get(flag, [])],
     ]
     env = {
         **os.environ,
@@ -288,7 +285,7 @@ def main(argv: list[str]) -> int:
         metavar="NODES,PODS[,UPDATES_PER_S]",
         help="add load far beyond the seed, for benchmarks",
     )
-    for flag in K3S_ARG_FLAGS:
+    for flag in COMPONENT_FLAGS:
         p_up.add_argument(
             f"--{flag}",
             action="append",
@@ -378,7 +375,7 @@ def main(argv: list[str]) -> int:
                 scale=args.scale,
                 speed=args.speed,
                 postgres_bin=args.postgres_bin,
-                k3s_args={flag: getattr(args, flag.replace("-", "_")) for flag in K3S_ARG_FLAGS},
+                k3s_args={flag: getattr(args, flag.replace("-", "_")) for flag in COMPONENT_FLAGS},
             )
             if not args.no_wait:
                 wait_ready(state, say=lambda text: print(text, flush=True))

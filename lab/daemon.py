@@ -31,6 +31,7 @@ from console.config import Config, load_config
 from lab.control import control_app
 from lab.hetzner.app import HetznerApi
 from lab.hetzner.project import HetznerProject
+from lab.kube.timing import COMPONENT_FLAGS
 from lab.seed import seed_hetzner
 from lab.state import LabState, state_file, write_secret, write_state
 from lab.twin import build_kube, server_ssl, write_kubeconfig
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=None)
     parser.add_argument("--scenario", default="seed")
     parser.add_argument("--scale", default=None)
-    for flag in ("kube-controller-manager-arg", "kubelet-arg", "kube-apiserver-arg"):
+    for flag in COMPONENT_FLAGS:  # the server's K3s flags (lab/kube/timing.py)
         parser.add_argument(f"--{flag}", action="append", default=[])
     args = parser.parse_args(argv)
     lab_dir: Path = args.dir.resolve()
@@ -328,11 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         from lab.scale import parse_scale
 
         scale = parse_scale(args.scale) if args.scale else None
-        k3s_args = {
-            "kube-controller-manager-arg": args.kube_controller_manager_arg,
-            "kubelet-arg": args.kubelet_arg,
-            "kube-apiserver-arg": args.kube_apiserver_arg,
-        }
+        k3s_args = {flag: getattr(args, flag.replace("-", "_")) for flag in COMPONENT_FLAGS}
         asyncio.run(
             serve(
                 lab_dir, args.config.resolve(), config, args.fast, args.scenario, scale, args.speed, k3s_args

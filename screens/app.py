@@ -48,6 +48,7 @@ EXTRA_SOURCES = {
     "backups": "borg",
     "hetzner": "hetzner",
     "journal": "console",
+    "metrics": "metrics",
 }
 
 

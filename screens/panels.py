@@ -30,7 +30,7 @@ from console.model import (
     SourceState,
     SourceStatus,
 )
-from console.units import duration, size
+from console.units import duration, share, size, usage_cell
 from screens.plain_table import PlainTable
 
 Row = tuple[str, ...]
@@ -42,23 +42,29 @@ def _yn(value: bool | None) -> str:
 
 
 def nodes_rows(s: Snapshot) -> list[tuple[str, Row]]:
-    return [
-        (
-            n.name,
+    rows: list[tuple[str, Row]] = []
+    for n in s.nodes:
+        used = s.node_usage.get(n.name)
+        cpu, mem = (used.cpu_m, used.memory) if used else (None, None)
+        rows.append(
             (
                 n.name,
-                "Ready" if n.ready else "?" if n.ready is None else "NotReady",
-                ",".join(n.roles) or "-",
-                ",".join(t.split(":")[0].rsplit("/", 1)[-1] for t in n.taints) or "-",
-                n.version,
-                n.hetzner_status or "?",
-                n.internal_ip,
-                n.external_ip,
-                str(n.pods),
-            ),
+                (
+                    n.name,
+                    "Ready" if n.ready else "?" if n.ready is None else "NotReady",
+                    f"{usage_cell(cpu, None, 'cpu')} {share(cpu, n.cpu_allocatable_m)}".strip(),
+                    f"{usage_cell(mem, None, 'memory')} {share(mem, n.memory_allocatable)}".strip(),
+                    ",".join(n.roles) or "-",
+                    ",".join(t.split(":")[0].rsplit("/", 1)[-1] for t in n.taints) or "-",
+                    n.version,
+                    n.hetzner_status or "?",
+                    n.internal_ip,
+                    n.external_ip,
+                    str(n.pods),
+                ),
+            )
         )
-        for n in s.nodes
-    ]
+    return rows
 
 
 # Up to this many nodes the spread column is a full node × workload matrix (zeros show where a replica is
@@ -284,6 +290,7 @@ def pods_rows(s: Snapshot, filter_text: str = "", namespace: str | None = None) 
             else str(p.restarts)
         )
         state = "Terminating" if p.terminating else p.phase
+        used = s.pod_usage.get(f"{p.namespace}/{p.name}")
         rows.append(
             (
                 f"{p.namespace}/{p.name}",
@@ -293,6 +300,8 @@ def pods_rows(s: Snapshot, filter_text: str = "", namespace: str | None = None) 
                     p.node or "-",
                     state,
                     f"{p.containers_ready}/{p.containers}",
+                    usage_cell(used.cpu_m if used else None, p.cpu_request_m, "cpu"),
+                    usage_cell(used.memory if used else None, p.memory_limit, "memory"),
                     restarts,
                     reason,
                     _age(p.created, now),
@@ -423,7 +432,7 @@ def verdict(s: Snapshot) -> str:
     if s.critical:
         return "critical"
     if any(f.severity is Severity.WARNING for f in s.findings) or any(
-        x.state is not SourceState.OK for x in s.sources
+        x.essential and x.state is not SourceState.OK for x in s.sources
     ):
         return "degraded"
     return "healthy"
@@ -464,9 +473,21 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
     "findings": ("Findings", ("", "code", "subject", "message"), findings_rows, ()),
     "nodes": (
         "Nodes",
-        ("node", "status", "roles", "taints", "version", "hetzner", "private", "public", "pods"),
+        (
+            "node",
+            "status",
+            "roles",
+            "taints",
+            "version",
+            "hetzner",
+            "private",
+            "public",
+            "pods",
+            "cpu",
+            "mem",
+        ),
         nodes_rows,
-        ("kube:nodes", "hetzner", "kube:pods"),
+        ("kube:nodes", "hetzner", "kube:pods", "metrics"),
     ),
     "database": (
         "Database",
@@ -476,9 +497,9 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
     ),
     "pods": (
         "Pods (worst first)",
-        ("namespace", "pod", "node", "phase", "ready", "restarts", "why", "age"),
+        ("namespace", "pod", "node", "phase", "ready", "cpu/req", "mem/lim", "restarts", "why", "age"),
         pods_rows,
-        ("kube:pods",),
+        ("kube:pods", "metrics"),
     ),
     "workloads": (
         "Workloads (ready/desired, pods per node)",
@@ -573,7 +594,7 @@ ORDERED = {"findings", "timeline", "pods"}
 # every build (several a second) carries new pods, but the 500 nodes' rows change only when a node or its
 # pod count does — the snapshot builder reuses unchanged Node objects, so the comparison is by identity.
 INPUTS: dict[str, Callable[[Snapshot], object]] = {
-    "nodes": lambda s: s.nodes,
+    "nodes": lambda s: (s.nodes, s.node_usage),
     "workloads": lambda s: (s.workloads, s.nodes),
 }
 
@@ -756,7 +777,9 @@ class Panel(Vertical):
             table.move_cursor(row=list(rows).index(keep), animate=False, scroll=False)
 
     def _show_state(self, snapshot: Snapshot, sources: dict[str, SourceStatus]) -> None:
-        states = [st for st in (source_status(s, sources) for s in self.sources) if st is not None]
+        states = [
+            st for st in (source_status(s, sources) for s in self.sources) if st is not None and st.essential
+        ]
         worst = next((s for s in states if s.state is SourceState.FORBIDDEN), None) or next(
             (s for s in states if s.state in (SourceState.UNREACHABLE, SourceState.STALE)), None
         )

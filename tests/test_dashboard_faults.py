@@ -138,7 +138,7 @@ async def test_a_node_powered_off_shows_everywhere(fresh_lab: LabState, tmp_path
         await _until(pilot, lambda: len(_rows(app, "nodes")) == 3, 60, "three nodes")
         _fault(fresh_lab, "power", "k3s-w2", "off")
         try:
-            await _until(pilot, lambda: _rows(app, "nodes")["k3s-w2"][5] == "off", 30, "Hetzner status off")
+            await _until(pilot, lambda: _rows(app, "nodes")["k3s-w2"][7] == "off", 30, "Hetzner status off")
             await _until(pilot, lambda: _rows(app, "nodes")["k3s-w2"][1] == "NotReady", 60, "k3s-w2 NotReady")
             await _until(
                 pilot,

@@ -60,3 +60,38 @@ def test_metrics_answer_only_while_metrics_server_runs(fresh_lab: LabState) -> N
     assert "False (MissingEndpoints)" in table
     kubectl(lab, "-n", "kube-system", "scale", "deployment", "metrics-server", "--replicas=1")
     assert wait_for(lambda: _top(lab, "nodes"), 30, "node metrics again")
+
+
+async def test_the_dashboard_shows_usage_beside_nodes_and_pods(fresh_lab: LabState) -> None:
+    """The console reads metrics.k8s.io as any cluster's: usage and its share of the node's allocatable in
+    the Nodes panel, usage against requests and limits in the Pods panel; with metrics-server gone the
+    cells say ``-`` and the panels stay as trustworthy as their own sources."""
+    from pathlib import Path
+
+    from console.config import load_config
+    from screens.app import Dashboard
+    from tests.test_dashboard import _rows, _until
+
+    lab = fresh_lab
+    app = Dashboard(load_config(Path(lab.files["console_config"])))
+    async with app.run_test(size=(200, 60)) as pilot:
+        await _until(pilot, lambda: len(_rows(app, "nodes")) == 3, 30, "three nodes")
+        await _until(
+            pilot,
+            lambda: all(r[2].endswith("%") and "Mi " in r[3] for r in _rows(app, "nodes").values()),
+            60,
+            "node usage with its share of allocatable",
+        )
+        coredns = next(r for r in _rows(app, "pods").values() if r[1].startswith("coredns-"))
+        assert coredns[5].endswith("m/100m") and coredns[6].endswith("Mi/170Mi")  # its request and limit
+        kubectl(lab, "-n", "kube-system", "scale", "deployment", "metrics-server", "--replicas=0")
+        if app.live is not None:
+            app.live.refresh("metrics")  # look now, not at the next 15 s tick
+        await _until(
+            pilot,
+            lambda: all(r[2] == "-" for r in _rows(app, "nodes").values()),
+            60,
+            "usage gone with metrics-server",
+        )
+        assert app.query_one("#panel-nodes").state.value == "ok"  # the node list itself is still good
+        kubectl(lab, "-n", "kube-system", "scale", "deployment", "metrics-server", "--replicas=1")

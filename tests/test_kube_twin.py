@@ -65,11 +65,14 @@ async def raw(
 # ---- 1. namespaces ---------------------------------------------------------------------------------------
 
 
-def test_deleting_a_namespace_empties_it_first(lab: LabState) -> None:
+def test_deleting_a_namespace_empties_it_first(lab: LabState, tmp_path: Path) -> None:
     kubectl(lab, "create", "namespace", "doomed")
     kubectl(lab, "-n", "doomed", "create", "deployment", "web", "--image=nginx:1.27", "--replicas=5")
     kubectl(lab, "-n", "doomed", "create", "service", "clusterip", "web", "--tcp=80:80")
-    kubectl(lab, "-n", "doomed", "create", "configmap", "settings", "--from-literal=a=b")
+    held = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "namespace": "doomed",
+            "finalizers": ["lab.test/hold"]}, "data": {"a": "b"}}  # fmt: skip
+    (tmp_path / "held.json").write_text(json.dumps(held))
+    kubectl(lab, "create", "-f", str(tmp_path / "held.json"))
     wait_for(
         lambda: (
             len(
@@ -82,6 +85,11 @@ def test_deleting_a_namespace_empties_it_first(lab: LabState) -> None:
         30,
         "five running pods",
     )
+    # A PUT of the namespace does not take its finalizer away: only /finalize does.
+    ns = kubectl_json(lab, "get", "namespace", "doomed")
+    ns["spec"] = {}
+    (tmp_path / "ns.json").write_text(json.dumps(ns))
+    kubectl(lab, "replace", "-f", str(tmp_path / "ns.json"))
     kubectl(lab, "delete", "namespace", "doomed", "--wait=false")
     ns = kubectl_json(lab, "get", "namespace", "doomed")
     assert ns["status"]["phase"] == "Terminating" and ns["spec"]["finalizers"] == ["kubernetes"]
@@ -92,30 +100,45 @@ def test_deleting_a_namespace_empties_it_first(lab: LabState) -> None:
         'configmaps "late" is forbidden: unable to create new content in namespace doomed because it is '
         "being terminated" in refused.stderr
     )
-    # The namespace controller's conditions, then nothing left, then the namespace gone.
-    wait_for(
-        lambda: any(
-            c["type"] == "NamespaceContentRemaining"
-            for c in (kubectl_json(lab, "get", "namespace", "doomed").get("status") or {}).get("conditions")
-            or []
-        ),
-        30,
-        "the deletion conditions",
+
+    def conditions() -> dict[str, tuple[str, str]] | None:
+        found = kubectl_json(lab, "get", "namespace", "doomed").get("status", {}).get("conditions") or []
+        by_type = {c["type"]: (c["status"], c["message"]) for c in found}
+        return by_type if by_type.get("NamespaceFinalizersRemaining", ("",))[0] == "True" else None
+
+    # Everything goes but the ConfigMap its finalizer holds, and the controller says so in its words.
+    said = wait_for(conditions, 30, "the namespace held by a finalizer")
+    assert said["NamespaceContentRemaining"] == (
+        "True",
+        "Some resources are remaining: configmaps. has 1 resource instances",
+    )
+    assert said["NamespaceFinalizersRemaining"][1] == (
+        "Some content in the namespace has finalizers remaining: configmaps. in 1 resource instances"
+    )
+    assert said["NamespaceDeletionContentFailure"][0] == "False"
+    for kind in ("pods", "deployments", "replicasets", "services", "endpoints", "serviceaccounts"):
+        left = kubectl_json(lab, "get", kind, "-A", "--field-selector=metadata.namespace=doomed")["items"]
+        assert left == [], f"{kind} left behind: {[o['metadata']['name'] for o in left]}"
+    kubectl(
+        lab,
+        "-n",
+        "doomed",
+        "patch",
+        "configmap",
+        "held",
+        "--type=merge",
+        "-p",
+        '{"metadata":{"finalizers":null}}',
     )
     kubectl(lab, "wait", "--for=delete", "namespace/doomed", "--timeout=60s")  # silent if already gone
     missing = kubectl(lab, "get", "namespace", "doomed", check=False)
     assert missing.returncode == 1 and 'namespaces "doomed" not found' in missing.stderr
-    for kind in (
-        "pods",
-        "deployments",
-        "replicasets",
-        "services",
-        "endpoints",
-        "configmaps",
-        "serviceaccounts",
-    ):
-        left = kubectl_json(lab, "get", kind, "-A", "--field-selector=metadata.namespace=doomed")["items"]
-        assert left == [], f"{kind} left behind: {[o['metadata']['name'] for o in left]}"
+    # Deleted in the foreground, a namespace still goes once empty (the garbage collector's finalizer too).
+    kubectl(lab, "create", "namespace", "foreground")
+    kubectl(lab, "delete", "namespace", "foreground", "--cascade=foreground", "--timeout=60s")
+    assert kubectl(lab, "get", "namespace", "foreground", check=False).returncode == 1
+    whole = kubectl(lab, "delete", "--raw", "/api/v1/namespaces", check=False)  # no deletecollection
+    assert whole.returncode == 1 and "(MethodNotAllowed)" in whole.stderr
 
 
 async def test_what_every_namespace_holds(lab: LabState, api: client.ApiClient) -> None:
@@ -203,6 +226,19 @@ async def test_create_answers_with_the_defaulted_object(api: client.ApiClient) -
         # Defaulting is idempotent: writing the object back as it was answered changes nothing.
         again = await core.replace_namespaced_service("defaults", "default", svc)
         assert again.metadata.resource_version == svc.metadata.resource_version
+        # What the server allocated stays, whatever a PUT leaves out; changing it is refused.
+        bare = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "defaults", "resourceVersion": again.metadata.resource_version},
+            "spec": {"ports": [{"port": 8080}]},
+        }
+        kept = await core.replace_namespaced_service("defaults", "default", bare)
+        assert kept.spec.cluster_ip == svc.spec.cluster_ip
+        moved = {**bare, "metadata": {"name": "defaults"}, "spec": {**bare["spec"], "clusterIP": "10.43.9.9"}}
+        with pytest.raises(ApiException) as immutable:
+            await core.replace_namespaced_service("defaults", "default", moved)
+        assert immutable.value.status == 422 and "may not change once set" in immutable.value.body
         with pytest.raises(ApiException) as taken:
             await core.create_namespaced_service(
                 "default",
@@ -239,6 +275,41 @@ async def test_create_answers_with_the_defaulted_object(api: client.ApiClient) -
         assert d.spec.template.spec.containers[0].image_pull_policy == "IfNotPresent"
     finally:
         await apps.delete_namespaced_deployment("defaults", "default")
+
+
+async def test_what_the_real_server_refuses_or_tolerates(api: client.ApiClient) -> None:
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    # A Job's pods must run to completion: restartPolicy Always (the pod spec's default) is refused.
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "forever"},
+           "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}  # fmt: skip
+    with pytest.raises(ApiException) as policy:
+        await batch.create_namespaced_job("default", job)
+    assert policy.value.status == 422
+    assert (
+        'spec.template.spec.restartPolicy: Unsupported value: "Always"'
+        in json.loads(policy.value.body)["message"]
+    )
+    # An env var named twice is accepted (the real server warns), and so is writing it back.
+    twice = [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]
+    pod = await core.create_namespaced_pod(
+        "default",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "twice"},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27", "env": twice}]},
+        },
+    )
+    assert [e.value for e in pod.spec.containers[0].env] == ["1", "2"]
+    await core.patch_namespaced_pod("twice", "default", {"metadata": {"labels": {"x": "y"}}})
+    await core.delete_namespaced_pod("twice", "default", grace_period_seconds=0)
+    # An apply into a namespace that does not exist is 404, as a create.
+    with pytest.raises(ApiException) as missing:
+        await core.patch_namespaced_config_map(
+            "c", "nowhere", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+            field_manager="t", _content_type="application/apply-patch+yaml",
+        )  # fmt: skip
+    assert missing.value.status == 404 and 'namespaces \\"nowhere\\" not found' in missing.value.body
 
 
 # ---- 3. strategic merge keys from the schema ---------------------------------------------------------------
@@ -327,11 +398,13 @@ async def test_strategic_merge_keys_come_from_the_schema(api: client.ApiClient) 
 def test_kubectl_sort_by_gets_whole_objects(lab: LabState) -> None:
     events = kubectl(lab, "get", "events", "-A", "--sort-by=.lastTimestamp").stdout
     assert "No resources found" not in events and "Scheduled" in events
-    pods = kubectl(lab, "get", "pods", "-A", "--sort-by=.status.startTime").stdout.splitlines()
-    assert len(pods) > 10 and pods[0].split()[:2] == ["NAMESPACE", "NAME"]
-    listed = kubectl_json(lab, "get", "pods", "-A")["items"]
+    pods = kubectl(lab, "get", "pods", "-n", "kube-system", "--sort-by=.status.startTime").stdout.splitlines()
+    assert len(pods) > 4 and pods[0].split()[:2] == ["NAME", "READY"]
+    # kube-system's pods are the seed's and stay put in this module (a NoSchedule taint on a node keeps
+    # Traefik's there): their start times are the table's order
+    listed = kubectl_json(lab, "get", "pods", "-n", "kube-system")["items"]
     by_name = {p["metadata"]["name"]: p["status"].get("startTime", "") for p in listed}
-    order = [by_name[line.split()[1]] for line in pods[1:] if line.split()[1] in by_name]
+    order = [by_name[line.split()[0]] for line in pods[1:]]
     assert order == sorted(order)
 
 

@@ -1,6 +1,6 @@
-"""The node lifecycle's clocks are those of the Kubernetes the lab claims to be (#24, item 7): a silent
-node turns NotReady after 1.34's 50 s ``node-monitor-grace-period`` (looked at every 5 s), not 1.31's
-40 s — and ``lab up`` takes the K3s flag that tunes it, as the seed's server would be started with it."""
+"""The node lifecycle's clocks are those of the Kubernetes the lab claims to be (v1.34): a silent node
+turns NotReady after the 50 s ``node-monitor-grace-period`` (looked at every 5 s) — and ``lab up`` takes
+the K3s flag that tunes it, as the seed's server would be started with it."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from tests.conftest import kubectl_json, opsconsole, wait_for
 SPEED = 0.1
 
 
-def _not_ready_after(lab: LabState, node: str) -> float:
-    """Seconds of the lab's clock from the node's power-off to its Ready condition turning Unknown."""
+def _not_ready_after(lab: LabState, node: str) -> tuple[float, float]:
+    """When, in seconds of the lab's clock after the node's power-off, it turned NotReady: the bracket
+    between the last look that still saw it Ready and the end of the first that saw it Unknown (kubectl's
+    own time on this machine is not the lab's)."""
 
     def ready() -> str:
         obj = kubectl_json(lab, "get", "node", node)
@@ -27,11 +29,18 @@ def _not_ready_after(lab: LabState, node: str) -> float:
     wait_for(lambda: ready() == "True", 30, f"{node} Ready")
     t0 = time.monotonic()
     control(lab, "POST", f"/servers/{node}/power", {"state": "off"})
-    wait_for(lambda: ready() == "Unknown", 60, f"{node} NotReady")
-    took = (time.monotonic() - t0) / SPEED
+    last_ready = t0
+    while True:
+        looked = time.monotonic()
+        state = ready()
+        if state == "Unknown":
+            seen = time.monotonic()
+            break
+        last_ready = looked
+        assert time.monotonic() - t0 < 60, f"{node} still {state} 60 s after its power-off"
     control(lab, "POST", f"/servers/{node}/power", {"state": "on"})
     wait_for(lambda: ready() == "True", 30, f"{node} Ready again")
-    return took
+    return (last_ready - t0) / SPEED, (seen - t0) / SPEED
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +71,18 @@ def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     opsconsole("lab", "down", "--dir", str(lab_dir))
 
 
-def test_a_silent_node_is_not_ready_after_the_134_grace_period(stock: LabState) -> None:
-    took = _not_ready_after(stock, "k3s-w2")
-    # The last renewal the controller saw is up to a lease interval (10 s) old at the power-off; it looks
-    # every 5 s and may first see it 5 s late: NotReady 40-60 s after the power-off (+ kubectl's polling).
-    assert 40 <= took <= 63, f"NotReady {took:.1f} s after the power-off"
+def test_a_silent_node_is_not_ready_after_the_grace_period(stock: LabState) -> None:
+    before, after = _not_ready_after(stock, "k3s-w2")
+    # The last renewal the controller saw is up to a lease interval (10 s) old at the power-off, and it
+    # looks every 5 s, seeing a renewal up to 5 s late: NotReady 40 to 60 s after the power-off.
+    assert after >= 40 and before <= 60, (
+        f"NotReady between {before:.1f} and {after:.1f} s after the power-off"
+    )
 
 
 def test_lab_up_takes_k3s_controller_manager_flags(tuned: LabState) -> None:
-    took = _not_ready_after(tuned, "k3s-w2")
-    assert 10 <= took <= 33, f"NotReady {took:.1f} s after the power-off with a 20 s grace period"
+    before, after = _not_ready_after(tuned, "k3s-w2")
+    assert after >= 10 and before <= 30, f"NotReady between {before:.1f} and {after:.1f} s (grace 20 s)"
     server = kubectl_json(tuned, "get", "node", "k3s-mgr")
     args = json.loads(server["metadata"]["annotations"]["k3s.io/node-args"])
     assert "--kube-controller-manager-arg=node-monitor-grace-period=20s" in args

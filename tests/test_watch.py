@@ -429,6 +429,7 @@ def test_the_exported_manifests_apply_and_grant_what_the_watcher_needs_only(
         return proc.stdout.strip() == "yes"
 
     assert can("watch", "pods", "--all-namespaces") and can("list", "nodes")
+    assert can("list", "pods.metrics.k8s.io", "--all-namespaces")  # the usage beside them
     assert can("list", "clusters.postgresql.cnpg.io", "-n", "postgres")
     assert can("update", "leases/opsconsole-watch", "-n", "kube-system")
     assert can("get", "secrets/main-db-superuser", "-n", "postgres")

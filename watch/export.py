@@ -4,7 +4,8 @@ Written from the config, so the RBAC names exactly what this config makes the wa
 
 * ``Namespace`` ``opsconsole``, ``ServiceAccount`` ``opsconsole-watch``;
 * a ``ClusterRole`` of get/list/watch on every kind the live view watches (``console/sources/kube.py:
-  WATCHED``: the one list, so a kind added there is granted here) — nothing it may change;
+  WATCHED``: the one list, so a kind added there is granted here), and get/list on ``metrics.k8s.io``'s
+  nodes and pods (the usage the metrics source reads) — nothing it may change;
 * a ``Role`` in the lock's namespace: its Lease (``watch.lease_name``) and the cluster lock (scheduled
   actions hold it), the SLO ledger's ConfigMap — ``create`` for both kinds (RBAC cannot limit a create by
   name), ``get``/``update`` by name only;
@@ -100,8 +101,12 @@ def _rbac(config: Config) -> list[dict[str, Any]]:
             "kind": "ClusterRole",
             "metadata": {"name": NAME},
             "rules": [
-                {"apiGroups": [g], "resources": sorted(set(p)), "verbs": ["get", "list", "watch"]}
-                for g, p in sorted(by_group.items())
+                *(
+                    {"apiGroups": [g], "resources": sorted(set(p)), "verbs": ["get", "list", "watch"]}
+                    for g, p in sorted(by_group.items())
+                ),
+                # usage beside the nodes and pods (console/sources/metrics.py); metrics-server has no watch
+                {"apiGroups": ["metrics.k8s.io"], "resources": ["nodes", "pods"], "verbs": ["get", "list"]},
             ],
         },
         {

@@ -89,14 +89,25 @@ FIELD_LABELS: dict[str, set[str]] = {
 }
 
 
-PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")  # NamespaceLifecycle's immortal ones
-
-
 @dataclass
 class KubeStats:
     requests: int = 0
     watches_open: int = 0
     by_verb: dict[str, int] = field(default_factory=dict)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML as the API server reads it (sigs.k8s.io/yaml: YAML to JSON): a date stays the string it is."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml(raw: bytes) -> Any:
+    return yaml.load(raw, Loader=_YamlLoader)  # a SafeLoader, without timestamps
 
 
 def _patch_options_invalid(field_name: str, reason: str, what: str) -> KubeError:
@@ -404,6 +415,10 @@ class KubeApi:
             raise KubeError(
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
             )
+        if not sub and verb not in res.verbs:
+            raise KubeError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
         if sub == "log":
             verb = "get"
         if sub == "exec":
@@ -419,7 +434,8 @@ class KubeApi:
             return respond(self._review(res, user, await self._json_body(request), namespace), status=201)
         if res.group == METRICS_GROUP:
             return self._metrics(request, res, namespace, name, verb)
-        if namespace is not None and res.namespaced and verb == "create" and res.plural != "namespaces":
+        creates = verb == "create" or (verb == "patch" and request.content_type == APPLY)  # an apply may
+        if namespace is not None and res.namespaced and creates and res.plural != "namespaces":
             ns_res = self.registry.get("", "v1", "namespaces")
             assert ns_res is not None
             if self.store.find(ns_res, None, namespace) is None:
@@ -452,13 +468,6 @@ class KubeApi:
         if verb in ("update", "patch"):
             return await self._update(request, res, namespace, name, sub, verb)
         if verb == "delete":
-            if res.plural == "namespaces" and name in PROTECTED_NAMESPACES:
-                raise KubeError(
-                    403,
-                    "Forbidden",
-                    f'namespaces "{name}" is forbidden: this namespace may not be deleted',
-                    {"name": name, "kind": "namespaces"},
-                )
             opts = await self._delete_options(request)
             obj = self.store.delete(
                 res,
@@ -598,7 +607,7 @@ class KubeApi:
     def _apply_config(self, raw: bytes, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         """An apply body as the server decodes it: a YAML (or JSON) object of this kind and name."""
         try:
-            config = yaml.safe_load(raw) if raw.strip() else {}
+            config = load_yaml(raw) if raw.strip() else {}
         except yaml.YAMLError as exc:
             raise bad_request(f"error decoding YAML: error converting YAML to JSON: {exc}") from None
         if not isinstance(config, dict):
@@ -662,7 +671,7 @@ class KubeApi:
             except (ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
                 raise bad_request(f"error decoding protobuf body: {exc}") from None
         try:
-            body = yaml.safe_load(raw) if "yaml" in request.content_type else json.loads(raw) if raw else {}
+            body = load_yaml(raw) if "yaml" in request.content_type else json.loads(raw) if raw else {}
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
             raise bad_request(f"error decoding request body: {exc}") from None
         if not isinstance(body, dict):
@@ -752,13 +761,13 @@ class KubeApi:
             raise KubeError(
                 406,
                 "NotAcceptable",
-                "only the following media types are accepted: application/json, application/yaml, "
-                "application/vnd.kubernetes.protobuf",
+                "only the following media types are accepted: application/json, application/yaml",
             )
         return found
 
     def _respond(self, request: web.Request, res: Resource, obj: dict[str, Any]) -> web.Response:
-        return respond(self._view(request).one(res, obj))
+        view = self._view(request)
+        return respond(view.one(res, obj), as_yaml=view.yaml)
 
     def _list(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
         items = self._select(request, res, namespace)
@@ -790,7 +799,8 @@ class KubeApi:
                 meta["remainingItemCount"] = len(items) - start - limit
         else:
             page = items[start:]
-        return respond(self._view(request).many(res, page, meta))
+        view = self._view(request)
+        return respond(view.many(res, page, meta), as_yaml=view.yaml)
 
     async def _watch(
         self, request: web.Request, res: Resource, namespace: str | None, name: str
@@ -977,14 +987,16 @@ class KubeApi:
                 kind = "nodemetrics" if res.plural == "nodes" else "podmetrics"
                 raise metrics_not_found(kind, f"{namespace}/{name}" if namespace else name)
             obj = {"kind": res.kind, "apiVersion": res.group_version, **found}
-            return respond(self._view(request).one(res, obj))
+            view = self._view(request)
+            return respond(view.one(res, obj), as_yaml=view.yaml)
         if request.query.get("labelSelector"):
             try:
                 match = parse_selector(request.query["labelSelector"])
             except SelectorError as exc:
                 raise bad_request(f"unable to parse requirement: {exc}") from None
             items = [i for i in items if match(i["metadata"].get("labels") or {})]
-        return respond(self._view(request).many(res, items, {}))
+        view = self._view(request)
+        return respond(view.many(res, items, {}), as_yaml=view.yaml)
 
     async def _bind(
         self, request: web.Request, res: Resource, namespace: str | None, name: str

@@ -24,22 +24,18 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from lab.kube import fieldsets
-from lab.kube.errors import KubeError
+from lab.kube.errors import KubeError, bad_request
 from lab.kube.fieldsets import Path
 from lab.kube.resources import Resource
 from lab.kube.schema import Field, root
+from lab.kube.store import now_iso
 
 Obj = dict[str, Any]
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 BEFORE_FIRST_APPLY = "before-first-apply"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -159,7 +155,10 @@ class FieldManager:
         """Record an Update by ``manager`` in ``new`` (in place): it takes what it added or changed."""
         entries = self._base(live, new)
         mode = _status_mode(self.res, subresource)
-        cmp = fieldsets.compare(live or {}, new, self.schema, mode)
+        try:
+            cmp = fieldsets.compare(live or {}, new, self.schema, mode)
+        except fieldsets.SchemaError as exc:
+            raise bad_request(str(exc)) from None
         taken = cmp.changed | cmp.removed
         mine = Entry(manager or "unknown", "Update", self.res.group_version, set(), None, subresource)
         for e in entries:
@@ -170,7 +169,7 @@ class FieldManager:
         before = set(mine.fields)
         mine.fields = (mine.fields - cmp.removed) | cmp.changed
         if mine.fields != before or cmp.changed:
-            mine.time = _now()
+            mine.time = now_iso()
         if mine not in entries:
             entries.append(mine)
         self._write(live, new, entries)
@@ -192,9 +191,10 @@ class FieldManager:
     def apply(self, live: Obj | None, config: Obj, manager: str, force: bool, subresource: str = "") -> Obj:
         """The object after ``manager`` applied ``config`` to ``live`` (None: a create), with its
         managedFields; :class:`KubeError` for a conflict or a configuration its schema refuses."""
-        mode = _status_mode(self.res, subresource)
         try:
-            applied = fieldsets.field_set(config, self.schema, mode)
+            return self._apply(
+                copy.deepcopy(live) if live is not None else None, config, manager, force, subresource
+            )
         except fieldsets.SchemaError as exc:
             meta = config.get("metadata") or {}
             where = f"{meta.get('namespace', '')}/{meta.get('name', '')}".lstrip("/")
@@ -204,10 +204,14 @@ class FieldManager:
                 f"failed to create typed patch object ({where}; {self.res.group_version}, "
                 f"Kind={self.res.kind}): {exc}",
             ) from None
+
+    def _apply(self, live: Obj | None, config: Obj, manager: str, force: bool, subresource: str) -> Obj:
+        mode = _status_mode(self.res, subresource)
+        applied = fieldsets.field_set(config, self.schema, mode)
         base = live or {}
         entries = self._base(live, base)
         if live is not None and not entries:  # ownership starts here: everything so far is someone's
-            first = Entry(BEFORE_FIRST_APPLY, "Update", self.res.group_version, set(), _now())
+            first = Entry(BEFORE_FIRST_APPLY, "Update", self.res.group_version, set(), now_iso())
             first.fields = fieldsets.compare({}, base, self.schema, mode).changed
             entries = [first] if first.fields else []
         mine = next(
@@ -231,7 +235,7 @@ class FieldManager:
         changed = live is None or _without_managed(base) != _without_managed(merged)
         mine.fields = applied
         if changed:
-            mine.time = _now()
+            mine.time = now_iso()
         annotations = (merged.get("metadata") or {}).get("annotations") or {}
         if manager == "kubectl" and live is not None and LAST_APPLIED in annotations:
             # kubectl's client-side record follows what it now applies server-side

@@ -37,10 +37,11 @@ from typing import Any
 
 from console.kubeobj import rolled_out
 from lab.images import ImageRegistry
+from lab.kube.defaults import NAME_ALPHABET
 from lab.kube.logs import PodLogs
 from lab.kube.resources import Registry, Resource
 from lab.kube.runtime import Exit, Runtime
-from lab.kube.store import Store, now_iso
+from lab.kube.store import Store, now_iso, parse_iso
 from lab.kube.timing import Timing
 
 log = logging.getLogger("lab.cluster")
@@ -122,9 +123,6 @@ def resolve_int_or_percent(value: Any, total: int, round_up: bool) -> int:
     return int(value)
 
 
-SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.SafeEncodeString
-
-
 def semantic(value: Any) -> Any:
     """A template as apimachinery's ``Semantic.DeepEqual`` sees it: null, empty maps and empty lists are
     the same as absent (nil and empty slices and maps compare equal)."""
@@ -156,14 +154,26 @@ def equal_ignore_hash(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return bool(_without_hash(a) == _without_hash(b))
 
 
-def template_hash(template: dict[str, Any]) -> str:
-    """A pod template's hash as the controller writes it — FNV-32a, its decimal digits in the safe
-    alphabet — over the template's semantic form (the real one hashes Go's dump of the struct; the digits
-    differ, equal templates still hash equal)."""
+def template_hash(template: dict[str, Any], collisions: int = 0) -> str:
+    """A pod template's hash as the controller writes it — FNV-32a (and the collision count, as 8 bytes),
+    its decimal digits in the safe alphabet — over the template's semantic form (the real one hashes Go's
+    dump of the struct: the letters differ, equal templates still hash equal)."""
     h = 0x811C9DC5
-    for byte in json.dumps(_without_hash(template), sort_keys=True).encode():
+    data = json.dumps(_without_hash(template), sort_keys=True).encode()
+    if collisions:
+        data += collisions.to_bytes(4, "little") + bytes(4)
+    for byte in data:
         h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return "".join(SAFE_ALPHABET[ord(c) % len(SAFE_ALPHABET)] for c in str(h))
+    return "".join(NAME_ALPHABET[ord(c) % len(NAME_ALPHABET)] for c in str(h))
+
+
+def _controller(kind: str) -> str:
+    """The component a workload controller's events come from (``replicaset-controller`` …)."""
+    return "replication-controller" if kind == "ReplicationController" else f"{kind.lower()}-controller"
+
+
+def _revision(rs: dict[str, Any]) -> int:
+    return int((rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", 0))
 
 
 # A pod template annotated so makes the lab's kubelet misbehave (lab/README.md, "Faults"): ``crash``
@@ -372,19 +382,29 @@ class Cluster:
         log.info("lab history: the seed's pods and ReplicaSets back-dated")
 
     async def reconcile(self) -> None:
-        self.node_lifecycle()
-        self.taint_eviction()
-        self.deployments()
-        self.replicasets()
-        self.daemonsets()
-        self.jobs()
-        self.schedule()
-        await self.kubelets()
-        self.endpoints()
-        self.pdbs()
-        self.pod_gc()
-        for controller in self.controllers:
-            controller()
+        """One pass of every controller, in the order each enables the next; one that fails is logged and
+        the others still run (as separate controllers would)."""
+        steps: list[Callable[[], Any]] = [
+            self.node_lifecycle,
+            self.taint_eviction,
+            self.deployments,
+            self.replicasets,
+            self.daemonsets,
+            self.jobs,
+            self.schedule,
+            self.kubelets,
+            self.endpoints,
+            self.pdbs,
+            self.pod_gc,
+            *self.controllers,
+        ]
+        for step in steps:
+            try:
+                done = step()
+                if asyncio.iscoroutine(done):
+                    await done
+            except Exception:
+                log.exception("%s failed", getattr(step, "__name__", step))
 
     def pod_gc(self) -> None:
         """The pod garbage collector's orphan sweep: pods bound to a Node that no longer exists are deleted
@@ -575,7 +595,7 @@ class Cluster:
                     break
                 secs = [t["tolerationSeconds"] for t in matching if t.get("tolerationSeconds") is not None]
                 if secs:
-                    added = _parse_ts(taint.get("timeAdded")) or now_wall
+                    added = parse_iso(taint.get("timeAdded")) or now_wall
                     when = added + self.s(max(0, min(secs)))
                     deadline = when if deadline is None else min(deadline, when)
             if deadline is None:
@@ -602,12 +622,12 @@ class Cluster:
         ]
 
     def deployments(self) -> None:
+        """The deployment controller: the ReplicaSet of the current template (found, or made), then the
+        rollout by the strategy, then the status."""
         for d in self.store.list(self.res["deployments"]):
             if d["metadata"].get("deletionTimestamp") or self.store.terminating(d["metadata"]["namespace"]):
                 continue
             spec = d["spec"]
-            desired = int(spec.get("replicas", 1))
-            h = template_hash(spec["template"])
             rss = self._owned("replicasets", d)
             # FindNewReplicaSet: the oldest whose template matches, the hash label aside.
             new = next(
@@ -618,98 +638,113 @@ class Cluster:
                 ),
                 None,
             )
-            olds = [r for r in rss if r is not new]
-            revisions = [
-                int(r["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", 0))
-                for r in rss
-            ]
+            revisions = [_revision(r) for r in rss]
             if new is None:
-                tmpl = copy.deepcopy(spec["template"])
-                tmpl.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = h
-                sel = copy.deepcopy(spec["selector"])
-                sel.setdefault("matchLabels", {})["pod-template-hash"] = h
-                revision = max(revisions, default=0) + 1
-                new = self.store.create(
-                    self.res["replicasets"],
-                    {
-                        "metadata": {
-                            "name": f"{d['metadata']['name']}-{h}",
-                            "namespace": d["metadata"]["namespace"],
-                            "labels": tmpl["metadata"]["labels"],
-                            "ownerReferences": [_owner(d, controller=True)],
-                            "annotations": {
-                                "deployment.kubernetes.io/revision": str(revision),
-                                "deployment.kubernetes.io/desired-replicas": str(desired),
-                            },
-                        },
-                        "spec": {
-                            "replicas": 0,
-                            "selector": sel,
-                            "template": tmpl,
-                            "minReadySeconds": spec.get("minReadySeconds", 0),
-                        },
-                    },
-                )
-                self.event(
-                    d,
-                    "ScalingReplicaSet",
-                    f"Scaled up replica set {new['metadata']['name']} from 0",
-                    component="deployment-controller",
-                )
-            elif olds and int(
-                new["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", 0)
-            ) < max(revisions):
-                # Rolling back to an older template: it becomes the newest revision again, the revision
-                # it had kept in its history.
-                new = copy.deepcopy(new)
-                notes = new["metadata"].setdefault("annotations", {})
-                before = notes.get("deployment.kubernetes.io/revision")
-                notes["deployment.kubernetes.io/revision"] = str(max(revisions) + 1)
-                if before:
-                    history = notes.get("deployment.kubernetes.io/revision-history")
-                    notes["deployment.kubernetes.io/revision-history"] = (
-                        f"{history},{before}" if history else before
-                    )
-                new = self.store.update(self.res["replicasets"], new, force=True)
-            strategy = spec.get("strategy") or {}
-            if strategy.get("type") == "Recreate":
-                if any(
-                    int(r["spec"].get("replicas", 0)) or r.get("status", {}).get("replicas", 0) for r in olds
-                ):
-                    for r in olds:
-                        self._scale_rs(r, 0)
-                else:
-                    self._scale_rs(new, desired)
+                new = self._new_replicaset(d, max(revisions, default=0) + 1)
+                if new is None:
+                    continue
+            elif len(rss) > 1 and _revision(new) < max(revisions):
+                new = self._revived(new, max(revisions) + 1)
+            olds = [r for r in rss if r["metadata"]["uid"] != new["metadata"]["uid"]]
+            if (spec.get("strategy") or {}).get("type") == "Recreate":
+                self._recreate(new, olds, int(spec.get("replicas", 1)))
             else:
-                ru = strategy.get("rollingUpdate") or {}
-                surge = resolve_int_or_percent(ru.get("maxSurge", "25%"), desired, True)
-                unavailable = resolve_int_or_percent(ru.get("maxUnavailable", "25%"), desired, False)
-                if surge == 0 and unavailable == 0:
-                    unavailable = 1
-                total = sum(int(r["spec"].get("replicas", 0)) for r in rss)
-                new_replicas = int(new["spec"].get("replicas", 0))
-                if new_replicas < desired:
-                    room = desired + surge - total
-                    if room > 0:
-                        self._scale_rs(new, min(desired, new_replicas + room))
-                elif new_replicas > desired:
-                    self._scale_rs(new, desired)
-                available = sum(int(r.get("status", {}).get("availableReplicas", 0)) for r in rss)
-                can_down = available - (desired - unavailable)
-                # Old replicas that are not available can go at once; then by availability budget.
-                for r in sorted(olds, key=lambda r: r["metadata"]["creationTimestamp"]):
-                    cur = int(r["spec"].get("replicas", 0))
-                    if cur == 0:
-                        continue
-                    unhealthy = cur - int(r.get("status", {}).get("availableReplicas", 0))
-                    step = min(cur, max(0, unhealthy) + max(0, can_down))
-                    new_total = sum(int(x["spec"].get("replicas", 0)) for x in self._owned("replicasets", d))
-                    if new_total > desired + surge:
-                        step = max(step, 0)
-                    if step > 0:
-                        self._scale_rs(r, cur - step)
-                        can_down -= max(0, step - max(0, unhealthy))
+                self._roll(d, new, olds)
             self._deployment_status(d, new)
+
+    def _new_replicaset(self, d: dict[str, Any], revision: int) -> dict[str, Any] | None:
+        """A ReplicaSet for the Deployment's template, named by the template's hash; a name already taken
+        by another template is a hash collision, counted in ``status.collisionCount`` and hashed again."""
+        spec, meta = d["spec"], d["metadata"]
+        collisions = int((d.get("status") or {}).get("collisionCount", 0))
+        while True:
+            h = template_hash(spec["template"], collisions)
+            if self.store.find(self.res["replicasets"], meta["namespace"], f"{meta['name']}-{h}") is None:
+                break
+            collisions += 1
+        if collisions != int((d.get("status") or {}).get("collisionCount", 0)):
+            status = {**(d.get("status") or {}), "collisionCount": collisions}
+            self.store.update(
+                self.res["deployments"], {**d, "status": status}, subresource="status", force=True
+            )
+        tmpl = copy.deepcopy(spec["template"])
+        tmpl.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = h
+        sel = copy.deepcopy(spec["selector"])
+        sel.setdefault("matchLabels", {})["pod-template-hash"] = h
+        rs = self.store.create(
+            self.res["replicasets"],
+            {
+                "metadata": {
+                    "name": f"{meta['name']}-{h}",
+                    "namespace": meta["namespace"],
+                    "labels": tmpl["metadata"]["labels"],
+                    "ownerReferences": [_owner(d, controller=True)],
+                    "annotations": {
+                        "deployment.kubernetes.io/revision": str(revision),
+                        "deployment.kubernetes.io/desired-replicas": str(int(spec.get("replicas", 1))),
+                    },
+                },
+                "spec": {
+                    "replicas": 0,
+                    "selector": sel,
+                    "template": tmpl,
+                    "minReadySeconds": spec.get("minReadySeconds", 0),
+                },
+            },
+        )
+        self.event(d, "ScalingReplicaSet", f"Scaled up replica set {rs['metadata']['name']} from 0",
+                   component="deployment-controller")  # fmt: skip
+        return rs
+
+    def _revived(self, rs: dict[str, Any], revision: int) -> dict[str, Any]:
+        """Rolling back to an older template: its ReplicaSet becomes the newest revision again, and keeps
+        the revision it had in its history."""
+        rs = copy.deepcopy(rs)
+        notes = rs["metadata"].setdefault("annotations", {})
+        before = notes.get("deployment.kubernetes.io/revision")
+        notes["deployment.kubernetes.io/revision"] = str(revision)
+        if before:
+            history = notes.get("deployment.kubernetes.io/revision-history")
+            notes["deployment.kubernetes.io/revision-history"] = f"{history},{before}" if history else before
+        return self.store.update(self.res["replicasets"], rs, force=True)
+
+    def _recreate(self, new: dict[str, Any], olds: list[dict[str, Any]], desired: int) -> None:
+        if any(int(r["spec"].get("replicas", 0)) or r.get("status", {}).get("replicas", 0) for r in olds):
+            for r in olds:
+                self._scale_rs(r, 0)
+        else:
+            self._scale_rs(new, desired)
+
+    def _roll(self, d: dict[str, Any], new: dict[str, Any], olds: list[dict[str, Any]]) -> None:
+        """RollingUpdate: the new ReplicaSet up by ``maxSurge``, the old ones down as far as
+        ``maxUnavailable`` lets availability fall (those not available at once)."""
+        spec = d["spec"]
+        desired = int(spec.get("replicas", 1))
+        ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+        surge = resolve_int_or_percent(ru.get("maxSurge", "25%"), desired, True)
+        unavailable = resolve_int_or_percent(ru.get("maxUnavailable", "25%"), desired, False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        rss = [new, *olds]
+        total = sum(int(r["spec"].get("replicas", 0)) for r in rss)
+        new_replicas = int(new["spec"].get("replicas", 0))
+        if new_replicas < desired:
+            room = desired + surge - total
+            if room > 0:
+                self._scale_rs(new, min(desired, new_replicas + room))
+        elif new_replicas > desired:
+            self._scale_rs(new, desired)
+        available = sum(int(r.get("status", {}).get("availableReplicas", 0)) for r in rss)
+        can_down = available - (desired - unavailable)
+        for r in sorted(olds, key=lambda r: r["metadata"]["creationTimestamp"]):
+            cur = int(r["spec"].get("replicas", 0))
+            if cur == 0:
+                continue
+            unhealthy = cur - int(r.get("status", {}).get("availableReplicas", 0))
+            step = min(cur, max(0, unhealthy) + max(0, can_down))
+            if step > 0:
+                self._scale_rs(r, cur - step)
+                can_down -= max(0, step - max(0, unhealthy))
 
     def _scale_rs(self, rs: dict[str, Any], replicas: int) -> None:
         cur = self.store.get(self.res["replicasets"], rs["metadata"]["namespace"], rs["metadata"]["name"])
@@ -776,6 +811,8 @@ class Cluster:
         for k in ("readyReplicas", "availableReplicas", "unavailableReplicas", "updatedReplicas", "replicas"):
             if not status[k]:
                 status.pop(k)
+        if old.get("collisionCount"):
+            status["collisionCount"] = old["collisionCount"]
         revision = new_rs["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision")
         if (
             revision
@@ -820,7 +857,7 @@ class Cluster:
             owner,
             "SuccessfulCreate",
             f"Created pod: {pod['metadata']['name']}",
-            component=f"{owner['kind'].lower()}-controller",
+            component=_controller(owner["kind"]),
         )
         return pod
 
@@ -865,7 +902,7 @@ class Cluster:
                     rs,
                     "SuccessfulDelete",
                     f"Deleted {len(pods) - want} pod(s)",
-                    component=f"{rs['kind'].lower()}-controller",
+                    component=_controller(rs["kind"]),
                 )
             pods = [p for p in self._owned("pods", rs) if self._active(p)]
             ready = sum(1 for p in pods if pod_ready(p))
@@ -880,9 +917,12 @@ class Cluster:
             if rs.get("status") != status:
                 self.store.update(rs_res, {**rs, "status": status}, subresource="status", force=True)
 
-    def _node_eligible(self, spec: dict[str, Any], node: dict[str, Any]) -> bool:
+    def _node_eligible(self, spec: dict[str, Any], node: dict[str, Any], running: bool = False) -> bool:
+        """Whether a pod of ``spec`` may go to ``node`` — or, ``running`` there already, stay: then only
+        NoExecute taints count (a NoSchedule taint keeps new pods off, never evicts)."""
+        effects = ("NoExecute",) if running else ("NoSchedule", "NoExecute")
         for taint in node["spec"].get("taints", []):
-            if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(spec, taint):
+            if taint.get("effect") in effects and not tolerated(spec, taint):
                 return False
         labels = node["metadata"].get("labels") or {}
         for k, v in (spec.get("nodeSelector") or {}).items():
@@ -925,7 +965,9 @@ class Cluster:
                 or (
                     n["metadata"]["name"] in by_node
                     and self._node_eligible(
-                        {**spec, "tolerations": [*tols, {"key": UNREACHABLE, "operator": "Exists"}]}, n
+                        {**spec, "tolerations": [*tols, {"key": UNREACHABLE, "operator": "Exists"}]},
+                        n,
+                        running=True,
                     )
                 )
             ]
@@ -1012,7 +1054,7 @@ class Cluster:
                 )  # fmt: skip
                 status.pop("active")
                 self.event(job, "Completed", "Job completed", component="job-controller")
-            elif failed > int(job["spec"].get("backoffLimit", 6)):
+            elif self._past_backoff_limit(job, pods, failed):
                 for p in active:
                     self.store.delete(self.res["pods"], p["metadata"]["namespace"], p["metadata"]["name"])
                 message = "Job has reached the specified backoff limit"
@@ -1024,9 +1066,7 @@ class Cluster:
             elif not active and failed and not self._retry_due(job, failed):
                 status["active"] = 0
             elif not active:
-                tmpl = copy.deepcopy(job["spec"]["template"])
-                tmpl["spec"]["restartPolicy"] = tmpl["spec"].get("restartPolicy", "Never")
-                self._new_pod(job, tmpl)
+                self._new_pod(job, job["spec"]["template"])
                 status["active"] = 1
             else:
                 status["active"] = len(active)
@@ -1034,6 +1074,19 @@ class Cluster:
                 self.store.update(
                     self.res["jobs"], {**job, "status": status}, subresource="status", force=True
                 )
+
+    @staticmethod
+    def _past_backoff_limit(job: dict[str, Any], pods: list[dict[str, Any]], failed: int) -> bool:
+        """More pods failed than ``backoffLimit`` — or, for pods restarted in place (``OnFailure``), their
+        containers restarted that often."""
+        limit = int(job["spec"].get("backoffLimit", 6))
+        restarts = sum(
+            int(c.get("restartCount", 0))
+            for p in pods
+            if (p.get("status") or {}).get("phase") in ("Running", "Pending")
+            for c in (p.get("status") or {}).get("containerStatuses") or []
+        )
+        return failed > limit or (restarts >= limit if limit else restarts > 0)
 
     def _retry_due(self, job: dict[str, Any], failed: int) -> bool:
         """Whether a failed Job's next pod may start: the controller's back-off, 10 s doubling per
@@ -1675,11 +1728,3 @@ def now_micro() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_ts(ts: str | None) -> float | None:
-    if not ts:
-        return None
-    from datetime import UTC, datetime
-
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

@@ -8,16 +8,20 @@ each kind's rules are a function in :data:`RULES`, and a pod template is default
 sits (Deployment, ReplicaSet, DaemonSet, StatefulSet, Job, CronJob, ReplicationController).  The rules
 are idempotent: defaulting a defaulted object changes nothing, so a no-op write stays a no-op.
 
-Create-only preparation (the registry's ``PrepareForCreate`` and admission) is :func:`prepare_create`:
-a Pod's initial status (``Pending`` with its QoS class), its service account and DefaultTolerationSeconds
-tolerations, a Service's cluster IPs from the service CIDR (10.43.0.0/16, as on K3s), a Namespace's
-``kubernetes`` finalizer and ``Active`` phase, a Job's generated selector, and ``metadata.generation``
-for the kinds that track it.  Only fields the seed's kinds use are covered; the rest of a kind is stored
-as sent (lab/README.md lists the known differences).
+Create-only preparation (the registry's ``PrepareForCreate`` and admission, run by
+``Store._prepare_create`` with the functions below): a Pod's initial status (``Pending`` with its QoS
+class), its service account and DefaultTolerationSeconds tolerations, a Service's cluster IPs from the
+service CIDR (10.43.0.0/16, as on K3s), a Namespace's ``kubernetes`` finalizer and ``Active`` phase, a
+Job's generated selector, and ``metadata.generation`` for the kinds that track it; an update keeps what
+was allocated (:func:`keep_allocated`).  Only fields the seed's kinds use are covered; the rest of a kind
+is stored as sent (lab/README.md lists the known differences).  The API runs :func:`default` too, before
+it validates and records ownership (as the real server defaults while decoding); the store's run is then
+a no-op.
 """
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import random
 from collections.abc import Callable, Iterable
@@ -355,6 +359,38 @@ def default(res: Resource, obj: Obj) -> None:
     rule = RULES.get((res.group, res.kind))
     if rule is not None:
         rule(obj)
+
+
+def keep_allocated(res: Resource, old: Obj, new: Obj) -> None:
+    """An update keeps what the server allocated or holds, whatever the client sent: a Service's cluster
+    IPs and IP families (a different address is refused: it is immutable), a Namespace's finalizers (only
+    ``/finalize`` changes them)."""
+    if res.group:
+        return
+    if res.kind == "Namespace":
+        finalizers = (old.get("spec") or {}).get("finalizers")
+        spec = new.setdefault("spec", {})
+        if finalizers:
+            spec["finalizers"] = list(finalizers)
+        else:
+            spec.pop("finalizers", None)
+    elif res.kind == "Service":
+        before, after = old.get("spec") or {}, new.setdefault("spec", {})
+        asked = after.get("clusterIP")
+        if asked and before.get("clusterIP") and asked != before["clusterIP"]:
+            name = (new.get("metadata") or {}).get("name", "")
+            raise KubeError(
+                422,
+                "Invalid",
+                f'Service "{name}" is invalid: spec.clusterIPs[0]: Invalid value: []string{{"{asked}"}}: '
+                "may not change once set",
+                {"name": name, "kind": "Service", "causes": [{"reason": "FieldValueInvalid",
+                 "message": f'Invalid value: []string{{"{asked}"}}: may not change once set',
+                 "field": "spec.clusterIPs[0]"}]},
+            )  # fmt: skip
+        for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            if key in before and not after.get(key):
+                after[key] = copy.deepcopy(before[key])
 
 
 # ---- create-only ------------------------------------------------------------------------------------

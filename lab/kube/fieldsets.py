@@ -61,7 +61,7 @@ def _items(value: Any, schema: Field, path: Path) -> Iterable[tuple[Element, Any
     for item in value:
         pe = item_element(item, schema)
         if pe in seen:
-            raise SchemaError(f"{render(path)}: duplicate entries for key {render((pe,))[1:] or pe}")
+            raise SchemaError(f"{render(path)}: duplicate entries for key {render((pe,))}")
         seen.add(pe)
         yield pe, item
 
@@ -106,7 +106,14 @@ class _Walk:
             if not schema.known or schema.list_type == "atomic":
                 self._leaf(path, value)
                 return
-            for pe_, item in _items(value, schema, path):
+            try:
+                items = list(_items(value, schema, path))
+            except SchemaError:
+                if self.strict:  # an applied configuration must name each item once
+                    raise
+                self._leaf(path, value)  # a stored object may not (env twice): owned as a whole
+                return
+            for pe_, item in items:
                 p = (*path, pe_)
                 self.value(item, schema.item(), p)
                 self.members.add(p)

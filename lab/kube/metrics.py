@@ -30,6 +30,7 @@ from typing import Any
 
 import psutil
 
+from lab.kube.cluster import node_ready
 from lab.kube.errors import KubeError
 from lab.kube.store import Store, now_iso
 
@@ -238,7 +239,7 @@ class Metrics:
         out = []
         for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
             name = node["metadata"]["name"]
-            if name not in totals or not _ready(node):
+            if name not in totals or not node_ready(node):
                 continue  # no kubelet answered the scrape: no metrics for it
             cpu, rss = totals[name]
             out.append(

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from lab.kube.errors import KubeError
 from lab.kube.resources import VIRTUAL, Registry, Resource
-from lab.kube.store import Store, now_iso
+from lab.kube.store import Store, now_iso, parse_iso
 
 DELETION_GRACE_S = 5.0  # namespaceDeletionGracePeriod: the controller's first look at a deleted namespace
 FINALIZER_WAIT_S = 15.0  # finalizerEstimateSeconds: the requeue while objects with finalizers remain
@@ -52,12 +51,6 @@ CONDITIONS = (
     ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
     ("NamespaceFinalizersRemaining", "ContentHasNoFinalizers", "All content-preserving finalizers finished"),
 )
-
-
-def _since(stamp: str | None) -> float:
-    if not stamp:
-        return 0.0
-    return time.time() - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 class Namespaces:
@@ -176,15 +169,17 @@ class Namespaces:
         name = ns["metadata"]["name"]
         if "kubernetes" not in ((ns.get("spec") or {}).get("finalizers") or []):
             return
-        waited = _since(ns["metadata"]["deletionTimestamp"])
+        waited = time.time() - (parse_iso(ns["metadata"]["deletionTimestamp"]) or time.time())
         if waited < DELETION_GRACE_S * self.speed:
             self.wake_at(time.monotonic() + DELETION_GRACE_S * self.speed - waited + 0.05)
             return
         pods = self._res("", "pods")
-        remaining = self._delete_all(pods, name)
-        if remaining:
+        if self._delete_all(pods, name):
             self._conditions(ns, {})
-            self.wake_at(time.monotonic() + max(0.2, self.speed))
+            # the controller's requeue: half the longest grace period left, plus a second
+            grace = max((int((p.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+                         for p in self.store.list(pods, name)), default=0)  # fmt: skip
+            self.wake_at(time.monotonic() + (grace / 2 + 1) * self.speed)
             return
         left: dict[str, tuple[int, int]] = {}
         for res in self._namespaced():
@@ -199,11 +194,25 @@ class Namespaces:
             self.wake_at(time.monotonic() + wait * self.speed)
             return
         self._conditions(ns, {})
-        fresh = self.store.get(self._res("", "namespaces"), None, name)
-        finalized = {**fresh, "spec": {**fresh.get("spec", {}), "finalizers": [
-            f for f in fresh.get("spec", {}).get("finalizers", []) if f != "kubernetes"
-        ]}}  # fmt: skip
-        self.store.update(self._res("", "namespaces"), finalized, subresource="finalize", force=True)
+        self._finalize(name)
+
+    def _finalize(self, name: str) -> None:
+        """Nothing left: the garbage collector's ``orphan``/``foregroundDeletion`` finalizers go (nothing
+        depends on the namespace any more), then the controller's ``kubernetes`` through ``/finalize``."""
+        namespaces = self._res("", "namespaces")
+        fresh = self.store.get(namespaces, None, name)
+        meta = fresh["metadata"]
+        kept = [f for f in meta.get("finalizers") or [] if f not in ("orphan", "foregroundDeletion")]
+        if kept != (meta.get("finalizers") or []):
+            fresh = self.store.update(
+                namespaces, {**fresh, "metadata": {**meta, "finalizers": kept}}, force=True
+            )
+        spec = fresh.get("spec") or {}
+        finalized = {
+            **fresh,
+            "spec": {**spec, "finalizers": [f for f in spec.get("finalizers", []) if f != "kubernetes"]},
+        }
+        self.store.update(namespaces, finalized, subresource="finalize", force=True)
 
     def _namespaced(self) -> list[Resource]:
         return [

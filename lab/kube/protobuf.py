@@ -25,7 +25,7 @@ MAGIC = b"k8s\x00"
 META = "k8s.io.apimachinery.pkg.apis.meta.v1"
 UNKNOWN = "k8s.io.apimachinery.pkg.runtime.Unknown"
 TYPE_META = "k8s.io.apimachinery.pkg.runtime.TypeMeta"
-PACKAGES = {"apiregistration.k8s.io": "k8s.io.kube-aggregator.pkg.apis.apiregistration"}
+PACKAGES = {"apiregistration.k8s.io": "k8s.io.kube_aggregator.pkg.apis.apiregistration"}
 
 
 @lru_cache(maxsize=1)

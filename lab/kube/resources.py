@@ -104,7 +104,16 @@ def _r(
 
 
 BUILTINS: list[Resource] = [
-    _r("v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
+    # namespaces serve no deletecollection: a namespace goes one at a time, through its termination
+    _r(
+        "v1",
+        "Namespace",
+        "namespaces",
+        False,
+        ("ns",),
+        ("status", "finalize"),
+        verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+    ),
     _r("v1", "Node", "nodes", False, ("no",), ("status",)),
     _r("v1", "Pod", "pods", True, ("po",), ("status", "eviction", "log", "binding", "exec"), ("all",)),
     _r("v1", "Service", "services", True, ("svc",), ("status",), ("all",)),

@@ -6,8 +6,9 @@ The lab has no images, so a container runs, in order of preference:
 1. what a twin says it runs (a :data:`RunTarget` hook): the seed's pg_dump CronJob's pod takes a real
    backup of the database into the Storage Box's ``k3s-db`` repository, as the scheduled job does;
 2. its ``command`` and ``args`` on this machine (``args`` alone as the whole command line: the image is
-   taken to have no ENTRYPOINT, as busybox, alpine and debian have none), exec'd without a shell as the
-   runtime does, with the
+   taken to have no ENTRYPOINT, as busybox, alpine and debian have none) — as ``nobody`` when the lab runs
+   as root, since a manifest's command is not the lab's own — exec'd without a shell as the runtime does,
+   with the
    container's environment (``value``, and ``valueFrom`` a field, a Secret or a ConfigMap key), in a
    scratch directory, its output the container's log; a missing executable is containerd's
    ``StartError`` (exit 128);
@@ -34,6 +35,7 @@ from lab.kube.resources import Registry
 from lab.kube.store import Store
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NOBODY = 65534  # a lab run as root runs containers' commands as nobody: they come from manifests
 RunTarget = Callable[[dict[str, Any], dict[str, Any]], Awaitable[tuple[int, list[str]]] | None]
 
 
@@ -67,6 +69,8 @@ class Runtime:
         if not argv:
             return Exit(0, "Completed")  # the image's own command: unknown here, taken to succeed
         scratch = tempfile.mkdtemp(prefix="opsconsole-lab-run-")
+        if os.geteuid() == 0:
+            os.chown(scratch, NOBODY, NOBODY)
         try:
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -82,6 +86,7 @@ class Runtime:
                     },
                     cwd=scratch,
                     start_new_session=True,
+                    preexec_fn=_unprivileged,
                 )
             except OSError as exc:
                 why = (
@@ -147,3 +152,11 @@ class Runtime:
                 return None
             return base64.b64decode(raw).decode(errors="replace") if encoded else str(raw)
         return None
+
+
+def _unprivileged() -> None:
+    """In the child: drop root (a manifest's command is not the lab's own; it gets no more than nobody)."""
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)

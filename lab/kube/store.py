@@ -41,6 +41,8 @@ from lab.kube.resources import Resource
 
 HISTORY = 5000  # events kept per resource type for watch resumption
 NAME_ALPHABET = defaults.NAME_ALPHABET  # what the API server's generateName draws from
+NAMESPACES = "/namespaces"  # the namespaces' table (Store.key of the core group's namespaces)
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")  # NamespaceLifecycle refuses their deletion
 
 
 def detached(obj: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +54,13 @@ def detached(obj: dict[str, Any]) -> dict[str, Any]:
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(stamp: str | None) -> float | None:
+    """A metav1.Time (``2026-12-06T13:05:36Z``) as a UNIX time; None when absent."""
+    if not stamp:
+        return None
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 @dataclass
@@ -248,19 +257,36 @@ class Store:
                 nm[immutable] = old["metadata"][immutable]
             else:
                 nm.pop(immutable, None)
+        new = self._written(res, old, new, subresource)
+        if new == old:
+            return old  # a no-op write does not bump resourceVersion (as the real server)
+        if dry_run:
+            return new
+        table[key] = new
+        meta = new["metadata"]
+        held = self._is_namespace(res) and (new.get("spec") or {}).get("finalizers")
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not held:
+            return self._really_delete(res, key)
+        return self._commit(res, "MODIFIED", new)
+
+    def _written(
+        self, res: Resource, old: dict[str, Any], new: dict[str, Any], subresource: str | None
+    ) -> dict[str, Any]:
+        """What an update stores: a subresource changes its part only (a Pod's node, a Namespace's
+        finalizers, a status); the main resource never the status, nor what the server allocated or
+        holds (a Service's cluster IPs, a Namespace's finalizers), and moves the generation on a spec
+        change."""
         if subresource is None:
             defaults.default(res, new)
-        if subresource == "binding":  # a Pod's node, nothing else (the scheduler's bind)
-            node = (new.get("spec") or {}).get("nodeName")
+            defaults.keep_allocated(res, old, new)
+        if subresource in ("binding", "finalize"):
+            part = ("spec", "nodeName") if subresource == "binding" else ("spec", "finalizers")
+            value = (new.get(part[0]) or {}).get(part[1])
             new = copy.deepcopy(old)
-            new["spec"]["nodeName"] = node
-        if subresource == "finalize":  # a Namespace's spec.finalizers, nothing else
-            finalizers = (new.get("spec") or {}).get("finalizers") or []
-            new = copy.deepcopy(old)
-            new.setdefault("spec", {})["finalizers"] = finalizers
-            if not finalizers:
-                new["spec"].pop("finalizers")
-        if subresource == "status":
+            new.setdefault(part[0], {})[part[1]] = value
+            if not value:
+                new[part[0]].pop(part[1])
+        elif subresource == "status":
             new = {**copy.deepcopy(old), "status": new.get("status")}
             if new["status"] is None:
                 new.pop("status")
@@ -270,20 +296,13 @@ class Store:
             else:
                 new.pop("status", None)
         if subresource is None:
+            nm = new["metadata"]
             changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
                 k: v for k, v in old.items() if k not in ("metadata", "status")
             }
             if changed and "generation" in nm:
                 nm["generation"] = int(nm["generation"]) + 1
-        if new == old:
-            return old  # a no-op write does not bump resourceVersion (as the real server)
-        if dry_run:
-            return new
-        table[key] = new
-        held = self._is_namespace(res) and (new.get("spec") or {}).get("finalizers")
-        if nm.get("deletionTimestamp") and not nm.get("finalizers") and not held:
-            return self._really_delete(res, key)
-        return self._commit(res, "MODIFIED", new)
+        return new
 
     def rewrite(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         """Replace an object whole, its immutable metadata included — the lab's own history (back-dated
@@ -321,8 +340,16 @@ class Store:
             meta.setdefault("finalizers", [])
             if "foregroundDeletion" not in meta["finalizers"]:
                 meta["finalizers"].append("foregroundDeletion")
-        if self._is_namespace(res) and obj.get("spec", {}).get("finalizers"):
-            return self._terminate_namespace(res, obj, propagation)
+        if self._is_namespace(res):
+            if name in IMMORTAL_NAMESPACES:
+                raise KubeError(
+                    403,
+                    "Forbidden",
+                    f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                    {"name": name, "kind": "namespaces"},
+                )
+            if obj.get("spec", {}).get("finalizers"):
+                return self._terminate_namespace(res, obj, propagation)
         graceful = res.plural == "pods" and grace != 0 and obj.get("spec", {}).get("nodeName")
         if meta.get("finalizers") or graceful:
             if not meta.get("deletionTimestamp"):
@@ -363,7 +390,7 @@ class Store:
         """Whether ``namespace`` is being deleted (nothing new may be created in it)."""
         if not namespace:
             return False
-        ns = self.objects.get("/namespaces", {}).get(("", namespace))
+        ns = self.objects.get(NAMESPACES, {}).get(("", namespace))
         return bool(ns and ns["metadata"].get("deletionTimestamp"))
 
     def _really_delete(self, res: Resource, key: tuple[str, str]) -> dict[str, Any]:

@@ -456,6 +456,7 @@ class View:
 
     kind: str = ""
     include: str = "Metadata"
+    yaml: bool = False  # ``Accept: application/yaml``
 
     def one(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         if self.kind == "Table":
@@ -486,11 +487,11 @@ def view(accept: str, include: str | None) -> View | None:
             media.split(";")[0].strip(),
             dict(p.strip().split("=", 1) for p in media.split(";")[1:] if "=" in p),
         )
-        if kind not in ("application/json", "application/*", "*/*", ""):
+        if kind not in ("application/json", "application/yaml", "application/*", "*/*", ""):
             continue
-        as_ = params.get("as", "")
+        as_, as_yaml = params.get("as", ""), kind == "application/yaml"
         if not as_:
-            return View()
+            return View(yaml=as_yaml)
         if as_ in AS_KINDS and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
-            return View(as_, include or "Metadata")
+            return View(as_, include or "Metadata", as_yaml)
     return None

@@ -6,11 +6,9 @@ real defaults of that version, each with where it is set (lab/README.md lists th
 ==========================================  ========  ==================================================
 kube-controller-manager                     default   source
 ==========================================  ========  ==================================================
-``--node-monitor-grace-period``             50 s      40 s until 1.31; kubernetes/kubernetes#126287 (1.32)
+``--node-monitor-grace-period``             50 s      since 1.32: kubernetes/kubernetes#126287
 ``--node-monitor-period``                   5 s       ``SetDefaults_KubeCloudSharedConfiguration``
-``--node-startup-grace-period``             60 s      nodelifecycle config v1alpha1 defaults
 kubelet ``--node-lease-duration-seconds``   40        renewed every quarter of it: 10 s
-kubelet ``--node-status-update-frequency``  10 s      K3s writes it in 00-k3s-defaults.conf too
 kube-apiserver
 ``--default-not-ready-toleration-seconds``  300       DefaultTolerationSeconds admission
 ``--default-unreachable-toleration-seconds``300       DefaultTolerationSeconds admission
@@ -19,7 +17,8 @@ kube-apiserver
 K3s sets none of the node-lifecycle flags itself; an operator tunes them as K3s takes them —
 ``--kube-controller-manager-arg=node-monitor-grace-period=20s`` (repeatable; ``key=value``, a later
 one wins), ``--kubelet-arg=…``, ``--kube-apiserver-arg=…`` — and ``opsconsole lab up`` takes the same
-flags.  Unknown keys are accepted and ignored, as the lab emulates only these.
+flags.  Other keys are accepted and ignored, as the lab emulates only these clocks (the kubelet's
+status updates, for one, are not modelled: its Lease is the liveness signal, as with the real one).
 """
 
 from __future__ import annotations
@@ -49,9 +48,7 @@ def go_duration(text: str) -> float:
 class Timing:
     node_monitor_grace_period: float = 50.0
     node_monitor_period: float = 5.0
-    node_startup_grace_period: float = 60.0
     node_lease_duration: float = 40.0
-    node_status_update_frequency: float = 10.0
     default_not_ready_toleration_seconds: float = 300
     default_unreachable_toleration_seconds: float = 300
 
@@ -70,8 +67,6 @@ class Timing:
         durations = {
             "node-monitor-grace-period": "node_monitor_grace_period",
             "node-monitor-period": "node_monitor_period",
-            "node-startup-grace-period": "node_startup_grace_period",
-            "node-status-update-frequency": "node_status_update_frequency",
         }
         integers = {
             "node-lease-duration-seconds": "node_lease_duration",
@@ -94,8 +89,8 @@ class Timing:
                     number = int(value)
                 except ValueError:
                     raise ValueError(f"{key} takes a whole number of seconds, not {value!r}") from None
-                if number < 0:
-                    raise ValueError(f"{key} may not be negative")
+                if number < 0 or (number == 0 and key == "node-lease-duration-seconds"):
+                    raise ValueError(f"{key}={value}: must be {'above' if number == 0 else 'at least'} 0")
                 out = replace(out, **{integers[key]: float(number)})
         return out
 

@@ -73,6 +73,25 @@ def crd_to_jsonschema(node: Any, strict: bool) -> Any:
     return out
 
 
+def rules(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the API server's validation checks beyond the schema, for the kinds the lab runs: a Job's
+    (or a CronJob's) pods must run to completion."""
+    kind = obj.get("kind")
+    if obj.get("apiVersion") != "batch/v1" or kind not in ("Job", "CronJob"):
+        return []
+    spec = obj.get("spec") or {}
+    if kind == "CronJob":
+        spec, path = (spec.get("jobTemplate") or {}).get("spec") or {}, "spec.jobTemplate.spec.template.spec"
+    else:
+        path = "spec.template.spec"
+    policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy", "")
+    if policy in ("OnFailure", "Never"):
+        return []
+    return [
+        (f"{path}.restartPolicy", f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"')
+    ]
+
+
 def validate(obj: dict[str, Any], crd: dict[str, Any] | None, strict: bool) -> list[tuple[str, str]]:
     """(field, message) problems; empty when the object conforms."""
     if crd is not None:
@@ -94,8 +113,11 @@ def validate(obj: dict[str, Any], crd: dict[str, Any] | None, strict: bool) -> l
         validator = _builtin_validator(obj["apiVersion"], obj["kind"], strict)
         target = obj
     if validator is None:
-        return []
-    return [
-        (".".join(str(p) for p in e.absolute_path) or "<root>", e.message)
-        for e in sorted(validator.iter_errors(target), key=lambda e: list(map(str, e.absolute_path)))
-    ][:10]
+        return rules(obj)
+    return (
+        rules(obj)
+        + [
+            (".".join(str(p) for p in e.absolute_path) or "<root>", e.message)
+            for e in sorted(validator.iter_errors(target), key=lambda e: list(map(str, e.absolute_path)))
+        ][:10]
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 _GO_ESCAPES = str.maketrans(
@@ -21,5 +22,11 @@ def encode(value: Any) -> bytes:
     ).encode()
 
 
-def respond(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def respond(
+    value: Any, status: int = 200, headers: dict[str, str] | None = None, as_yaml: bool = False
+) -> web.Response:
+    """``value`` as JSON, or as YAML when the client asked for ``application/yaml``."""
+    if as_yaml:
+        text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+        return web.Response(text=text, status=status, headers=headers, content_type="application/yaml")
     return web.Response(body=encode(value), status=status, headers=headers, content_type="application/json")

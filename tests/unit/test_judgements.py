@@ -318,7 +318,7 @@ def test_each_way_a_pod_goes_wrong_is_a_finding_naming_it() -> None:
     rows = pods_rows(snap)
     worst = ["docfast/crashy", "docfast-staging/pully", "docfast-staging/stuck", "docfast-staging/hungry"]
     assert [k for k, _ in rows[:4]] == worst
-    assert rows[0][1][6] == "CrashLoopBackOff" and rows[0][1][5].startswith("7 (")
+    assert rows[0][1][8] == "CrashLoopBackOff" and rows[0][1][7].startswith("7 (")
     assert [k for k, _ in pods_rows(snap, "hungry")] == ["docfast-staging/hungry"]
     in_prod = [k for k, _ in pods_rows(snap, "", "docfast")]  # the N key's namespace filter
     assert in_prod[0] == "docfast/crashy" and all(k.startswith("docfast/") for k in in_prod)
