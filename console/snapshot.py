@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from console.clients.kube_lib import parse_quantity
 from console.config import Config, HaPatch
 from console.ha import drift
 from console.ha_policy import OwnedObject, owned_objects
@@ -40,6 +39,7 @@ from console.model import (
 )
 from console.releases import releases
 from console.store import ClusterStore
+from console.units import quantity
 
 WEAK_PASSWORDS = {"docfast", "password", "postgres", "admin", "changeme", "secret", "123456"}
 
@@ -245,7 +245,7 @@ def _quantity(text: Any) -> Decimal | None:
     if text is None:
         return None
     try:
-        return parse_quantity(str(text))
+        return quantity(str(text))
     except (ValueError, ArithmeticError):
         return None
 

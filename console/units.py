@@ -6,6 +6,9 @@ the same wherever it appears.
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal, InvalidOperation
+
 
 def size(n: int | float | None) -> str:
     """``16.0 MiB``; ``?`` when the figure is unknown (never ``0 B``)."""
@@ -47,3 +50,28 @@ def share(used: int | None, whole: int | None) -> str:
     if used is None or not whole:
         return ""
     return f"{used * 100 // whole}%"
+
+
+_QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))((?:[eE][+-]?\d+)|[numkKMGTPE]i?|)")
+_DECIMAL_EXP = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "K": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+
+def quantity(text: str) -> Decimal:
+    """A Kubernetes quantity (``250m``, ``128Mi``, ``123456789n``, ``1e3``, ``2``) as a number; ValueError
+    when it is not one.  The rules of ``kubernetes.utils.quantity``, written here because importing that
+    loads the whole client package, and this runs in the snapshot's build thread."""
+    found = _QUANTITY.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not a quantity")
+    number, suffix = found.groups()
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a quantity") from None
+    if suffix.endswith("i"):
+        if suffix[0] not in "KMGTPE":
+            raise ValueError(f"{text!r} is not a quantity")
+        return value * Decimal(1024 ** ("KMGTPE".index(suffix[0]) + 1))
+    if suffix[:1] in ("e", "E") and len(suffix) > 1:
+        return value * Decimal(10) ** int(suffix[1:])
+    return value * Decimal(10) ** _DECIMAL_EXP[suffix]

@@ -208,6 +208,19 @@ def hcloud_env(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return env
 
 
+@pytest.fixture
+async def api(lab: LabState) -> Any:
+    """The kubernetes Python client (``kubernetes.aio``) on the module's lab, as the admin."""
+    from kubernetes.aio import client, config
+
+    cfg = client.Configuration()
+    await config.load_kube_config(
+        config_file=lab.files["kubeconfig"], context="admin", client_configuration=cfg
+    )
+    async with client.ApiClient(cfg) as api_client:
+        yield api_client
+
+
 def kubectl(
     lab: LabState, *args: str, context: str = "admin", check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

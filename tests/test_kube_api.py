@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from kubernetes.aio import client, config
@@ -20,16 +19,6 @@ from lab.state import LabState
 def lab(fresh_lab: LabState) -> LabState:
     """Its own lab: these checks count pods, so no other test may be moving them."""
     return fresh_lab
-
-
-@pytest.fixture
-async def api(lab: LabState) -> AsyncIterator[client.ApiClient]:
-    cfg = client.Configuration()
-    await config.load_kube_config(
-        config_file=lab.files["kubeconfig"], context="admin", client_configuration=cfg
-    )
-    async with client.ApiClient(cfg) as api_client:
-        yield api_client
 
 
 async def test_stale_resource_version_is_a_conflict(api: client.ApiClient) -> None:

@@ -6,13 +6,12 @@ manifests (the watcher's, HA as code) apply server-side as they would on the clu
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes.aio import client, config
+from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from lab.state import LabState
@@ -22,16 +21,6 @@ from tests.conftest import kubectl, kubectl_json, opsconsole, run_action
 @pytest.fixture(scope="module")
 def lab(fresh_lab: LabState) -> LabState:
     return fresh_lab
-
-
-@pytest.fixture
-async def api(lab: LabState) -> AsyncIterator[client.ApiClient]:
-    cfg = client.Configuration()
-    await config.load_kube_config(
-        config_file=lab.files["kubeconfig"], context="admin", client_configuration=cfg
-    )
-    async with client.ApiClient(cfg) as api_client:
-        yield api_client
 
 
 def manifest(replicas: int = 2, labels: dict[str, str] | None = None, port: bool = True) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from lab.kube.metrics import parse_memory
+from console.units import quantity
 from lab.state import LabState
 from tests.conftest import kubectl, kubectl_json, wait_for
 
@@ -34,7 +34,7 @@ def test_kubectl_top_reads_the_labs_processes(fresh_lab: LabState) -> None:
     path = f"/apis/metrics.k8s.io/v1beta1/namespaces/postgres/pods/{primary}"
     raw = json.loads(kubectl(lab, "get", "--raw", path).stdout)
     assert raw["kind"] == "PodMetrics" and raw["window"].endswith("s") and raw["timestamp"].endswith("Z")
-    assert parse_memory(raw["containers"][0]["usage"]["memory"]) >= 10 * 1024 * 1024
+    assert quantity(raw["containers"][0]["usage"]["memory"]) >= 10 * 1024 * 1024
     missing = kubectl(
         lab, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/postgres/pods/nope", check=False
     )

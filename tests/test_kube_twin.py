@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
-from kubernetes.aio import client, config
+from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from lab.state import LabState
@@ -26,16 +25,6 @@ from tests.conftest import kubectl, kubectl_json, wait_for
 def lab(fresh_lab: LabState) -> LabState:
     """A lab of this module's own: it creates and deletes namespaces and rolls Deployments back."""
     return fresh_lab
-
-
-@pytest.fixture
-async def api(lab: LabState) -> AsyncIterator[client.ApiClient]:
-    cfg = client.Configuration()
-    await config.load_kube_config(
-        config_file=lab.files["kubeconfig"], context="admin", client_configuration=cfg
-    )
-    async with client.ApiClient(cfg) as api_client:
-        yield api_client
 
 
 async def raw(

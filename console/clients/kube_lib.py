@@ -18,7 +18,6 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
-from decimal import Decimal
 from typing import Any
 
 
@@ -44,14 +43,3 @@ def load() -> tuple[Any, Any]:
     _bare_package("kubernetes")
     _bare_package("kubernetes.aio")
     return importlib.import_module("kubernetes.aio.client"), importlib.import_module("kubernetes.aio.config")
-
-
-def parse_quantity(text: str) -> Decimal:
-    """A Kubernetes quantity (``250m``, ``128Mi``, ``123456789n``, ``1e3``) as a number, by the client
-    library's own parser (``kubernetes.utils.quantity``), loaded without the package's eager ``__init__``;
-    ValueError when it is not one."""
-    _bare_package("kubernetes")
-    _bare_package("kubernetes.utils")
-    quantity: Any = importlib.import_module("kubernetes.utils.quantity")
-    parsed: Decimal = quantity.parse_quantity(text)
-    return parsed

@@ -11,18 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from console.clients.kube import KubeError, request
-from console.clients.kube_lib import parse_quantity
 from console.config import Config
 from console.model import SourceState, Usage
 from console.sources.base import PollingSource
 from console.store import ClusterStore
+from console.units import quantity
 
 METRICS = "/apis/metrics.k8s.io/v1beta1"
 RESOLUTION_S = 15.0
 
 
 def usage(cpu: str, memory: str) -> Usage:
-    return Usage(int(parse_quantity(cpu) * 1000), int(parse_quantity(memory)))
+    return Usage(int(quantity(cpu) * 1000), int(quantity(memory)))
 
 
 def _pod_usage(item: dict[str, Any]) -> Usage:

@@ -61,22 +61,6 @@ def memory_quantity(size: int) -> str:
     return f"{size}Pi"
 
 
-def parse_cpu(text: str) -> int:
-    """Nanocores in a CPU quantity of the forms :func:`cpu_quantity` writes."""
-    for suffix, size in (("n", 1), ("u", 10**3), ("m", 10**6)):
-        if text.endswith(suffix):
-            return int(text[: -len(suffix)]) * size
-    return int(text) * 10**9
-
-
-def parse_memory(text: str) -> int:
-    """Bytes in a memory quantity of the forms :func:`memory_quantity` writes."""
-    for i, suffix in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi"), start=1):
-        if text.endswith(suffix):
-            return int(text[:-2]) << (10 * i)
-    return int(text)
-
-
 @dataclass
 class Sample:
     at: float  # monotonic

@@ -233,10 +233,11 @@ def _apiservice(o: dict[str, Any]) -> Row:
 def _usage(o: dict[str, Any]) -> dict[str, str]:
     if "usage" in o:
         return dict(o["usage"])
-    from lab.kube.metrics import cpu_quantity, memory_quantity, parse_cpu, parse_memory
+    from console.units import quantity
+    from lab.kube.metrics import cpu_quantity, memory_quantity
 
-    cpu = sum(parse_cpu(c["usage"]["cpu"]) for c in o.get("containers") or [])
-    memory = sum(parse_memory(c["usage"]["memory"]) for c in o.get("containers") or [])
+    cpu = sum(int(quantity(c["usage"]["cpu"]) * 10**9) for c in o.get("containers") or [])
+    memory = sum(int(quantity(c["usage"]["memory"])) for c in o.get("containers") or [])
     return {"cpu": cpu_quantity(cpu), "memory": memory_quantity(memory)}
 
 
