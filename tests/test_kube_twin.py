@@ -366,6 +366,29 @@ async def test_strategic_merge_keys_come_from_the_schema(api: client.ApiClient) 
         assert [t.key for t in after.spec.template.spec.tolerations] == ["second"]
     finally:
         await apps.delete_namespaced_deployment("merge", "default")
+    # A Pod's containers merge on `name` (an image changed in one), its finalizers as a set.
+    two = [{"name": "a", "image": "nginx:1.27"}, {"name": "b", "image": "nginx:1.27"}]
+    await core.create_namespaced_pod(
+        "default",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "merge", "finalizers": ["lab.test/a"]},
+            "spec": {"containers": two},
+        },
+    )
+    patched = await core.patch_namespaced_pod(
+        "merge",
+        "default",
+        {
+            "metadata": {"finalizers": ["lab.test/b"]},
+            "spec": {"containers": [{"name": "b", "image": "nginx:1.28"}]},
+        },
+    )
+    assert [(c.name, c.image) for c in patched.spec.containers] == [("a", "nginx:1.27"), ("b", "nginx:1.28")]
+    assert patched.metadata.finalizers == ["lab.test/a", "lab.test/b"]
+    await core.patch_namespaced_pod("merge", "default", {"metadata": {"finalizers": None}})
+    await core.delete_namespaced_pod("merge", "default", grace_period_seconds=0)
     # A Node's taints are atomic (replaced), its conditions merge on `type`.
     node = await core.read_node("k3s-w2")
     tainted = await core.patch_node(
