@@ -329,7 +329,9 @@ async def _scale(config_path: Path, seconds: float = 60.0) -> dict[str, Any]:
         end = time.perf_counter() + seconds / 2
         i = 0
         while time.perf_counter() < end:
-            _, answered = await _press_and_paint(app, ("down", "down", "up")[i % 3])
+            # Down twice, up twice: the panel shows PODS_SHOWN rows, and a cursor that drifted down would
+            # reach the last one, where a key moves nothing and no frame answers it.
+            _, answered = await _press_and_paint(app, ("down", "down", "up", "up")[i % 4])
             pod_keys.append(answered)
             i += 1
             await asyncio.sleep(0.2)

@@ -4,6 +4,7 @@ accepts and what it refuses (409, 410, 415, 400, 429, 403), lists, watches and s
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 
 import pytest
@@ -196,6 +197,36 @@ async def test_list_selectors_and_pagination(api: client.ApiClient) -> None:
     assert len(sizes) > 1 and all(n == 4 for n in sizes[:-1])
 
 
+async def test_continue_tokens_are_keys_that_expire(lab: LabState, api: client.ApiClient) -> None:
+    """A page continues after the last key it returned (as etcd's range reads do), so an object deleted
+    between pages moves nothing; the token is the server's own shape; a compaction expires it (410)."""
+    core = client.CoreV1Api(api)
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="paging")))
+    for name in "abcdef":
+        await core.create_namespaced_config_map(
+            "paging", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"cm-{name}"))
+        )
+    first = await core.list_namespaced_config_map("paging", limit=2)
+    assert [c.metadata.name for c in first.items] == ["cm-a", "cm-b"]
+    assert first.metadata.remaining_item_count == 5  # the namespace's kube-root-ca.crt sorts after
+    encoded = first.metadata._continue
+    token = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    rv = int(first.metadata.resource_version)
+    assert token == {"v": "meta.k8s.io/v1", "rv": rv, "start": "paging/cm-b\x00"}
+    await core.delete_namespaced_config_map("cm-a", "paging")
+    second = await core.list_namespaced_config_map("paging", limit=2, _continue=first.metadata._continue)
+    assert [c.metadata.name for c in second.items] == ["cm-c", "cm-d"]
+    assert second.metadata.resource_version == first.metadata.resource_version  # the first page's snapshot
+    with pytest.raises(ApiException) as bad:
+        await core.list_namespaced_config_map("paging", limit=2, _continue="not-a-token")
+    assert bad.value.status == 400 and "continue key is not valid" in bad.value.body
+    control(lab, "POST", "/fault/kube", {"compact": True})
+    with pytest.raises(ApiException) as expired:
+        await core.list_namespaced_config_map("paging", limit=2, _continue=second.metadata._continue)
+    assert expired.value.status == 410 and json.loads(expired.value.body)["reason"] == "Expired"
+    await core.delete_namespace("paging")
+
+
 async def test_watch_resumes_bookmarks_times_out_and_gets_410(lab: LabState, api: client.ApiClient) -> None:
     core = client.CoreV1Api(api)
     listed = await core.list_namespaced_config_map("default")
@@ -307,3 +338,44 @@ async def test_bad_token_is_401(lab: LabState) -> None:
         with pytest.raises(ApiException) as err:
             await client.CoreV1Api(api_client).list_namespace()
     assert err.value.status == 401
+
+
+async def test_the_console_lists_in_pages_and_trims(
+    api: client.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's watch source reads a kind in pages and stores it without the server's bookkeeping
+    (managedFields, the service-account token volume): every pod there, none of that kept."""
+    from console.sources import kube as source
+    from console.store import ClusterStore
+
+    monkeypatch.setattr(source, "PAGE", 3)
+    core = client.CoreV1Api(api)
+    pods = await core.list_pod_for_all_namespaces_without_preload_content()
+    listed = json.loads(await pods.read())["items"]
+    assert any(
+        v["name"].startswith(source.TOKEN_VOLUME) for p in listed for v in p["spec"].get("volumes", [])
+    )
+    store = ClusterStore()
+    watch = source.KubeSource(store, api, kinds=(source.Watched("pods", plural="pods"),))
+    watch.start()
+    try:
+        await asyncio.wait_for(watch.synced.wait(), 30)
+        assert store.sources["kube:pods"].state.value == "ok"
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:  # the lab keeps reconciling: the same set once the watch has caught up
+            now = {
+                (p.metadata.namespace, p.metadata.name)
+                for p in (await core.list_pod_for_all_namespaces()).items
+            }
+            if set(store.objects["pods"]) == now:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the store never held the listed pods"
+            await asyncio.sleep(0.1)
+        for pod in store.items("pods"):
+            assert "managedFields" not in pod["metadata"]
+            volumes = pod["spec"].get("volumes") or []
+            assert not any(v["name"].startswith(source.TOKEN_VOLUME) for v in volumes)
+            mounts = [m for c in pod["spec"]["containers"] for m in c.get("volumeMounts") or []]
+            assert not any(m["name"].startswith(source.TOKEN_VOLUME) for m in mounts)
+    finally:
+        await watch.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import copy
 import json
@@ -87,6 +88,35 @@ FIELD_LABELS: dict[str, set[str]] = {
     "replicasets": {"status.replicas"},
     "jobs": {"status.successful"},
 }
+
+
+def _list_key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return str(meta.get("namespace") or ""), str(meta["name"])
+
+
+def _encode_continue(last: tuple[str, str], rv: int) -> str:
+    """A continue token as kube-apiserver makes one: unpadded URL-safe base64 of its JSON, the key to
+    start after (``\\x00`` appended: the next key in etcd's order) and the snapshot's revision."""
+    start = "/".join(p for p in last if p) + "\x00"
+    token = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+
+def _decode_continue(value: str) -> tuple[tuple[str, str], int]:
+    """The key a page starts after and the token's revision; 400 for what the server cannot decode."""
+    try:
+        token = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        if token.get("v") != "meta.k8s.io/v1":
+            raise ValueError("continue key is not valid: unrecognized encoded version")
+        rv, start = int(token["rv"]), str(token["start"]).removesuffix("\x00")
+        if rv <= 0:
+            raise ValueError("continue key is not valid: incorrect encoded start resourceVersion")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        why = str(exc) if str(exc).startswith("continue") else "continue key is not valid"
+        raise bad_request(why) from None
+    ns, _, name = start.rpartition("/")
+    return (ns, name), rv
 
 
 @dataclass
@@ -773,15 +803,9 @@ class KubeApi:
         items = self._select(request, res, namespace)
         q = request.query
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
-        start = 0
         if q.get("continue"):
-            try:
-                token = json.loads(base64.urlsafe_b64decode(q["continue"]))
-                start, token_rv = int(token["start"]), int(token["rv"])
-            except (ValueError, KeyError, TypeError):
-                raise bad_request("invalid continue token") from None
-            floor = self.store.compacted.get(self.store.key(res), 0)
-            if token_rv < floor:
+            after, token_rv = _decode_continue(q["continue"])
+            if token_rv < self.store.etcd_floor():
                 raise KubeError(
                     410,
                     "Expired",
@@ -789,16 +813,12 @@ class KubeApi:
                     "consistent list result. You can start a new list without the continue parameter.",
                 )
             meta["resourceVersion"] = str(token_rv)
+            items = items[bisect.bisect_right(items, after, key=_list_key) :]
         limit = int(q.get("limit") or 0)
-        if limit > 0:
-            page = items[start : start + limit]
-            if start + limit < len(items):
-                meta["continue"] = base64.urlsafe_b64encode(
-                    json.dumps({"start": start + limit, "rv": int(meta["resourceVersion"])}).encode()
-                ).decode()
-                meta["remainingItemCount"] = len(items) - start - limit
-        else:
-            page = items[start:]
+        page = items[:limit] if limit > 0 else items
+        if len(page) < len(items):
+            meta["continue"] = _encode_continue(_list_key(page[-1]), int(meta["resourceVersion"]))
+            meta["remainingItemCount"] = len(items) - len(page)
         view = self._view(request)
         return respond(view.many(res, page, meta), as_yaml=view.yaml)
 

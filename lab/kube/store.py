@@ -10,7 +10,10 @@ Semantics kept from the real API server (etcd3 storage + generic registry):
 * Deletion with finalizers sets ``deletionTimestamp`` and waits for the finalizers to be removed.
   Dependents (``ownerReferences``) are garbage-collected in the background unless orphaned.
 * Watches replay history after the requested resourceVersion; one older than the retained window gets
-  410 Gone ("too old resource version"), as after an etcd compaction.
+  410 Gone ("too old resource version"), as from the watch cache.
+* Continue tokens live until etcd compacts their revision: kube-apiserver compacts every 5 minutes
+  (``--etcd-compaction-interval``) to the revision it saw at the previous tick, so a token lives 5 to 10
+  minutes of wall time (``etcd_floor``) — the lab's speed does not shorten it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import builtins
 import copy
 import json
 import random
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -40,6 +44,7 @@ from lab.kube.errors import (
 from lab.kube.resources import Resource
 
 HISTORY = 5000  # events kept per resource type for watch resumption
+COMPACTION_INTERVAL_S = 300.0  # kube-apiserver's --etcd-compaction-interval
 NAME_ALPHABET = defaults.NAME_ALPHABET  # what the API server's generateName draws from
 NAMESPACES = "/namespaces"  # the namespaces' table (Store.key of the core group's namespaces)
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")  # NamespaceLifecycle refuses their deletion
@@ -83,6 +88,9 @@ class Store:
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
         self.history: dict[str, deque[WatchEvent]] = {}
         self.compacted: dict[str, int] = {}
+        self._etcd_floor = 0  # revisions below it are compacted away
+        self._compaction_mark = self.rv  # the revision seen at the last compaction tick
+        self._next_compaction = time.monotonic() + COMPACTION_INTERVAL_S
         self.watchers: dict[str, set[Watcher]] = {}
         self.resources: dict[str, Resource] = {}
         self._sorted: dict[str, list[tuple[str, str]]] = {}
@@ -140,7 +148,17 @@ class Store:
 
     # ---- writes ---------------------------------------------------------------------------------------
 
+    def etcd_floor(self) -> int:
+        """The oldest revision etcd still holds.  The ticks are caught up lazily, here and before every
+        write: the revision at a tick is the one before the first write after it."""
+        now = time.monotonic()
+        while now >= self._next_compaction:
+            self._etcd_floor, self._compaction_mark = self._compaction_mark, self.rv
+            self._next_compaction += COMPACTION_INTERVAL_S
+        return self._etcd_floor
+
     def _commit(self, res: Resource, type_: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self.etcd_floor()
         self.rv += 1
         if type_ != "DELETED":
             obj["metadata"]["resourceVersion"] = str(self.rv)
@@ -430,10 +448,12 @@ class Store:
         return [e for e in self.history.get(k, ()) if e.rv > since]
 
     def compact(self) -> None:
-        """Forget all history (a lab fault): every watch resuming from an old version gets 410."""
+        """Forget all history (a lab fault): every watch resuming from an old version and every continue
+        token issued before now get 410."""
         for k, hist in self.history.items():
             self.compacted[k] = self.rv
             hist.clear()
+        self._etcd_floor = self._compaction_mark = self.rv
 
     def subscribe(self, res: Resource, watcher: Watcher) -> None:
         self.watchers.setdefault(self.key(res), set()).add(watcher)
