@@ -137,6 +137,20 @@ class Description:
         return yaml_text(self.obj)
 
 
+async def whole_yaml(api: Any, description: Description) -> str:
+    """The YAML tab: the object read whole from the API, as ``kubectl get -o yaml`` shows it — the watch
+    cache keeps a trimmed copy (no managedFields, last-applied annotation or token volume:
+    console/sources/kube.py).  The cached copy, said so, when the API does not answer."""
+    if description.ref.kind not in KINDS:
+        return description.yaml()
+    try:
+        obj = await request(api, "GET", description.ref.path)
+    except KubeError as exc:
+        note = f"# the console's watch cache, trimmed: the API did not answer ({exc.sentence()})\n"
+        return note + description.yaml()
+    return yaml_text(obj)
+
+
 def yaml_text(obj: dict[str, Any]) -> str:
     """The object as YAML, ``managedFields`` folded to one comment, a Secret's values masked."""
     doc = json.loads(json.dumps(obj))

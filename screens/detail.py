@@ -13,7 +13,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
-from console.detail import EVENT_COLUMNS, Description, ObjectRef, Section, describe, event_row, watch_events
+from console.detail import (
+    EVENT_COLUMNS,
+    Description,
+    ObjectRef,
+    Section,
+    describe,
+    event_row,
+    watch_events,
+    whole_yaml,
+)
 from console.model import Snapshot
 from screens.base import OpsScreen, work
 
@@ -55,6 +64,7 @@ class DetailScreen(OpsScreen):
         self.description: Description | None = None
         self.events: dict[str, tuple[str, ...]] = {}
         self._yaml_shown = False
+        self.yaml: str | None = None  # the YAML tab's text, once read
 
     def compose(self) -> ComposeResult:
         yield Static(self.ref.title, id="detail-title")
@@ -77,7 +87,7 @@ class DetailScreen(OpsScreen):
         """Another row's object in this screen (the app keeps one, installed: composing a new screen and
         its tabs for each Enter cost most of the time to the first frame)."""
         self.api, self.ref, self.snapshot = api, ref, snapshot
-        self.description, self.events, self._yaml_shown = None, {}, False
+        self.description, self.events, self._yaml_shown, self.yaml = None, {}, False, None
         self.query_one("#detail-title", Static).update(ref.title)
         self.query_one("#detail-describe", Static).update("reading…")
         self.query_one("#detail-yaml", Static).update("reading…")
@@ -108,12 +118,17 @@ class DetailScreen(OpsScreen):
             self._show_yaml()
 
     def _show_yaml(self) -> None:
-        """The highlighted YAML, made when its tab is first shown (highlighting costs a frame's time)."""
+        """The highlighted YAML, read and made when its tab is first shown (highlighting costs a frame's
+        time)."""
         if self.description is not None and not self._yaml_shown:
             self._yaml_shown = True
-            self.query_one("#detail-yaml", Static).update(
-                Syntax(self.description.yaml(), "yaml", word_wrap=True)
-            )
+            work(self, self._read_yaml(self.description), "yaml", f"the YAML of {self.ref.title}")
+
+    async def _read_yaml(self, description: Description) -> None:
+        text = await whole_yaml(self.api, description)
+        if description is self.description:  # not another row's by now
+            self.yaml = text
+            self.query_one("#detail-yaml", Static).update(Syntax(text, "yaml", word_wrap=True))
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "yaml":

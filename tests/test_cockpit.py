@@ -216,6 +216,9 @@ async def test_enter_opens_details_with_events_and_a_pods_log_follows_requests(l
         screen, _ = await _open(pilot, app, "database", "main-db-1")
         assert screen.ref.kind == "Pod" and {"Scheduled", "Started"} & {r[2] for r in screen.events.values()}
         assert "Database instance" in [s.title for s in screen.description.sections]
+        await pilot.press("y")  # the YAML is read whole from the API: the watch cache keeps a trimmed copy
+        await _until(pilot, lambda: screen.yaml is not None, 10, "the pod's YAML read")
+        assert "kube-api-access-" in screen.yaml and "kube-api-access-" not in screen.description.yaml()
         await pilot.press("escape")
         await _until(pilot, lambda: app.screen is not screen, 10, "back on the dashboard")
         await pilot.press("p")  # psql wants a real terminal: the test's has none, and says so
