@@ -279,3 +279,33 @@ def lab_hcloud_json(lab: LabState, tmp: Path, *args: str) -> Any:
     """`hcloud … -o json` against a lab of a test's own (its endpoint and token, no user config)."""
     env = {**env_file(lab.files["hcloud_env"]), "HCLOUD_CONFIG": str(tmp / "cli.toml")}
     return hcloud_json(env, *args)
+
+
+async def kube_raw(
+    lab: LabState, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to the lab's Kubernetes API with the admin token, the answer's bytes untouched (for
+    what the typed client would hide: a content type, the exact body)."""
+    import ssl
+
+    import aiohttp
+    import yaml
+
+    kubeconfig = yaml.safe_load(Path(lab.files["kubeconfig"]).read_text())
+    token = next(u["user"]["token"] for u in kubeconfig["users"] if u["name"] == "admin")
+    ctx = ssl.create_default_context(cafile=lab.files["ca"])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(
+            method,
+            lab.kubernetes_url + path,
+            data=None if body is None else json.dumps(body),
+            ssl=ctx,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        ) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.read()

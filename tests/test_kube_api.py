@@ -14,6 +14,7 @@ from kubernetes.aio.watch import Watch
 
 from lab.cli import control
 from lab.state import LabState
+from tests.conftest import kube_raw
 
 
 @pytest.fixture(scope="module")
@@ -45,25 +46,8 @@ async def test_stale_resource_version_is_a_conflict(api: client.ApiClient) -> No
 async def _raw_patch(
     lab: LabState, path: str, body: object, content_type: str
 ) -> tuple[int, dict[str, object]]:
-    import ssl
-    from pathlib import Path
-
-    import aiohttp
-    import yaml
-
-    kubeconfig = yaml.safe_load(Path(lab.files["kubeconfig"]).read_text())
-    token = next(u["user"]["token"] for u in kubeconfig["users"] if u["name"] == "admin")
-    ctx = ssl.create_default_context(cafile=lab.files["ca"])
-    async with (
-        aiohttp.ClientSession() as http,
-        http.patch(
-            lab.kubernetes_url + path,
-            data=json.dumps(body),
-            ssl=ctx,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
-        ) as resp,
-    ):
-        return resp.status, await resp.json()
+    status, _, answer = await kube_raw(lab, "PATCH", path, body, {"Content-Type": content_type})
+    return status, json.loads(answer)
 
 
 async def test_patch_content_types(lab: LabState, api: client.ApiClient) -> None:

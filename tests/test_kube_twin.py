@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
-import yaml
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from lab.state import LabState
+from tests.conftest import kube_raw as raw
 from tests.conftest import kubectl, kubectl_json, wait_for
 
 
@@ -25,30 +22,6 @@ from tests.conftest import kubectl, kubectl_json, wait_for
 def lab(fresh_lab: LabState) -> LabState:
     """A lab of this module's own: it creates and deletes namespaces and rolls Deployments back."""
     return fresh_lab
-
-
-async def raw(
-    lab: LabState, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    """One request with the admin token, the answer's bytes untouched."""
-    kubeconfig = yaml.safe_load(Path(lab.files["kubeconfig"]).read_text())
-    token = next(u["user"]["token"] for u in kubeconfig["users"] if u["name"] == "admin")
-    ctx = ssl.create_default_context(cafile=lab.files["ca"])
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(
-            method,
-            lab.kubernetes_url + path,
-            data=None if body is None else json.dumps(body),
-            ssl=ctx,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json",
-                **(headers or {}),
-            },
-        ) as resp,
-    ):
-        return resp.status, dict(resp.headers), await resp.read()
 
 
 # ---- 1. namespaces ---------------------------------------------------------------------------------------

@@ -106,9 +106,18 @@ def _pod(o: dict[str, Any]) -> Row:
     ]
 
 
+def _template_cells(template: dict[str, Any] | None, selector: str) -> Row:
+    """A controller's wide columns: its pod template's containers and images, then its selector."""
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    return [
+        ",".join(c["name"] for c in containers),
+        ",".join(c.get("image", "") for c in containers),
+        selector,
+    ]
+
+
 def _deploy(o: dict[str, Any]) -> Row:
     st, spec = o.get("status", {}), o.get("spec", {})
-    containers = spec.get("template", {}).get("spec", {}).get("containers", [])
     sel = ",".join(f"{k}={v}" for k, v in spec.get("selector", {}).get("matchLabels", {}).items())
     return [
         o["metadata"]["name"],
@@ -116,9 +125,7 @@ def _deploy(o: dict[str, Any]) -> Row:
         st.get("updatedReplicas", 0),
         st.get("availableReplicas", 0),
         age(o["metadata"].get("creationTimestamp")),
-        ",".join(c["name"] for c in containers),
-        ",".join(c.get("image", "") for c in containers),
-        sel,
+        *_template_cells(spec.get("template"), sel),
     ]
 
 
@@ -200,19 +207,10 @@ def _pdb(o: dict[str, Any]) -> Row:
 
 
 def _rc(o: dict[str, Any]) -> Row:
-    spec, st = o.get("spec", {}), o.get("status", {})
-    containers = (spec.get("template") or {}).get("spec", {}).get("containers", [])
+    """A ReplicationController: a ReplicaSet's columns, the wide ones filled (its selector is a map)."""
+    spec = o.get("spec", {})
     selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())) or "<none>"
-    return [
-        o["metadata"]["name"],
-        spec.get("replicas", 1),
-        st.get("replicas", 0),
-        st.get("readyReplicas", 0),
-        age(o["metadata"].get("creationTimestamp")),
-        ",".join(c["name"] for c in containers),
-        ",".join(c.get("image", "") for c in containers),
-        selector,
-    ]
+    return [*_rs(o), *_template_cells(spec.get("template"), selector)]
 
 
 def _apiservice(o: dict[str, Any]) -> Row:
