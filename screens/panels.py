@@ -476,6 +476,8 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
         (
             "node",
             "status",
+            "cpu",
+            "mem",
             "roles",
             "taints",
             "version",
@@ -483,8 +485,6 @@ PANELS: dict[str, tuple[str, Sequence[str], RowsFn, tuple[str, ...]]] = {
             "private",
             "public",
             "pods",
-            "cpu",
-            "mem",
         ),
         nodes_rows,
         ("kube:nodes", "hetzner", "kube:pods", "metrics"),
